@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+import { readFileSync } from "node:fs";
+import { CLI_USAGE, parseCliArgs } from "./config/cli-args.js";
+import { createConsoleLogger } from "./log.js";
+import { startMetricsService } from "./service.js";
+
+/** Errors that carry their own exit status (ConfigError, CatalogError: 2). */
+function exitCodeOf(err: unknown): number {
+  return typeof err === "object" && err !== null && "exitCode" in err && typeof err.exitCode === "number"
+    ? err.exitCode
+    : 1;
+}
+
+async function main(): Promise<void> {
+  const logger = createConsoleLogger();
+  const args = parseCliArgs(process.argv.slice(2), process.env);
+  if (args.help) {
+    process.stdout.write(CLI_USAGE);
+    return;
+  }
+  if (args.version) {
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    process.stdout.write(`serve-metrics ${pkg.version}\n`);
+    return;
+  }
+  const service = await startMetricsService({ configFile: args.configFile, logger });
+  const shutdown = (signal: string): void => {
+    logger.info(`${signal}: stopping`);
+    service.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error(`stop failed: ${String(err)}`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once("SIGTERM", () => shutdown("SIGTERM"));
+  process.once("SIGINT", () => shutdown("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  const code = exitCodeOf(err);
+  process.stderr.write(`serve-metrics: ${code === 2 ? (err as Error).message : String((err as Error).stack ?? err)}\n`);
+  process.exit(code);
+});

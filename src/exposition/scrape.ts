@@ -1,0 +1,35 @@
+import type { MetricsFormat, MetricsMode } from "../config/types.js";
+import type { Logger } from "../log.js";
+import { renderOtelText } from "./otel-text.js";
+import { metricsByName, type PullReader } from "./pull-reader.js";
+import { renderTorchServeText, type FamilySpec } from "./torchserve-text.js";
+
+/** The three counters legacy mode keeps on /metrics. */
+const LEGACY_FAMILIES = new Set([
+  "ts_inference_requests_total",
+  "ts_inference_latency_microseconds",
+  "ts_queue_latency_microseconds",
+]);
+
+/** What a scrape renders and how. */
+export interface ScrapeOptions {
+  mode: MetricsMode;
+  format: MetricsFormat;
+  /** Sample names from `name[]`; undefined for everything. */
+  filter: ReadonlySet<string> | undefined;
+}
+
+/** Collects from the pull reader and renders the text `/metrics` answers with. */
+export async function scrape(
+  reader: PullReader,
+  families: readonly FamilySpec[],
+  options: ScrapeOptions,
+  logger: Logger,
+): Promise<string> {
+  if (options.mode === "log") return "";
+  const { resourceMetrics, errors } = await reader.collect();
+  for (const err of errors) logger.warn(`collection: ${String(err)}`);
+  if (options.format === "otel") return renderOtelText(resourceMetrics, options.filter);
+  const shown = options.mode === "legacy" ? families.filter((f) => LEGACY_FAMILIES.has(f.name)) : families;
+  return renderTorchServeText(shown, metricsByName(resourceMetrics), options.filter);
+}

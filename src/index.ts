@@ -1,0 +1,17 @@
+/**
+ * serve-metrics: TorchServe's Metrics API on OpenTelemetry. Start the service in-process and
+ * record through typed calls; the CLI (`serve-metrics`) is a thin wrapper over the same API.
+ */
+export { startMetricsService } from "./service.js";
+export type { MetricsService, MetricsServiceOptions } from "./service.js";
+export { MetricRecordError, workerName } from "./telemetry/recorder.js";
+export type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
+export { CatalogError, loadCatalogFile, loadDefaultCatalog, parseCatalog } from "./catalog/load.js";
+export type { Catalog, MetricDefinition, MetricType, MetricSection } from "./catalog/types.js";
+export { ConfigError } from "./config/errors.js";
+export type { Settings, ListenAddress, MetricsMode, MetricsFormat } from "./config/types.js";
+export { renderTorchServeText, TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
+export type { FamilySpec } from "./exposition/torchserve-text.js";
+export { formatJavaDouble } from "./exposition/java-double.js";
+export { createConsoleLogger, createMemoryLogger } from "./log.js";
+export type { Logger, MemoryLogger } from "./log.js";

@@ -1,0 +1,38 @@
+/** TorchServe's error types by status, for the JSON `type` field. */
+const ERROR_TYPES: Readonly<Record<number, string>> = {
+  400: "BadRequestException",
+  404: "ResourceNotFoundException",
+  405: "MethodNotAllowedException",
+  413: "RequestEntityTooLargeException",
+  500: "InternalServerException",
+  502: "BadGatewayException",
+  503: "ServiceUnavailableException",
+};
+
+/** The JSON body of every error: `{code, type, message}`, as TorchServe answers. */
+export interface ErrorBody {
+  code: number;
+  type: string;
+  message: string;
+}
+
+/** Builds the error body for a status. */
+export function errorBody(code: number, message: string): ErrorBody {
+  return { code, type: ERROR_TYPES[code] ?? "ServiceException", message };
+}
+
+/** A whole response, built before anything is written. */
+export interface Reply {
+  status: number;
+  headers: Record<string, string>;
+  body: string;
+}
+
+/** A JSON error reply. */
+export function jsonError(code: number, message: string, headers: Record<string, string> = {}): Reply {
+  return {
+    status: code,
+    headers: { ...headers, "Content-Type": "application/json" },
+    body: `${JSON.stringify(errorBody(code, message), null, 2)}\n`,
+  };
+}

@@ -1,0 +1,164 @@
+import { readFileSync } from "node:fs";
+import { hostname as osHostname } from "node:os";
+import { createSecureContext } from "node:tls";
+import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
+import type { Catalog } from "./catalog/types.js";
+import { ConfigError } from "./config/errors.js";
+import { resolveSettings } from "./config/settings.js";
+import type { Settings } from "./config/types.js";
+import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
+import { scrape } from "./exposition/scrape.js";
+import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
+import { createConsoleLogger, type Logger } from "./log.js";
+import { listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
+import { createMetricsHandler } from "./server/metrics-handler.js";
+import { SystemSampler } from "./sources/system-sampler.js";
+import { createTelemetry } from "./telemetry/pipeline.js";
+import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
+
+/** How to start a {@link MetricsService}. Everything is optional: no options means TorchServe's defaults. */
+export interface MetricsServiceOptions {
+  /** A config.properties file, read as `--ts-config` reads it. */
+  configFile?: string;
+  /** Settings that win over the file and the defaults (already typed, so not re-validated). */
+  settings?: Partial<Settings>;
+  /** Environment for `TS_*` overrides (used only when enable_envvars_config=true); default process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Where the service's own messages go; default stderr. */
+  logger?: Logger;
+  /** The Hostname label; default os.hostname(). */
+  hostname?: string;
+}
+
+/** A running service: record through its typed calls, scrape it, stop it. */
+export interface MetricsService {
+  readonly settings: Settings;
+  readonly catalog: Catalog;
+  /** Where the metrics API listens (e.g. `http://127.0.0.1:8082`), undefined when it is disabled. */
+  readonly metricsUrl: string | undefined;
+  /** Records one inference request (response class, ts_* counters, QueueTime, WorkerThreadTime). */
+  recordInference(record: InferenceRecord): void;
+  /** Records a worker's load time in WorkerLoadTime. */
+  recordWorkerLoad(record: WorkerLoadRecord): void;
+  /** Records a catalog metric by name; throws MetricRecordError on an unknown metric or bad dimensions. */
+  recordMetric(name: string, value: number, dimensions?: Readonly<Record<string, string>>): void;
+  /** Counts one HTTP response sent by the embedding server in Requests2XX/4XX/5XX. */
+  recordResponse(status: number): void;
+  /** The text `GET /metrics` would answer now, optionally filtered like `name[]`. */
+  scrape(names?: Iterable<string>): Promise<string>;
+  /** Takes a host and GPU sample now rather than at the next interval. */
+  sampleSystem(): Promise<void>;
+  /** Stops sampling and closes the metrics API. Safe to call twice. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the service: loads settings and the metrics catalog, builds the OpenTelemetry pipeline,
+ * takes the first host/GPU sample and opens the metrics API (unless enable_metrics_api=false).
+ * Configuration problems reject with ConfigError or CatalogError (both carry exitCode 2).
+ */
+export async function startMetricsService(options: MetricsServiceOptions = {}): Promise<MetricsService> {
+  const logger = options.logger ?? createConsoleLogger();
+  const resolved = resolveSettings({ file: options.configFile, env: options.env ?? process.env, logger });
+  const settings: Settings = { ...resolved, ...options.settings };
+  const catalog = settings.metricsConfig === undefined ? loadDefaultCatalog() : loadCatalogFile(settings.metricsConfig);
+  const tls = settings.metricsAddress.protocol === "https" && settings.enableMetricsApi ? readTls(settings) : undefined;
+  const hostname = options.hostname ?? osHostname();
+  const telemetry = createTelemetry({ catalog, format: settings.metricsFormat, hostname, logger });
+  const { recorder } = telemetry;
+  if (settings.metricsMode !== "prometheus") {
+    logger.warn(
+      `metrics_mode=${settings.metricsMode}: writing ts_metrics.log/model_metrics.log is not supported yet; ` +
+        (settings.metricsMode === "log" ? "/metrics answers an empty body" : "/metrics shows only the ts_* counters"),
+    );
+  }
+
+  const render = (filter: ReadonlySet<string> | undefined): Promise<string> =>
+    scrape(
+      telemetry.reader,
+      telemetry.families,
+      { mode: settings.metricsMode, format: settings.metricsFormat, filter },
+      logger,
+    );
+
+  const sampler = new SystemSampler({
+    intervalSeconds: settings.metricTimeInterval,
+    host: !settings.disableSystemMetrics,
+    gpu: { command: settings.nvidiaSmiPath, timeoutMs: settings.nvidiaSmiTimeoutMs, maxDevices: settings.numberOfGpu },
+    logger,
+    onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
+  });
+  await sampler.start();
+
+  let server: ListeningServer | undefined;
+  if (settings.enableMetricsApi) {
+    const handler = createMetricsHandler({
+      render,
+      contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
+      onResponse: (status) => recorder.recordResponse(status),
+      logger,
+    });
+    try {
+      server = await listen(settings.metricsAddress, handler, tls);
+    } catch (err) {
+      sampler.stop();
+      await telemetry.provider.shutdown();
+      throw err;
+    }
+    // Node answers malformed requests itself; they are responses too.
+    server.server.on("clientError", (_err, socket) => {
+      if (socket.writable) {
+        recorder.recordResponse(400);
+        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+      } else {
+        socket.destroy();
+      }
+    });
+    logger.info(`metrics API listening on ${server.url}/metrics`);
+  }
+
+  let stopping: Promise<void> | undefined;
+  return {
+    settings,
+    catalog,
+    metricsUrl: server?.url,
+    recordInference: (r) => recorder.recordInference(r),
+    recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
+    recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
+    recordResponse: (status) => recorder.recordResponse(status),
+    scrape: (names) => render(names === undefined ? undefined : new Set(names)),
+    sampleSystem: async () => {
+      const sample = await sampler.sampleNow();
+      recorder.recordSystem(sample.host, sample.gpus);
+    },
+    stop: () =>
+      (stopping ??= (async () => {
+        sampler.stop();
+        await server?.close();
+        await telemetry.provider.shutdown();
+      })()),
+  };
+}
+
+/** Reads the certificate and key, and checks they form a usable pair before anything listens. */
+function readTls(settings: Settings): TlsFiles {
+  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
+  const read = (key: string, path: string | undefined): Buffer => {
+    if (path === undefined) throw new ConfigError("is required for an https metrics_address", origin(key, path));
+    try {
+      return readFileSync(path);
+    } catch (err) {
+      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
+    }
+  };
+  const files = { cert: read("certificate_file", settings.certificateFile), key: read("private_key_file", settings.privateKeyFile) };
+  try {
+    createSecureContext(files);
+  } catch (err) {
+    throw new ConfigError(
+      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${(err as Error).message}`,
+      origin("private_key_file", settings.privateKeyFile),
+    );
+  }
+  return files;
+}

@@ -1,0 +1,176 @@
+import type { Attributes } from "@opentelemetry/api";
+import type { Logger } from "../log.js";
+import type { CatalogInstrument } from "./instruments.js";
+
+/** A metric update that cannot be applied; says which metric and why. */
+export class MetricRecordError extends Error {
+  constructor(
+    readonly metric: string,
+    readonly reason: string,
+  ) {
+    super(`${metric}: ${reason}`);
+    this.name = "MetricRecordError";
+  }
+}
+
+/** One inference request as the frontend saw it. Times in milliseconds. */
+export interface InferenceRecord {
+  model: string;
+  /** The version the request named; `default` when it named none. */
+  version?: string | undefined;
+  /** HTTP status sent to the client. */
+  status: number;
+  /** Arrival to response. */
+  latencyMs: number;
+  /** Arrival to dispatch to a worker; 0 if there was no queue. */
+  queueMs?: number | undefined;
+  /** Time the worker itself spent; the rest of dispatch-to-response is WorkerThreadTime. */
+  backendMs?: number | undefined;
+}
+
+/** A model worker becoming ready. */
+export interface WorkerLoadRecord {
+  /** `W-<port>-<model>_<version>`, see {@link workerName}. */
+  workerName: string;
+  loadTimeMs: number;
+}
+
+/** TorchServe's worker name: `W-<port>-<model>_<version>`. */
+export function workerName(port: number, model: string, version: string): string {
+  return `W-${port}-${model}_${version}`;
+}
+
+/** A host reading, in TorchServe's units; see src/sources/host.ts. */
+export interface HostValues {
+  cpuUtilization: number | undefined;
+  memoryUsedMiB: number;
+  memoryAvailableMiB: number;
+  memoryUtilization: number;
+  diskUsedGiB: number;
+  diskAvailableGiB: number;
+  diskUtilization: number;
+}
+
+/** One GPU's reading; an undefined field gives no sample. */
+export interface GpuValues {
+  index: number;
+  utilization: number | undefined;
+  memoryUsedMiB: number | undefined;
+  memoryUtilization: number | undefined;
+}
+
+/**
+ * Records into the catalog's instruments. Labels are bound by name and written in catalog order;
+ * the frontend's own metrics fill their labels from context, so a custom catalog may drop a
+ * metric (it is then not recorded) but not ask for a label the frontend cannot know.
+ */
+export class MetricRecorder {
+  private readonly warned = new Set<string>();
+
+  constructor(
+    private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
+    private readonly hostname: string,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Whether the catalog declares `name`. */
+  has(name: string): boolean {
+    return this.instruments.has(name);
+  }
+
+  /**
+   * Records a catalog metric by name: counters add, gauges set, histograms observe. `Hostname`
+   * (or `hostname`) defaults to this host. Throws {@link MetricRecordError} on an unknown metric,
+   * a missing or undeclared dimension, or a value the metric cannot take.
+   */
+  record(name: string, value: number, dimensions: Readonly<Record<string, string>> = {}): void {
+    const instrument = this.instruments.get(name);
+    if (instrument === undefined) throw new MetricRecordError(name, "not declared in the metrics catalog");
+    const def = instrument.definition;
+    if (!Number.isFinite(value)) throw new MetricRecordError(name, `value ${value} is not a finite number`);
+    if (def.type === "counter" && value < 0) {
+      throw new MetricRecordError(name, `a counter cannot be decreased (value ${value})`);
+    }
+    const attributes: Attributes = {};
+    for (const dim of def.dimensions) {
+      const given = dimensions[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
+      if (given === undefined) throw new MetricRecordError(name, `dimension ${dim} is missing`);
+      attributes[dim] = given;
+    }
+    for (const dim of Object.keys(dimensions)) {
+      if (!def.dimensions.includes(dim)) {
+        throw new MetricRecordError(name, `dimension ${dim} is not declared (declared: ${def.dimensions.join(", ")})`);
+      }
+    }
+    instrument.record(value, attributes);
+  }
+
+  /** Counts one HTTP response in Requests2XX, Requests4XX or Requests5XX. */
+  recordResponse(status: number): void {
+    const family = status >= 200 && status < 300 ? "Requests2XX" : status >= 400 && status < 500 ? "Requests4XX" : "Requests5XX";
+    this.recordBuiltin(family, 1, { Level: "Host" });
+  }
+
+  /** Records one inference request: its response class, the ts_* counters and the frontend gauges. */
+  recordInference(r: InferenceRecord): void {
+    const queueMs = r.queueMs ?? 0;
+    const context = { model_name: r.model, model_version: r.version ?? "default", ModelName: r.model, Level: "Host" };
+    this.recordResponse(r.status);
+    this.recordBuiltin("ts_inference_requests_total", 1, context);
+    this.recordBuiltin("ts_inference_latency_microseconds", r.latencyMs * 1000, context);
+    this.recordBuiltin("ts_queue_latency_microseconds", queueMs * 1000, context);
+    this.recordBuiltin("QueueTime", queueMs, context);
+    this.recordBuiltin("WorkerThreadTime", Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)), context);
+  }
+
+  /** Records how long a worker took to become ready. */
+  recordWorkerLoad(r: WorkerLoadRecord): void {
+    this.recordBuiltin("WorkerLoadTime", r.loadTimeMs, { WorkerName: r.workerName, Level: "Host" });
+  }
+
+  /** Records a host reading and GPU readings (DeviceId = the GPU's index). */
+  recordSystem(host: HostValues | undefined, gpus: readonly GpuValues[]): void {
+    const context = { Level: "Host" };
+    if (host !== undefined) {
+      if (host.cpuUtilization !== undefined) this.recordBuiltin("CPUUtilization", host.cpuUtilization, context);
+      this.recordBuiltin("MemoryUsed", host.memoryUsedMiB, context);
+      this.recordBuiltin("MemoryAvailable", host.memoryAvailableMiB, context);
+      this.recordBuiltin("MemoryUtilization", host.memoryUtilization, context);
+      this.recordBuiltin("DiskUsage", host.diskUsedGiB, context);
+      this.recordBuiltin("DiskAvailable", host.diskAvailableGiB, context);
+      this.recordBuiltin("DiskUtilization", host.diskUtilization, context);
+    }
+    for (const gpu of gpus) {
+      const device = { Level: "Host", DeviceId: String(gpu.index) };
+      if (gpu.utilization !== undefined) this.recordBuiltin("GPUUtilization", gpu.utilization, device);
+      if (gpu.memoryUsedMiB !== undefined) this.recordBuiltin("GPUMemoryUsed", gpu.memoryUsedMiB, device);
+      if (gpu.memoryUtilization !== undefined) this.recordBuiltin("GPUMemoryUtilization", gpu.memoryUtilization, device);
+    }
+  }
+
+  /** Records one of the service's own metrics, taking each declared label from `context`. */
+  private recordBuiltin(name: string, value: number, context: Readonly<Record<string, string>>): void {
+    const instrument = this.instruments.get(name);
+    if (instrument === undefined) return; // dropped from a custom catalog: not exposed
+    const attributes: Attributes = {};
+    for (const dim of instrument.definition.dimensions) {
+      const v = context[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
+      if (v === undefined) {
+        this.warnOnce(name, `${name}: not recorded, the catalog asks for dimension ${dim} which serve-metrics cannot fill`);
+        return;
+      }
+      attributes[dim] = v;
+    }
+    if (!Number.isFinite(value) || (instrument.definition.type === "counter" && value < 0)) {
+      this.warnOnce(`${name}:value`, `${name}: dropped value ${value} (not a finite, allowed number)`);
+      return;
+    }
+    instrument.record(value, attributes);
+  }
+
+  private warnOnce(key: string, message: string): void {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger.warn(message);
+  }
+}
