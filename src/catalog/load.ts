@@ -45,21 +45,30 @@ export function loadCatalogFile(path: string): Catalog {
 
 /** Parses TorchServe-format metrics YAML text; `file` is only used in error messages. */
 export function parseCatalog(text: string, file: string): Catalog {
-  const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true });
   const syntax = doc.errors[0];
   if (syntax) {
     const at = syntax.linePos?.[0];
-    throw new CatalogError(file, at ? `line ${at.line}` : "YAML", syntax.message.split("\n")[0] ?? "invalid YAML");
+    const reason = (syntax.message.split("\n")[0] ?? "invalid YAML").replace(
+      / at line \d+, column \d+:?$/,
+      "",
+    );
+    throw new CatalogError(file, at ? `line ${at.line}, column ${at.col}` : "YAML", reason);
   }
   const root: unknown = doc.toJS({ maxAliasCount: 10_000 });
   if (root === null || root === undefined) return { metrics: [], source: file };
-  if (!isRecord(root)) throw new CatalogError(file, "top level", "must be a mapping with ts_metrics and/or model_metrics");
+  if (!isRecord(root))
+    throw new CatalogError(file, "top level", "must be a mapping with ts_metrics and/or model_metrics");
 
   const metrics: MetricDefinition[] = [];
   const seen = new Map<string, string>();
   for (const key of Object.keys(root)) {
     if (key !== "dimensions" && !SECTIONS.includes(key as MetricSection)) {
-      throw new CatalogError(file, key, "unknown top-level key (expected dimensions, ts_metrics, model_metrics)");
+      throw new CatalogError(
+        file,
+        key,
+        "unknown top-level key (expected dimensions, ts_metrics, model_metrics)",
+      );
     }
   }
   if (root.dimensions !== undefined && !isStringList(root.dimensions)) {
@@ -68,18 +77,28 @@ export function parseCatalog(text: string, file: string): Catalog {
   for (const section of SECTIONS) {
     const body = root[section];
     if (body === undefined || body === null) continue;
-    if (!isRecord(body)) throw new CatalogError(file, section, "must be a mapping of counter/gauge/histogram lists");
+    if (!isRecord(body))
+      throw new CatalogError(file, section, "must be a mapping of counter/gauge/histogram lists");
     for (const [type, list] of Object.entries(body)) {
       if (!TYPES.includes(type as MetricType)) {
-        throw new CatalogError(file, `${section}.${type}`, "unknown metric type (expected counter, gauge, histogram)");
+        throw new CatalogError(
+          file,
+          `${section}.${type}`,
+          "unknown metric type (expected counter, gauge, histogram)",
+        );
       }
       if (list === null) continue;
-      if (!Array.isArray(list)) throw new CatalogError(file, `${section}.${type}`, "must be a list of metrics");
+      if (!Array.isArray(list))
+        throw new CatalogError(file, `${section}.${type}`, "must be a list of metrics");
       list.forEach((entry: unknown, i) => {
         const def = parseMetric(entry, section, type as MetricType, file, `${section}.${type}[${i}]`);
         const earlier = seen.get(def.name);
         if (earlier !== undefined) {
-          throw new CatalogError(file, `${section}.${type}[${i}] (${def.name})`, `declared twice (first at ${earlier})`);
+          throw new CatalogError(
+            file,
+            `${section}.${type}[${i}] (${def.name})`,
+            `declared twice (first at ${earlier})`,
+          );
         }
         seen.set(def.name, `${section}.${type}[${i}]`);
         metrics.push(def);
@@ -104,7 +123,8 @@ function parseMetric(
     throw new CatalogError(file, where, `name "${name}" is not a valid Prometheus metric name`);
   }
   for (const key of Object.keys(entry)) {
-    if (!METRIC_KEYS.has(key)) throw new CatalogError(file, where, `unknown key "${key}" (expected name, unit, dimensions, buckets)`);
+    if (!METRIC_KEYS.has(key))
+      throw new CatalogError(file, where, `unknown key "${key}" (expected name, unit, dimensions, buckets)`);
   }
   if (typeof unit !== "string" || unit === "") throw new CatalogError(file, where, "unit is missing");
   if (dimensions !== undefined && dimensions !== null && !isStringList(dimensions)) {
@@ -113,11 +133,14 @@ function parseMetric(
   const dims = [...(dimensions ?? [])];
   if (section === "model_metrics" && !dims.includes(MODEL_HOSTNAME)) dims.push(MODEL_HOSTNAME);
   for (const dim of dims) {
-    if (!LABEL_NAME.test(dim)) throw new CatalogError(file, where, `dimension "${dim}" is not a valid label name`);
-    if (dim.startsWith("__")) throw new CatalogError(file, where, `dimension "${dim}" is reserved (starts with __)`);
+    if (!LABEL_NAME.test(dim))
+      throw new CatalogError(file, where, `dimension "${dim}" is not a valid label name`);
+    if (dim.startsWith("__"))
+      throw new CatalogError(file, where, `dimension "${dim}" is reserved (starts with __)`);
   }
   const duplicate = dims.find((d, i) => dims.indexOf(d) !== i);
-  if (duplicate !== undefined) throw new CatalogError(file, where, `dimension "${duplicate}" is listed twice`);
+  if (duplicate !== undefined)
+    throw new CatalogError(file, where, `dimension "${duplicate}" is listed twice`);
   if (type === "histogram" && dims.includes("le")) {
     throw new CatalogError(file, where, `dimension "le" is reserved for histogram buckets`);
   }
@@ -136,7 +159,8 @@ function parseBuckets(buckets: unknown, type: MetricType, file: string, where: s
       throw new CatalogError(file, where, `bucket ${JSON.stringify(b)} is not a finite number`);
     }
     const last = bounds[bounds.length - 1];
-    if (last !== undefined && b <= last) throw new CatalogError(file, where, "buckets must be strictly increasing");
+    if (last !== undefined && b <= last)
+      throw new CatalogError(file, where, "buckets must be strictly increasing");
     bounds.push(b);
   }
   return bounds;

@@ -37,7 +37,11 @@ export function renderTorchServeText(
   return out;
 }
 
-function renderSamples(family: FamilySpec, metric: MetricData | undefined, filter?: ReadonlySet<string>): string {
+function renderSamples(
+  family: FamilySpec,
+  metric: MetricData | undefined,
+  filter?: ReadonlySet<string>,
+): string {
   if (metric === undefined) return "";
   const name = family.name;
   const want = (sample: string): boolean => filter === undefined || filter.has(sample);

@@ -32,7 +32,11 @@ export async function listen(
       : createHttpServer(handler);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
-      reject(new Error(`cannot listen on ${address.protocol}://${hostPort(address.host, address.port)}: ${err.message}`));
+      reject(
+        new Error(
+          `cannot listen on ${address.protocol}://${hostPort(address.host, address.port)}: ${err.message}`,
+        ),
+      );
     };
     server.once("error", onError);
     server.listen(address.port, address.host, () => {

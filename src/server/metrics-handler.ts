@@ -39,7 +39,9 @@ async function reply(endpoint: MetricsEndpoint, req: IncomingMessage): Promise<R
     return jsonError(404, `Requested resource is not found, please refer to API document. (${url.pathname})`);
   }
   if (req.method !== "GET" && req.method !== "HEAD") {
-    return jsonError(405, `${req.method ?? "?"} is not allowed on /metrics; use GET or HEAD.`, { Allow: "GET, HEAD" });
+    return jsonError(405, `${req.method ?? "?"} is not allowed on /metrics; use GET or HEAD.`, {
+      Allow: "GET, HEAD",
+    });
   }
   try {
     const body = await endpoint.render(parseNameFilter(url.search));

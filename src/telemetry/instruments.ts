@@ -48,7 +48,10 @@ export function createCatalogInstruments(
 }
 
 /** Views that rename each instrument back to its TorchServe name (units stay those TorchServe reports). */
-export function torchServeViews(names: ReadonlyMap<string, InstrumentName>, meterName: string): ViewOptions[] {
+export function torchServeViews(
+  names: ReadonlyMap<string, InstrumentName>,
+  meterName: string,
+): ViewOptions[] {
   return [...names].map(([torchServeName, otel]) => ({
     meterName,
     instrumentName: otel.name,

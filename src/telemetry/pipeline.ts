@@ -45,6 +45,11 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     provider,
     reader,
     recorder: new MetricRecorder(instruments, hostname, logger),
-    families: catalog.metrics.map((m) => ({ name: m.name, type: m.type, unit: m.unit, labels: m.dimensions })),
+    families: catalog.metrics.map((m) => ({
+      name: m.name,
+      type: m.type,
+      unit: m.unit,
+      labels: m.dimensions,
+    })),
   };
 }

@@ -99,7 +99,10 @@ export class MetricRecorder {
     }
     for (const dim of Object.keys(dimensions)) {
       if (!def.dimensions.includes(dim)) {
-        throw new MetricRecordError(name, `dimension ${dim} is not declared (declared: ${def.dimensions.join(", ")})`);
+        throw new MetricRecordError(
+          name,
+          `dimension ${dim} is not declared (declared: ${def.dimensions.join(", ")})`,
+        );
       }
     }
     instrument.record(value, attributes);
@@ -107,14 +110,24 @@ export class MetricRecorder {
 
   /** Counts one HTTP response in Requests2XX, Requests4XX or Requests5XX. */
   recordResponse(status: number): void {
-    const family = status >= 200 && status < 300 ? "Requests2XX" : status >= 400 && status < 500 ? "Requests4XX" : "Requests5XX";
+    const family =
+      status >= 200 && status < 300
+        ? "Requests2XX"
+        : status >= 400 && status < 500
+          ? "Requests4XX"
+          : "Requests5XX";
     this.recordBuiltin(family, 1, { Level: "Host" });
   }
 
   /** Records one inference request: its response class, the ts_* counters and the frontend gauges. */
   recordInference(r: InferenceRecord): void {
     const queueMs = r.queueMs ?? 0;
-    const context = { model_name: r.model, model_version: r.version ?? "default", ModelName: r.model, Level: "Host" };
+    const context = {
+      model_name: r.model,
+      model_version: r.version ?? "default",
+      ModelName: r.model,
+      Level: "Host",
+    };
     this.recordResponse(r.status);
     this.recordBuiltin("ts_inference_requests_total", 1, context);
     this.recordBuiltin("ts_inference_latency_microseconds", r.latencyMs * 1000, context);
@@ -132,7 +145,8 @@ export class MetricRecorder {
   recordSystem(host: HostValues | undefined, gpus: readonly GpuValues[]): void {
     const context = { Level: "Host" };
     if (host !== undefined) {
-      if (host.cpuUtilization !== undefined) this.recordBuiltin("CPUUtilization", host.cpuUtilization, context);
+      if (host.cpuUtilization !== undefined)
+        this.recordBuiltin("CPUUtilization", host.cpuUtilization, context);
       this.recordBuiltin("MemoryUsed", host.memoryUsedMiB, context);
       this.recordBuiltin("MemoryAvailable", host.memoryAvailableMiB, context);
       this.recordBuiltin("MemoryUtilization", host.memoryUtilization, context);
@@ -144,7 +158,8 @@ export class MetricRecorder {
       const device = { Level: "Host", DeviceId: String(gpu.index) };
       if (gpu.utilization !== undefined) this.recordBuiltin("GPUUtilization", gpu.utilization, device);
       if (gpu.memoryUsedMiB !== undefined) this.recordBuiltin("GPUMemoryUsed", gpu.memoryUsedMiB, device);
-      if (gpu.memoryUtilization !== undefined) this.recordBuiltin("GPUMemoryUtilization", gpu.memoryUtilization, device);
+      if (gpu.memoryUtilization !== undefined)
+        this.recordBuiltin("GPUMemoryUtilization", gpu.memoryUtilization, device);
     }
   }
 
@@ -156,7 +171,10 @@ export class MetricRecorder {
     for (const dim of instrument.definition.dimensions) {
       const v = context[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
       if (v === undefined) {
-        this.warnOnce(name, `${name}: not recorded, the catalog asks for dimension ${dim} which serve-metrics cannot fill`);
+        this.warnOnce(
+          name,
+          `${name}: not recorded, the catalog asks for dimension ${dim} which serve-metrics cannot fill`,
+        );
         return;
       }
       attributes[dim] = v;

@@ -102,13 +102,23 @@ describe("renderTorchServeText", () => {
       value,
     });
     const data: MetricData = {
-      descriptor: { name: "Tagged", description: "", unit: "", type: InstrumentType.GAUGE, valueType: ValueType.DOUBLE },
+      descriptor: {
+        name: "Tagged",
+        description: "",
+        unit: "",
+        type: InstrumentType.GAUGE,
+        valueType: ValueType.DOUBLE,
+      },
       aggregationTemporality: AggregationTemporality.CUMULATIVE,
       dataPointType: DataPointType.GAUGE,
       dataPoints: [point("nan", NaN), point("pinf", Infinity), point("ninf", -Infinity)],
     };
     const families = setup().families.filter((f) => f.name === "Tagged");
-    expect(renderTorchServeText(families, new Map([["Tagged", data]])).split("\n").slice(2)).to.deep.equal([
+    expect(
+      renderTorchServeText(families, new Map([["Tagged", data]]))
+        .split("\n")
+        .slice(2),
+    ).to.deep.equal([
       'Tagged{B="",A="nan",} NaN',
       'Tagged{B="",A="pinf",} +Inf',
       'Tagged{B="",A="ninf",} -Inf',
@@ -130,12 +140,32 @@ describe("renderTorchServeText", () => {
       "# HELP Latency Torchserve prometheus histogram metric with unit: Seconds",
       "# TYPE Latency histogram",
     ]);
-    const bounds = ["0.005", "0.01", "0.025", "0.05", "0.075", "0.1", "0.25", "0.5", "0.75", "1.0", "2.5", "5.0", "7.5", "10.0", "+Inf"];
+    const bounds = [
+      "0.005",
+      "0.01",
+      "0.025",
+      "0.05",
+      "0.075",
+      "0.1",
+      "0.25",
+      "0.5",
+      "0.75",
+      "1.0",
+      "2.5",
+      "5.0",
+      "7.5",
+      "10.0",
+      "+Inf",
+    ];
     const counts = [1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 4, 4, 4, 5];
     expect(lines.slice(2, 17)).to.deep.equal(
       bounds.map((b, i) => `Latency_bucket{Model="m",le="${b}",} ${counts[i]}.0`),
     );
-    expect(lines.slice(17)).to.deep.equal(['Latency_count{Model="m",} 5.0', 'Latency_sum{Model="m",} 53.403', ""]);
+    expect(lines.slice(17)).to.deep.equal([
+      'Latency_count{Model="m",} 5.0',
+      'Latency_sum{Model="m",} 53.403',
+      "",
+    ]);
   });
 
   it("uses a histogram's own buckets and prints unlabelled samples without braces", async () => {
@@ -172,10 +202,16 @@ describe("renderTorchServeText", () => {
 
     const table: [string[], string[]][] = [
       [["Plain"], ["Plain"]],
-      [["Plain", "Requests2XX"], ["Requests2XX", "Plain"]],
+      [
+        ["Plain", "Requests2XX"],
+        ["Requests2XX", "Plain"],
+      ],
       [["Latency"], []],
       [["Latency_count"], ["Latency_count"]],
-      [["Latency_sum", "Latency_count"], ["Latency_count", "Latency_sum"]],
+      [
+        ["Latency_sum", "Latency_count"],
+        ["Latency_count", "Latency_sum"],
+      ],
       [["Latency_bucket"], Array<string>(15).fill("Latency_bucket")],
       [["NoSuchMetric"], []],
       [[""], []],
