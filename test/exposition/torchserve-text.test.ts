@@ -2,7 +2,6 @@ import { ValueType } from "@opentelemetry/api";
 import {
   AggregationTemporality,
   DataPointType,
-  InstrumentType,
   type DataPoint,
   type MetricData,
 } from "@opentelemetry/sdk-metrics";
@@ -106,7 +105,6 @@ describe("renderTorchServeText", () => {
         name: "Tagged",
         description: "",
         unit: "",
-        type: InstrumentType.GAUGE,
         valueType: ValueType.DOUBLE,
       },
       aggregationTemporality: AggregationTemporality.CUMULATIVE,
