@@ -1,6 +1,7 @@
 /** A parsed listen address from `metrics_address` or `inference_address`. */
 export interface ListenAddress {
   protocol: "http" | "https";
+  /** An IPv4 address, a host name, or an IPv6 address without brackets (as `listen()` takes it). */
   host: string;
   /** 0 asks the OS for a free port. */
   port: number;

@@ -1,0 +1,413 @@
+import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { isAbsolute, resolve } from "node:path";
+import type { Logger } from "../log.js";
+import { parseListenAddress } from "./address.js";
+import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
+import { parseProperties, type PropertyEntry } from "./properties.js";
+import type { MetricsFormat, MetricsMode, Settings } from "./types.js";
+
+/** The settings used when neither config.properties nor the environment says otherwise. */
+export const DEFAULT_SETTINGS: Settings = Object.freeze({
+  metricsAddress: Object.freeze({ protocol: "http", host: "127.0.0.1", port: 8082 }),
+  enableMetricsApi: true,
+  // TorchServe defaults to `log`, which leaves /metrics empty; we serve Prometheus text out of the box.
+  metricsMode: "prometheus",
+  metricsFormat: "torchserve",
+  metricsConfig: undefined,
+  modelMetricsAutoDetect: false,
+  disableSystemMetrics: false,
+  metricTimeInterval: 60,
+  numberOfGpu: undefined,
+  inferenceAddress: Object.freeze({ protocol: "http", host: "127.0.0.1", port: 8080 }),
+  certificateFile: undefined,
+  privateKeyFile: undefined,
+  nvidiaSmiPath: "nvidia-smi",
+  nvidiaSmiTimeoutMs: 5000,
+  sourceFile: undefined,
+} satisfies Settings);
+
+/** Options of {@link resolveSettings}. */
+export interface ResolveSettingsOptions {
+  /** config.properties to read; relative to `cwd`. Undefined: defaults (and env vars, if switched on). */
+  file?: string | undefined;
+  /** Environment to read `TS_*` variables from; defaults to `process.env`. */
+  env?: NodeJS.ProcessEnv | undefined;
+  /** Receives warnings: unknown keys, deprecated values, ignored env vars. */
+  logger: Logger;
+  /** Directory relative paths are resolved against; defaults to `process.cwd()`. */
+  cwd?: string | undefined;
+}
+
+/** One value to interpret, with where it came from (a file line or an env var) for messages. */
+interface RawValue {
+  /** The value with surrounding whitespace removed; Java keeps trailing spaces, which only ever hurt. */
+  value: string;
+  origin: ConfigOrigin & { key: string; value: string };
+}
+
+interface ApplyContext {
+  cwd: string;
+  logger: Logger;
+}
+
+type Apply = (settings: Settings, raw: RawValue, ctx: ApplyContext) => void;
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+// The keys this service reads, in the order they are applied. Each also comes from TS_<KEY> when
+// env vars are switched on (TorchServe itself has no env var for metric_time_interval; we do).
+const SETTERS: Record<string, Apply> = {
+  metrics_address: (s, raw) => {
+    s.metricsAddress = parseListenAddress(raw.value, "metrics", raw.origin);
+  },
+  enable_metrics_api: (s, raw) => {
+    s.enableMetricsApi = parseBoolean(raw);
+  },
+  metrics_mode: (s, raw) => {
+    s.metricsMode = parseChoice<MetricsMode>(raw, ["prometheus", "log", "legacy"]);
+  },
+  metrics_format: (s, raw, ctx) => {
+    if (raw.value.toLowerCase() === "prometheus") {
+      ctx.logger.warn(
+        `${describeOrigin(raw.origin)}: metrics_format=prometheus is deprecated (TorchServe removed ` +
+          `metrics_format in 0.8) and is read as metrics_format=torchserve; remove the line to silence this warning`,
+      );
+      s.metricsFormat = "torchserve";
+      return;
+    }
+    s.metricsFormat = parseChoice<MetricsFormat>(raw, ["torchserve", "otel"]);
+  },
+  metrics_config: (s, raw, ctx) => {
+    s.metricsConfig = parseExistingFile(raw, ctx.cwd);
+  },
+  model_metrics_auto_detect: (s, raw) => {
+    s.modelMetricsAutoDetect = parseBoolean(raw);
+  },
+  disable_system_metrics: (s, raw) => {
+    s.disableSystemMetrics = parseBoolean(raw);
+  },
+  metric_time_interval: (s, raw) => {
+    s.metricTimeInterval = parseInterval(raw);
+  },
+  number_of_gpu: (s, raw) => {
+    s.numberOfGpu = raw.value === "" ? undefined : parseInteger(raw, 0, Number.MAX_SAFE_INTEGER);
+  },
+  inference_address: (s, raw) => {
+    s.inferenceAddress = parseListenAddress(raw.value, "inference", raw.origin);
+  },
+  certificate_file: (s, raw, ctx) => {
+    s.certificateFile = parseExistingFile(raw, ctx.cwd);
+  },
+  private_key_file: (s, raw, ctx) => {
+    s.privateKeyFile = parseExistingFile(raw, ctx.cwd);
+  },
+  nvidia_smi_path: (s, raw, ctx) => {
+    if (raw.value === "")
+      fail(raw, "is empty; give the nvidia-smi executable's name (looked up on PATH) or path");
+    // A bare name is looked up on PATH when run; only something with a directory part is a path.
+    s.nvidiaSmiPath = /[/\\]/.test(raw.value) ? resolve(ctx.cwd, raw.value) : raw.value;
+  },
+  nvidia_smi_timeout_ms: (s, raw) => {
+    s.nvidiaSmiTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
+};
+
+const ENV_SWITCH_KEY = "enable_envvars_config";
+
+// TorchServe keys that may sit in a shared config.properties; accepted and ignored, never warned about.
+const IGNORED_TORCHSERVE_KEYS = [
+  "management_address",
+  "grpc_inference_address",
+  "grpc_management_address",
+  "grpc_inference_port",
+  "grpc_management_port",
+  "grpc_inference_max_connection_age_ms",
+  "grpc_management_max_connection_age_ms",
+  "grpc_inference_max_connection_age_grace_ms",
+  "grpc_management_max_connection_age_grace_ms",
+  "enable_grpc_ssl",
+  "model_store",
+  "workflow_store",
+  "load_models",
+  "model_snapshot",
+  "snapshot_store",
+  "default_workers_per_model",
+  "default_response_timeout",
+  "default_startup_timeout",
+  "unregister_model_timeout",
+  "number_of_netty_threads",
+  "netty_client_threads",
+  "async_logging",
+  "debug",
+  "blacklist_env_vars",
+  "cors_allowed_origin",
+  "cors_allowed_methods",
+  "cors_allowed_headers",
+  "decode_input_request",
+  "keystore",
+  "keystore_pass",
+  "keystore_type",
+  "max_request_size",
+  "max_response_size",
+  "limit_max_image_pixels",
+  "default_service_handler",
+  "service_envelope",
+  "model_server_home",
+  "prefer_direct_buffer",
+  "allowed_urls",
+  "use_env_allowed_urls",
+  "install_py_dep_per_model",
+  "initial_worker_port",
+  "initial_distribution_port",
+  "cpp_log_config",
+  "ts_open_inference_protocol",
+  "token_expiration_min",
+  "ts_header_key_sequence_id",
+  "ts_header_key_sequence_start",
+  "ts_header_key_sequence_end",
+  "disable_token_authorization",
+  "enable_model_api",
+  "ipex_enable",
+  "ipex_gpu_enable",
+  "cpu_launcher_enable",
+  "cpu_launcher_args",
+  "use_native_io",
+  "io_ratio",
+  "system_metrics_cmd",
+  "version",
+  "vmargs",
+  "plugins_path",
+  // Written by TorchServe into its config snapshots, which users sometimes pass as --ts-config.
+  "tsConfigFile",
+  "NUM_WORKERS",
+  "python",
+];
+
+// Keys a later feature of this service will read (models, queue size, metric log files); accepted now.
+const RESERVED_KEYS = ["models", "job_queue_size", "metric_log_files"];
+
+const KNOWN_KEYS: readonly string[] = [
+  ...Object.keys(SETTERS),
+  ENV_SWITCH_KEY,
+  ...RESERVED_KEYS,
+  ...IGNORED_TORCHSERVE_KEYS,
+];
+
+/**
+ * Resolves the settings: defaults, then config.properties `file`, then `TS_<KEY>` env vars when
+ * `enable_envvars_config=true` (in the file, or `TS_ENABLE_ENVVARS_CONFIG=true`). Relative paths
+ * (`file`, `metrics_config`, `certificate_file`, `private_key_file`) resolve against `cwd`, as in TorchServe.
+ * @throws ConfigError when the file cannot be read or a value is invalid; unknown keys only warn.
+ */
+export function resolveSettings(opts: ResolveSettingsOptions): Settings {
+  const cwd = opts.cwd ?? process.cwd();
+  const env = opts.env ?? process.env;
+  const { logger } = opts;
+  const sourceFile = opts.file === undefined ? undefined : resolve(cwd, opts.file);
+
+  const entries = sourceFile === undefined ? [] : readConfigFile(sourceFile);
+  const fileValues = new Map(entries.map((entry) => [entry.key, fileValue(entry, sourceFile)]));
+  warnUnknownKeys(entries, sourceFile, logger);
+
+  const envEnabled = envVarsEnabled(fileValues.get(ENV_SWITCH_KEY), env);
+  if (!envEnabled) warnIgnoredEnvVars(env, logger);
+
+  const settings: Settings = {
+    ...DEFAULT_SETTINGS,
+    metricsAddress: { ...DEFAULT_SETTINGS.metricsAddress },
+    inferenceAddress: { ...DEFAULT_SETTINGS.inferenceAddress },
+    sourceFile,
+  };
+  const used = new Map<string, RawValue>();
+  for (const [key, apply] of Object.entries(SETTERS)) {
+    const raw = (envEnabled ? envValue(key, env) : undefined) ?? fileValues.get(key);
+    if (raw === undefined) continue;
+    used.set(key, raw);
+    apply(settings, raw, { cwd, logger });
+  }
+  checkTls(settings, used, fileValues.has("keystore"));
+  return settings;
+}
+
+function readConfigFile(file: string): PropertyEntry[] {
+  let text: string;
+  try {
+    // Java reads properties as ISO-8859-1; UTF-8 is identical for ASCII files and right for non-ASCII paths.
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    throw new ConfigError(`cannot read the config file (${reason}); check --ts-config or TS_CONFIG_FILE`, {
+      file,
+    });
+  }
+  return parseProperties(text);
+}
+
+function fileValue(entry: PropertyEntry, file: string | undefined): RawValue {
+  const value = entry.value.trim();
+  return { value, origin: { file, line: entry.line, key: entry.key, value } };
+}
+
+function envValue(key: string, env: NodeJS.ProcessEnv): RawValue | undefined {
+  const envVar = envVarName(key);
+  const text = env[envVar];
+  if (text === undefined) return undefined;
+  const value = text.trim();
+  return { value, origin: { envVar, key, value } };
+}
+
+function envVarName(key: string): string {
+  return `TS_${key.toUpperCase()}`;
+}
+
+function envVarsEnabled(fromFile: RawValue | undefined, env: NodeJS.ProcessEnv): boolean {
+  const switchedInFile = fromFile !== undefined && parseBoolean(fromFile);
+  const fromEnv = envValue(ENV_SWITCH_KEY, env);
+  const switchedInEnv = fromEnv !== undefined && parseBoolean(fromEnv);
+  return switchedInFile || switchedInEnv;
+}
+
+function warnUnknownKeys(entries: PropertyEntry[], file: string | undefined, logger: Logger): void {
+  for (const entry of entries) {
+    if (KNOWN_KEYS.includes(entry.key)) continue;
+    const suggestion = closestKey(entry.key);
+    const hint = suggestion === undefined ? "" : `; did you mean ${suggestion}?`;
+    logger.warn(
+      `${describeOrigin({ file, line: entry.line })}: unknown key "${entry.key}" is ignored${hint}`,
+    );
+  }
+}
+
+// Setting TS_METRICS_MODE and seeing no effect is a classic TorchServe surprise; say why once.
+function warnIgnoredEnvVars(env: NodeJS.ProcessEnv, logger: Logger): void {
+  const ignored = Object.keys(SETTERS)
+    .map(envVarName)
+    .filter((name) => env[name] !== undefined);
+  if (ignored.length === 0) return;
+  logger.warn(
+    `${ignored.join(", ")} ${ignored.length === 1 ? "is" : "are"} set but ignored: environment variables ` +
+      `apply only with enable_envvars_config=true in config.properties or TS_ENABLE_ENVVARS_CONFIG=true`,
+  );
+}
+
+function checkTls(settings: Settings, used: ReadonlyMap<string, RawValue>, keystoreSet: boolean): void {
+  const listeners = [
+    ["metrics_address", settings.metricsAddress],
+    ["inference_address", settings.inferenceAddress],
+  ] as const;
+  for (const [key, address] of listeners) {
+    if (address.protocol !== "https") continue;
+    const missing = [
+      settings.certificateFile === undefined ? "certificate_file" : undefined,
+      settings.privateKeyFile === undefined ? "private_key_file" : undefined,
+    ].filter((name) => name !== undefined);
+    if (missing.length === 0) continue;
+    // An https address only ever comes from the file or env, never from the defaults.
+    const origin = used.get(key)?.origin ?? { key };
+    const keystoreNote = keystoreSet
+      ? " (keystore is not supported; export its certificate and key as PEM files)"
+      : "";
+    throw new ConfigError(
+      `needs certificate_file and private_key_file (PEM files), but ${missing.join(" and ")} ` +
+        `${missing.length === 1 ? "is" : "are"} not set; set ${missing.length === 1 ? "it" : "them"} or use http://${keystoreNote}`,
+      origin,
+    );
+  }
+}
+
+function fail(raw: RawValue, problem: string): never {
+  throw new ConfigError(problem, raw.origin);
+}
+
+function parseBoolean(raw: RawValue): boolean {
+  const lower = raw.value.toLowerCase();
+  if (lower === "true") return true;
+  if (lower === "false") return false;
+  return fail(raw, "is not a boolean; use true or false");
+}
+
+function parseChoice<T extends string>(raw: RawValue, choices: readonly T[]): T {
+  const lower = raw.value.toLowerCase();
+  const found = choices.find((choice) => choice === lower);
+  return found ?? fail(raw, `is not one of ${choices.join(", ")}`);
+}
+
+function parseInteger(raw: RawValue, min: number, max: number): number {
+  const n = /^\d+$/.test(raw.value) ? Number(raw.value) : NaN;
+  if (!(n >= min && n <= max)) {
+    const range =
+      max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer from ${min} to ${max}`;
+    fail(raw, `is not ${range}`);
+  }
+  return n;
+}
+
+function parseInterval(raw: RawValue): number {
+  const seconds = /^(?:\d+\.?\d*|\.\d+)$/.test(raw.value) ? Number(raw.value) : NaN;
+  if (!(seconds > 0)) fail(raw, "is not a positive number of seconds (fractions such as 0.5 are allowed)");
+  // Node fires a timer at once when its delay overflows 32 bits, which would sample in a busy loop.
+  if (seconds * 1000 > MAX_TIMER_MS) {
+    fail(
+      raw,
+      `is longer than ${Math.floor(MAX_TIMER_MS / 1000)} seconds, the longest interval a timer can wait`,
+    );
+  }
+  return seconds;
+}
+
+/** Resolves a path against the working directory (as TorchServe does) and insists that it is a readable file. */
+function parseExistingFile(raw: RawValue, cwd: string): string | undefined {
+  // An empty value, common in templated configs, means "not set".
+  if (raw.value === "") return undefined;
+  const path = resolve(cwd, raw.value);
+  const where = isAbsolute(raw.value)
+    ? ""
+    : `; relative paths are resolved against the working directory ${cwd}`;
+  try {
+    if (!statSync(path).isFile()) fail(raw, `names ${path}, which is not a file${where}`);
+    accessSync(path, constants.R_OK);
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    const reason = err instanceof Error ? err.message : String(err);
+    fail(raw, `names no readable file (${reason})${where}`);
+  }
+  return path;
+}
+
+/** The known key closest to `key` within edit distance 2, case ignored, or undefined. */
+function closestKey(key: string): string | undefined {
+  const lower = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = 3;
+  for (const candidate of KNOWN_KEYS) {
+    const distance = editDistance(lower, candidate.toLowerCase());
+    // Strictly less: on a tie the earlier key wins, and our own keys come first.
+    if (distance < bestDistance) {
+      best = candidate;
+      bestDistance = distance;
+    }
+  }
+  return best;
+}
+
+/** Optimal-string-alignment distance: Levenshtein plus adjacent transpositions, the commonest typo. */
+function editDistance(a: string, b: string): number {
+  const rows: number[][] = [];
+  for (let i = 0; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) row.push(i === 0 ? j : 0);
+    rows.push(row);
+  }
+  const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i <= a.length; i++) {
+    const row = rows[i] ?? [];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let d = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1])
+        d = Math.min(d, at(i - 2, j - 2) + 1);
+      row[j] = d;
+    }
+  }
+  return at(a.length, b.length);
+}
