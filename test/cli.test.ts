@@ -1,0 +1,92 @@
+import { expect } from "chai";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { request } from "./support/http.js";
+import { cleanEnv, runCli, spawnCli, waitForStderr } from "./support/cli.js";
+
+function configFile(text: string, name = "config.properties"): string {
+  const path = join(mkdtempSync(join(tmpdir(), "cli-")), name);
+  writeFileSync(path, text);
+  return path;
+}
+
+const LOOPBACK_ANY_PORT = "metrics_address=http://127.0.0.1:0\nnumber_of_gpu=0\n";
+
+describe("serve-metrics (the command)", function () {
+  this.timeout(30_000);
+
+  it("prints usage with --help and exits 0", async () => {
+    const { code, stdout } = await runCli(["--help"]);
+    expect(code).to.equal(0);
+    expect(stdout).to.include("--ts-config");
+  });
+
+  it("prints its version with --version", async () => {
+    const { code, stdout } = await runCli(["--version"]);
+    expect(code).to.equal(0);
+    expect(stdout).to.match(/^serve-metrics \d+\.\d+\.\d+\n$/);
+  });
+
+  const refusals: [string, () => string[], (file: string) => RegExp[]][] = [
+    [
+      "a missing config file",
+      () => ["--ts-config", "/nonexistent/config.properties"],
+      () => [/\/nonexistent\/config\.properties/],
+    ],
+    [
+      "a misspelled metrics_mode",
+      () => ["--ts-config", configFile("# comment\nmetrics_mode=promethus\n")],
+      (f) => [new RegExp(`${f} line 2`), /metrics_mode/, /"promethus"/, /prometheus, log, legacy/],
+    ],
+    [
+      "a missing metrics YAML",
+      () => ["--ts-config", configFile("metrics_config=/nonexistent/metrics.yaml\n")],
+      () => [/metrics_config/, /\/nonexistent\/metrics\.yaml/],
+    ],
+    [
+      "an invalid metrics YAML",
+      () => [
+        "--ts-config",
+        configFile(`metrics_config=${configFile("model_metrics:\n  gauge:\n    - {name: G}\n", "m.yaml")}\n`),
+      ],
+      () => [/m\.yaml: model_metrics\.gauge\[0\] \(G\): unit is missing/],
+    ],
+    ["an unknown option", () => ["--ts-confg", "x"], () => [/--ts-confg/]],
+  ];
+  for (const [what, args, messages] of refusals) {
+    it(`exits 2 on ${what}, naming what is wrong`, async () => {
+      const argv = args();
+      const { code, stderr } = await runCli(argv);
+      expect(code).to.equal(2);
+      for (const m of messages(argv[1] ?? "")) expect(stderr).to.match(m);
+      expect(stderr).not.to.match(/\n\s+at /); // a message, not a stack trace
+    });
+  }
+
+  it("starts from TS_CONFIG_FILE, serves /metrics, warns about unknown keys and stops on SIGTERM", async () => {
+    const file = configFile(`${LOOPBACK_ANY_PORT}metric_mode=log\n`);
+    const child = spawnCli([], cleanEnv({ TS_CONFIG_FILE: file }));
+    try {
+      const [, url] = await waitForStderr(child, /metrics API listening on (\S+)\n/);
+      const res = await request(url ?? "");
+      expect(res.status).to.equal(200);
+      expect(res.body).to.match(/^MemoryUsed\{Level="Host",Hostname=".+",\} \d+\.\d+$/m);
+    } finally {
+      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      expect(await exited).to.equal(0);
+    }
+  });
+
+  it("applies TS_* variables over the file when enable_envvars_config=true", async () => {
+    const file = configFile(`${LOOPBACK_ANY_PORT}enable_envvars_config=true\nmetrics_mode=prometheus\n`);
+    const child = spawnCli(["--ts-config", file], cleanEnv({ TS_METRICS_MODE: "legacy" }));
+    try {
+      const [, url] = await waitForStderr(child, /metrics API listening on (\S+)\n/);
+      expect((await request(url ?? "")).body).not.to.include("MemoryUsed");
+    } finally {
+      child.kill("SIGTERM");
+    }
+  });
+});

@@ -1,0 +1,156 @@
+import { expect } from "chai";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadDefaultCatalog } from "../../src/catalog/load.js";
+import type { MetricsService } from "../../src/service.js";
+import { request } from "../support/http.js";
+import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
+
+function promtoolCheck(promtool: string, text: string): { status: number | null; complaints: string[] } {
+  const run = spawnSync(promtool, ["check", "metrics"], { input: text, encoding: "utf8" });
+  const complaints = `${run.stdout}${run.stderr}`.split("\n").filter((l) => l.trim() !== "");
+  return { status: run.status, complaints };
+}
+
+/** The plainest exposition of TorchServe's own names and labels, written without our renderer. */
+function plainExpositionOfCatalog(): string {
+  return loadDefaultCatalog()
+    .metrics.map((m) => {
+      const labels = m.dimensions.map((d) => `${d}="x"`).join(",");
+      return `# HELP ${m.name} help\n# TYPE ${m.name} ${m.type}\n${m.name}{${labels}} 1\n`;
+    })
+    .join("");
+}
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const address = server.address();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  if (typeof address !== "object" || address === null) throw new Error("no port");
+  return address.port;
+}
+
+interface QueryResult {
+  status: string;
+  data: { result: { metric: Record<string, string>; value: [number, string] }[] };
+}
+
+describe("end to end with Debian's Prometheus", function () {
+  this.timeout(60_000);
+  let service: MetricsService;
+  let metricsUrl: string;
+
+  before(async () => {
+    ({ service, url: metricsUrl } = await startTestService());
+    service.recordInference({
+      model: "resnet18",
+      status: 200,
+      latencyMs: 290.371129,
+      queueMs: 0.36521,
+      backendMs: 289,
+    });
+    service.recordWorkerLoad({ workerName: "W-9000-resnet18_1.0", loadTimeMs: 4593 });
+    service.recordMetric("PredictionTime", 83.13, { ModelName: "resnet18", Level: "Model" });
+  });
+  after(() => service.stop());
+
+  it("promtool parses the scrape, complaining only as it does about TorchServe's own names", async function () {
+    const promtool = requireTool(this, "promtool");
+    const reference = promtoolCheck(promtool, plainExpositionOfCatalog());
+    expect(reference.status, reference.complaints.join("\n")).to.be.oneOf([0, 3]);
+    const ours = promtoolCheck(promtool, (await request(metricsUrl)).body);
+    expect(ours.status, ours.complaints.join("\n")).to.be.oneOf([0, 3]); // 1 would be a parse error
+    expect(ours.complaints).not.to.be.empty;
+    for (const complaint of ours.complaints) expect(reference.complaints).to.include(complaint);
+  });
+
+  describe("a real scrape", () => {
+    let prometheus: ChildProcess | undefined;
+    let api: string;
+    let dir: string;
+
+    before(async function () {
+      const binary = requireTool(this, "prometheus");
+      dir = mkdtempSync(join(tmpdir(), "prom-"));
+      const target = new URL(metricsUrl).host;
+      writeFileSync(
+        join(dir, "prometheus.yml"),
+        `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${target}"]\n`,
+      );
+      const port = await freePort();
+      api = `http://127.0.0.1:${port}/api/v1`;
+      prometheus = spawn(
+        binary,
+        [
+          `--config.file=${join(dir, "prometheus.yml")}`,
+          `--storage.tsdb.path=${join(dir, "data")}`,
+          `--web.listen-address=127.0.0.1:${port}`,
+        ],
+        { stdio: "ignore" },
+      );
+      await waitForTargetUp(api);
+    });
+
+    after(() => {
+      prometheus?.kill("SIGTERM");
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("reports the target up with TorchServe names, labels and values", async () => {
+      const requests = await query(api, "ts_inference_requests_total");
+      expect(requests.map((r) => r.metric)).to.deep.equal([
+        {
+          __name__: "ts_inference_requests_total",
+          instance: new URL(metricsUrl).host,
+          job: "serve-metrics",
+          model_name: "resnet18",
+          model_version: "default",
+          hostname: "test-host",
+        },
+      ]);
+      expect(requests[0]?.value[1]).to.equal("1");
+      expect((await query(api, "ts_inference_latency_microseconds"))[0]?.value[1]).to.equal("290371.129");
+      expect((await query(api, 'PredictionTime{ModelName="resnet18",Level="Model"}'))[0]?.value[1]).to.equal(
+        "83.13",
+      );
+      expect((await query(api, "WorkerLoadTime"))[0]?.metric.WorkerName).to.equal("W-9000-resnet18_1.0");
+    });
+
+    it("sees live host gauges and its own scrapes counted in Requests2XX", async () => {
+      const memory = await query(api, "MemoryUsed");
+      expect(Number(memory[0]?.value[1])).to.be.greaterThan(0);
+      const cpu = await query(api, "CPUUtilization");
+      expect(Number(cpu[0]?.value[1])).to.be.within(0, 100);
+      const scrapes = await query(api, "Requests2XX");
+      expect(Number(scrapes[0]?.value[1])).to.be.at.least(1);
+    });
+  });
+});
+
+async function query(api: string, promql: string): Promise<QueryResult["data"]["result"]> {
+  const res = await request(`${api}/query?query=${encodeURIComponent(promql)}`);
+  const parsed = JSON.parse(res.body) as QueryResult;
+  expect(parsed.status).to.equal("success");
+  return parsed.data.result;
+}
+
+async function waitForTargetUp(api: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    try {
+      // Two scrapes, so every series asked for above exists whichever scrape the query sees.
+      const scrapes = await query(api, "count_over_time(up[1m])");
+      const up = await query(api, "up");
+      if (up[0]?.value[1] === "1" && Number(scrapes[0]?.value[1]) >= 2) return;
+    } catch {
+      // Prometheus is still starting.
+    }
+    if (Date.now() > deadline) throw new Error("Prometheus did not scrape the service within 30 s");
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}

@@ -1,0 +1,50 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import { fileURLToPath } from "node:url";
+
+/** The repository root, where `src/cli.ts` lives. */
+export const REPO_ROOT = fileURLToPath(new URL("../../", import.meta.url));
+
+/** An environment without the caller's TS_* variables, so tests see only what they set. */
+export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env))
+    if (!k.startsWith("TS_") && !k.startsWith("OTEL_")) env[k] = v;
+  return { ...env, ...extra };
+}
+
+/** Starts `serve-metrics` from source as a child process. */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): ChildProcess {
+  return spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: REPO_ROOT, env });
+}
+
+/** Runs the CLI to completion (it must exit by itself) and returns its exit code and output. */
+export function runCli(
+  args: string[],
+  env?: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawnCli(args, env);
+  let stdout = "";
+  let stderr = "";
+  child.stdout?.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+  return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
+}
+
+/** Resolves with the first match of `pattern` in the child's stderr; rejects if it exits first. */
+export function waitForStderr(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const onData = (d: Buffer): void => {
+      seen += d.toString();
+      const m = seen.match(pattern);
+      if (m) {
+        child.stderr?.off("data", onData);
+        resolve(m);
+      }
+    };
+    child.stderr?.on("data", onData);
+    child.once("exit", (code) =>
+      reject(new Error(`exited with ${String(code)} before ${String(pattern)}:\n${seen}`)),
+    );
+  });
+}
