@@ -19,7 +19,9 @@ async function main(): Promise<void> {
     return;
   }
   if (args.version) {
-    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as { version: string };
+    const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
+      version: string;
+    };
     process.stdout.write(`serve-metrics ${pkg.version}\n`);
     return;
   }
@@ -40,6 +42,8 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const code = exitCodeOf(err);
-  process.stderr.write(`serve-metrics: ${code === 2 ? (err as Error).message : String((err as Error).stack ?? err)}\n`);
+  process.stderr.write(
+    `serve-metrics: ${code === 2 ? (err as Error).message : String((err as Error).stack ?? err)}\n`,
+  );
   process.exit(code);
 });

@@ -61,15 +61,19 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const logger = options.logger ?? createConsoleLogger();
   const resolved = resolveSettings({ file: options.configFile, env: options.env ?? process.env, logger });
   const settings: Settings = { ...resolved, ...options.settings };
-  const catalog = settings.metricsConfig === undefined ? loadDefaultCatalog() : loadCatalogFile(settings.metricsConfig);
-  const tls = settings.metricsAddress.protocol === "https" && settings.enableMetricsApi ? readTls(settings) : undefined;
+  const catalog =
+    settings.metricsConfig === undefined ? loadDefaultCatalog() : loadCatalogFile(settings.metricsConfig);
+  const tls =
+    settings.metricsAddress.protocol === "https" && settings.enableMetricsApi ? readTls(settings) : undefined;
   const hostname = options.hostname ?? osHostname();
   const telemetry = createTelemetry({ catalog, format: settings.metricsFormat, hostname, logger });
   const { recorder } = telemetry;
   if (settings.metricsMode !== "prometheus") {
     logger.warn(
       `metrics_mode=${settings.metricsMode}: writing ts_metrics.log/model_metrics.log is not supported yet; ` +
-        (settings.metricsMode === "log" ? "/metrics answers an empty body" : "/metrics shows only the ts_* counters"),
+        (settings.metricsMode === "log"
+          ? "/metrics answers an empty body"
+          : "/metrics shows only the ts_* counters"),
     );
   }
 
@@ -84,7 +88,11 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const sampler = new SystemSampler({
     intervalSeconds: settings.metricTimeInterval,
     host: !settings.disableSystemMetrics,
-    gpu: { command: settings.nvidiaSmiPath, timeoutMs: settings.nvidiaSmiTimeoutMs, maxDevices: settings.numberOfGpu },
+    gpu: {
+      command: settings.nvidiaSmiPath,
+      timeoutMs: settings.nvidiaSmiTimeoutMs,
+      maxDevices: settings.numberOfGpu,
+    },
     logger,
     onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
   });
@@ -128,8 +136,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     recordResponse: (status) => recorder.recordResponse(status),
     scrape: (names) => render(names === undefined ? undefined : new Set(names)),
     sampleSystem: async () => {
-      const sample = await sampler.sampleNow();
-      recorder.recordSystem(sample.host, sample.gpus);
+      await sampler.sampleNow(); // delivers the sample through onSample
     },
     stop: () =>
       (stopping ??= (async () => {
@@ -144,14 +151,18 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
 function readTls(settings: Settings): TlsFiles {
   const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
   const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https metrics_address", origin(key, path));
+    if (path === undefined)
+      throw new ConfigError("is required for an https metrics_address", origin(key, path));
     try {
       return readFileSync(path);
     } catch (err) {
       throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
     }
   };
-  const files = { cert: read("certificate_file", settings.certificateFile), key: read("private_key_file", settings.privateKeyFile) };
+  const files = {
+    cert: read("certificate_file", settings.certificateFile),
+    key: read("private_key_file", settings.privateKeyFile),
+  };
   try {
     createSecureContext(files);
   } catch (err) {
