@@ -41,9 +41,7 @@ async function main(): Promise<void> {
 }
 
 main().catch((err: unknown) => {
-  const code = exitCodeOf(err);
-  process.stderr.write(
-    `serve-metrics: ${code === 2 ? (err as Error).message : String((err as Error).stack ?? err)}\n`,
-  );
-  process.exit(code);
+  // Configuration errors (2) and listen failures (1) are for people: the message, not a stack.
+  process.stderr.write(`serve-metrics: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(exitCodeOf(err));
 });

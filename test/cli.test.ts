@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "./support/http.js";
@@ -63,6 +64,23 @@ describe("serve-metrics (the command)", function () {
       expect(stderr).not.to.match(/\n\s+at /); // a message, not a stack trace
     });
   }
+
+  it("exits 1 with a message naming the address when the port is taken", async () => {
+    const blocker = createServer();
+    await new Promise<void>((resolve) => blocker.listen(0, "127.0.0.1", resolve));
+    const { port } = blocker.address() as AddressInfo;
+    try {
+      const { code, stderr } = await runCli([
+        "--ts-config",
+        configFile(`metrics_address=http://127.0.0.1:${port}\nnumber_of_gpu=0\n`),
+      ]);
+      expect(code).to.equal(1);
+      expect(stderr).to.include(`cannot listen on http://127.0.0.1:${port}`).and.to.include("EADDRINUSE");
+      expect(stderr).not.to.match(/\n\s+at /);
+    } finally {
+      blocker.close();
+    }
+  });
 
   it("starts from TS_CONFIG_FILE, serves /metrics, warns about unknown keys and stops on SIGTERM", async () => {
     const file = configFile(`${LOOPBACK_ANY_PORT}metric_mode=log\n`);
