@@ -1,8 +1,10 @@
 import { accessSync, constants, readFileSync, statSync } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import type { Logger } from "../log.js";
+import { DEFAULT_BUCKETS } from "../catalog/types.js";
 import { parseListenAddress } from "./address.js";
 import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
+import { parseModels } from "./models.js";
 import { parseProperties, type PropertyEntry } from "./properties.js";
 import type { MetricsFormat, MetricsMode, Settings } from "./types.js";
 
@@ -23,6 +25,11 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   privateKeyFile: undefined,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
+  models: Object.freeze([]),
+  jobQueueSize: 100,
+  metricLogFiles: Object.freeze([]),
+  metricLinesMaxBytes: 1024 * 1024,
+  requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
   sourceFile: undefined,
 } satisfies Settings);
 
@@ -110,6 +117,27 @@ const SETTERS: Record<string, Apply> = {
   nvidia_smi_timeout_ms: (s, raw) => {
     s.nvidiaSmiTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
   },
+  models: (s, raw, ctx) => {
+    s.models = parseModels(raw.value, raw.origin, (m) =>
+      ctx.logger.warn(`${describeOrigin(raw.origin)}: ${m}`),
+    );
+  },
+  job_queue_size: (s, raw) => {
+    s.jobQueueSize = parseInteger(raw, 0, 1_000_000);
+  },
+  metric_log_files: (s, raw, ctx) => {
+    s.metricLogFiles = raw.value
+      .split(",")
+      .map((p) => p.trim())
+      .filter((p) => p !== "")
+      .map((p) => resolve(ctx.cwd, p));
+  },
+  metric_lines_max_bytes: (s, raw) => {
+    s.metricLinesMaxBytes = parseInteger(raw, 1, 1024 * 1024 * 1024);
+  },
+  request_duration_buckets: (s, raw) => {
+    s.requestDurationBuckets = parseBuckets(raw);
+  },
 };
 
 const ENV_SWITCH_KEY = "enable_envvars_config";
@@ -183,15 +211,7 @@ const IGNORED_TORCHSERVE_KEYS = [
   "python",
 ];
 
-// Keys a later feature of this service will read (models, queue size, metric log files); accepted now.
-const RESERVED_KEYS = ["models", "job_queue_size", "metric_log_files"];
-
-const KNOWN_KEYS: readonly string[] = [
-  ...Object.keys(SETTERS),
-  ENV_SWITCH_KEY,
-  ...RESERVED_KEYS,
-  ...IGNORED_TORCHSERVE_KEYS,
-];
+const KNOWN_KEYS: readonly string[] = [...Object.keys(SETTERS), ENV_SWITCH_KEY, ...IGNORED_TORCHSERVE_KEYS];
 
 /**
  * Resolves the settings: defaults, then config.properties `file`, then `TS_<KEY>` env vars when
@@ -353,6 +373,17 @@ function parseInterval(raw: RawValue): number {
     );
   }
   return seconds;
+}
+
+/** A comma-separated list of strictly increasing, finite bucket bounds. */
+function parseBuckets(raw: RawValue): number[] {
+  const bounds = raw.value.split(",").map((b) => Number(b.trim()));
+  const ok =
+    bounds.length > 0 &&
+    bounds.every((b, i) => Number.isFinite(b) && (i === 0 || b > (bounds[i - 1] ?? -Infinity)));
+  if (!ok || raw.value.trim() === "")
+    fail(raw, "is not a comma-separated list of increasing numbers of seconds");
+  return bounds;
 }
 
 /** Resolves a path against the working directory (as TorchServe does) and insists that it is a readable file. */

@@ -13,6 +13,20 @@ export type MetricsMode = "prometheus" | "log" | "legacy";
 /** Naming of the exposed metrics: TorchServe's names, or the instruments' OpenTelemetry names. */
 export type MetricsFormat = "torchserve" | "otel";
 
+/** One model version the inference frontend serves, from the `models=` key. */
+export interface ModelWorkerConfig {
+  model: string;
+  version: string;
+  /** The version used when a request names none. */
+  isDefault: boolean;
+  /** Workers, i.e. requests in flight at once for this version. */
+  workers: number;
+  /** Base URL of a worker that is already running (exclusive with `command`). */
+  url: string | undefined;
+  /** Shell command the service starts per worker; `{port}` is replaced by a free port. */
+  command: string | undefined;
+}
+
 /** The service's whole configuration, resolved from defaults, config.properties and TS_* env vars. */
 export interface Settings {
   metricsAddress: ListenAddress;
@@ -34,6 +48,16 @@ export interface Settings {
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
   nvidiaSmiTimeoutMs: number;
+  /** Model versions behind the inference frontend; empty: no frontend. */
+  models: readonly ModelWorkerConfig[];
+  /** Requests that may wait for a worker, per model version, before 503. */
+  jobQueueSize: number;
+  /** Files followed like `tail -F` for `[METRICS]` lines. */
+  metricLogFiles: readonly string[];
+  /** Largest body `POST /metric-lines` takes before 413. */
+  metricLinesMaxBytes: number;
+  /** Bucket bounds, in seconds, of the request-duration histogram. */
+  requestDurationBuckets: readonly number[];
   /** The config.properties file the settings came from, if any; used in error messages. */
   sourceFile: string | undefined;
 }

@@ -23,6 +23,11 @@ describe("DEFAULT_SETTINGS", () => {
       privateKeyFile: undefined,
       nvidiaSmiPath: "nvidia-smi",
       nvidiaSmiTimeoutMs: 5000,
+      models: [],
+      jobQueueSize: 100,
+      metricLogFiles: [],
+      metricLinesMaxBytes: 1048576,
+      requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
       sourceFile: undefined,
     } satisfies Settings);
   });
@@ -116,6 +121,11 @@ describe("resolveSettings", () => {
         privateKeyFile: join(dir, "tls", "key.pem"),
         nvidiaSmiPath: "/usr/local/bin/nvidia-smi",
         nvidiaSmiTimeoutMs: 1500,
+        models: [],
+        jobQueueSize: 100,
+        metricLogFiles: [],
+        metricLinesMaxBytes: 1048576,
+        requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: configPath(),
       } satisfies Settings);
       expect(logger.lines).to.deep.equal([]);
@@ -237,7 +247,7 @@ describe("resolveSettings", () => {
       expect(err.value).to.equal("worse");
     });
 
-    it("accepts TorchServe's other keys and the reserved ones without a word", () => {
+    it("accepts TorchServe's other keys, warning only that its .mar models are not served", () => {
       const settings = resolveText(
         [
           "inference_address=http://0.0.0.0:8080",
@@ -256,13 +266,16 @@ describe("resolveSettings", () => {
           "disable_token_authorization=true",
           "enable_model_api=true",
           "vmargs=-Xmx4g -XX:+UseContainerSupport",
-          "metric_log_files=true",
           'models={"mnist": {"1.0": {"marName": "mnist.mar", \\',
           '    "minWorkers": 1}}}',
         ].join("\n"),
       );
       expect(settings.inferenceAddress).to.deep.equal({ protocol: "http", host: "0.0.0.0", port: 8080 });
-      expect(logger.lines).to.deep.equal([]);
+      expect(settings.jobQueueSize).to.equal(1000);
+      expect(settings.models).to.deep.equal([]);
+      expect(logger.lines).to.deep.equal([
+        `WARN ${configPath()} line 17: model mnist version 1.0: a TorchServe model archive entry without "url" or "command" is not served`,
+      ]);
     });
   });
 
@@ -345,6 +358,11 @@ describe("resolveSettings", () => {
         privateKeyFile: join(dir, "k.pem"),
         nvidiaSmiPath: "smi",
         nvidiaSmiTimeoutMs: 250,
+        models: [],
+        jobQueueSize: 100,
+        metricLogFiles: [],
+        metricLinesMaxBytes: 1048576,
+        requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: undefined,
       } satisfies Settings);
     });

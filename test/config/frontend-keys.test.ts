@@ -1,0 +1,52 @@
+import { expect } from "chai";
+import { join } from "node:path";
+import { resolveSettings } from "../../src/config/settings.js";
+import type { Settings } from "../../src/config/types.js";
+import { createMemoryLogger } from "../../src/log.js";
+import { catchConfigError, makeTempDir, removeTempDir, writeTempFile } from "./support.js";
+
+describe("the inference frontend's keys", () => {
+  let dir: string;
+  beforeEach(() => (dir = makeTempDir()));
+  afterEach(() => removeTempDir(dir));
+
+  function resolveText(text: string): Settings {
+    writeTempFile(dir, "config.properties", text);
+    return resolveSettings({ file: "config.properties", env: {}, logger: createMemoryLogger(), cwd: dir });
+  }
+
+  it("reads job_queue_size, metric_lines_max_bytes and request_duration_buckets", () => {
+    const s = resolveText(
+      "job_queue_size=7\nmetric_lines_max_bytes=2048\nrequest_duration_buckets=0.1, 0.5,2\n",
+    );
+    expect([s.jobQueueSize, s.metricLinesMaxBytes, s.requestDurationBuckets]).to.deep.equal([
+      7,
+      2048,
+      [0.1, 0.5, 2],
+    ]);
+  });
+
+  it("reads metric_log_files as a comma-separated list resolved against the working directory", () => {
+    expect(
+      resolveText("metric_log_files=logs/model_metrics.log, /var/log/w.log,\n").metricLogFiles,
+    ).to.deep.equal([join(dir, "logs/model_metrics.log"), "/var/log/w.log"]);
+  });
+
+  const refusals: [string, RegExp][] = [
+    ["job_queue_size=-1", /job_queue_size: "-1" is not an integer from 0 to 1000000/],
+    ["metric_lines_max_bytes=0", /metric_lines_max_bytes: "0" is not an integer from 1/],
+    [
+      "request_duration_buckets=1,0.5",
+      /request_duration_buckets: "1,0.5" is not a comma-separated list of increasing numbers/,
+    ],
+    ["request_duration_buckets=a", /is not a comma-separated list/],
+    ["models={", /models: "\{" is not valid JSON/],
+  ];
+  for (const [line, message] of refusals) {
+    it(`refuses ${line}`, () => {
+      expect(catchConfigError(() => resolveText(`${line}\n`)).message)
+        .to.match(/config\.properties line 1: /)
+        .and.to.match(message);
+    });
+  }
+});
