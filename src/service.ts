@@ -10,9 +10,15 @@ import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
 import { scrape } from "./exposition/scrape.js";
 import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
-import { listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
+import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
+import { createInferenceHandler } from "./frontend/inference-server.js";
+import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
+import { FileFollower } from "./sources/file-follower.js";
+import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
+import { metricsPayload } from "./sources/metric-line.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
+import { extraMetrics } from "./telemetry/extra-metrics.js";
 import { createTelemetry } from "./telemetry/pipeline.js";
 import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 
@@ -28,6 +34,8 @@ export interface MetricsServiceOptions {
   logger?: Logger;
   /** The Hostname label; default os.hostname(). */
   hostname?: string;
+  /** Supervision times of managed workers (defaults: 60 s ready timeout, 1–30 s backoff, 5 s grace). */
+  workerTimings?: InferenceFrontendOptions["workerTimings"];
 }
 
 /** A running service: record through its typed calls, scrape it, stop it. */
@@ -36,6 +44,8 @@ export interface MetricsService {
   readonly catalog: Catalog;
   /** Where the metrics API listens (e.g. `http://127.0.0.1:8082`), undefined when it is disabled. */
   readonly metricsUrl: string | undefined;
+  /** Where the inference frontend listens (e.g. `http://127.0.0.1:8080`), undefined when it is off. */
+  readonly inferenceUrl: string | undefined;
   /** Records one inference request (response class, ts_* counters, QueueTime, WorkerThreadTime). */
   recordInference(record: InferenceRecord): void;
   /** Records a worker's load time in WorkerLoadTime. */
@@ -44,6 +54,10 @@ export interface MetricsService {
   recordMetric(name: string, value: number, dimensions?: Readonly<Record<string, string>>): void;
   /** Counts one HTTP response sent by the embedding server in Requests2XX/4XX/5XX. */
   recordResponse(status: number): void;
+  /** Applies one `[METRICS]` line as `POST /metric-lines` would. */
+  recordMetricLine(line: string): IngestOutcome;
+  /** Resolves once every managed worker has been ready once. */
+  workersReady(): Promise<void>;
   /** The text `GET /metrics` would answer now, optionally filtered like `name[]`. */
   scrape(names?: Iterable<string>): Promise<string>;
   /** Takes a host and GPU sample now rather than at the next interval. */
@@ -54,7 +68,8 @@ export interface MetricsService {
 
 /**
  * Starts the service: loads settings and the metrics catalog, builds the OpenTelemetry pipeline,
- * takes the first host/GPU sample and opens the metrics API (unless enable_metrics_api=false).
+ * takes the first host/GPU sample, opens the metrics API (unless enable_metrics_api=false) and,
+ * when models are configured, the inference frontend with its workers and the line endpoint.
  * Configuration problems reject with ConfigError or CatalogError (both carry exitCode 2).
  */
 export async function startMetricsService(options: MetricsServiceOptions = {}): Promise<MetricsService> {
@@ -63,10 +78,19 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const settings: Settings = { ...resolved, ...options.settings };
   const catalog =
     settings.metricsConfig === undefined ? loadDefaultCatalog() : loadCatalogFile(settings.metricsConfig);
-  const tls =
-    settings.metricsAddress.protocol === "https" && settings.enableMetricsApi ? readTls(settings) : undefined;
+  const inferenceEnabled = settings.enableInferenceApi ?? settings.models.length > 0;
+  const needsTls =
+    (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
+    (inferenceEnabled && settings.inferenceAddress.protocol === "https");
+  const tls = needsTls ? readTls(settings) : undefined;
   const hostname = options.hostname ?? osHostname();
-  const telemetry = createTelemetry({ catalog, format: settings.metricsFormat, hostname, logger });
+  const declared = new Set(catalog.metrics.map((m) => m.name));
+  const metrics = [
+    ...catalog.metrics,
+    // A catalog that declares one of these names keeps its own definition.
+    ...extraMetrics(settings.requestDurationBuckets).filter((m) => !declared.has(m.name)),
+  ];
+  const telemetry = createTelemetry({ metrics, format: settings.metricsFormat, hostname, logger });
   const { recorder } = telemetry;
   if (settings.metricsMode !== "prometheus") {
     logger.warn(
@@ -76,7 +100,6 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           : "/metrics shows only the ts_* counters"),
     );
   }
-
   const render = (filter: ReadonlySet<string> | undefined): Promise<string> =>
     scrape(
       telemetry.reader,
@@ -84,66 +107,119 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       { mode: settings.metricsMode, format: settings.metricsFormat, filter },
       logger,
     );
-
-  const sampler = new SystemSampler({
-    intervalSeconds: settings.metricTimeInterval,
-    host: !settings.disableSystemMetrics,
-    gpu: {
-      command: settings.nvidiaSmiPath,
-      timeoutMs: settings.nvidiaSmiTimeoutMs,
-      maxDevices: settings.numberOfGpu,
-    },
+  const ingest = new MetricLineIngest({
+    recorder,
+    register: (def) => telemetry.register(def),
+    autoDetect: settings.modelMetricsAutoDetect,
     logger,
-    onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
   });
-  await sampler.start();
 
-  let server: ListeningServer | undefined;
-  if (settings.enableMetricsApi) {
-    const handler = createMetricsHandler({
-      render,
-      contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
-      onResponse: (status) => recorder.recordResponse(status),
+  let sampleNow: () => Promise<unknown> = () => Promise.resolve();
+  // Everything started so far, stopped in reverse order by stop() or when a later step fails.
+  const stops: (() => Promise<void> | void)[] = [() => telemetry.provider.shutdown()];
+  const stopAll = async (): Promise<void> => {
+    for (const stop of stops.splice(0).reverse()) await stop();
+  };
+  let metricsServer: ListeningServer | undefined;
+  let inferenceServer: ListeningServer | undefined;
+  let frontend: InferenceFrontend | undefined;
+  try {
+    const sampler = new SystemSampler({
+      intervalSeconds: settings.metricTimeInterval,
+      host: !settings.disableSystemMetrics,
+      gpu: {
+        command: settings.nvidiaSmiPath,
+        timeoutMs: settings.nvidiaSmiTimeoutMs,
+        maxDevices: settings.numberOfGpu,
+      },
       logger,
+      onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
     });
-    try {
-      server = await listen(settings.metricsAddress, handler, tls);
-    } catch (err) {
-      sampler.stop();
-      await telemetry.provider.shutdown();
-      throw err;
+    stops.push(() => sampler.stop());
+    await sampler.start();
+    sampleNow = () => sampler.sampleNow();
+
+    for (const path of settings.metricLogFiles) {
+      const follower = new FileFollower({
+        path,
+        logger,
+        // Log files hold other lines too; only those carrying the marker are metric updates.
+        onLine: (line) => {
+          if (metricsPayload(line) !== undefined) ingest.apply(line, "file");
+        },
+      });
+      stops.push(() => follower.stop());
+      await follower.start();
     }
-    // Node answers malformed requests itself; they are responses too.
-    server.server.on("clientError", (_err, socket) => {
-      if (socket.writable) {
-        recorder.recordResponse(400);
-        socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-      } else {
-        socket.destroy();
-      }
-    });
-    logger.info(`metrics API listening on ${server.url}/metrics`);
+
+    if (settings.enableMetricsApi) {
+      const server = await listen(
+        settings.metricsAddress,
+        createMetricsHandler({
+          render,
+          contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
+          onResponse: (status) => recorder.recordResponse(status),
+          logger,
+        }),
+        tls,
+      );
+      stops.push(() => server.close());
+      answerClientErrors(server.server, (status) => recorder.recordResponse(status));
+      metricsServer = server;
+      logger.info(`metrics API listening on ${server.url}/metrics`);
+    }
+
+    if (inferenceEnabled) {
+      const models = new InferenceFrontend({
+        models: settings.models,
+        jobQueueSize: settings.jobQueueSize,
+        recorder,
+        logger,
+        onMetricLine: (line) => ingest.apply(line, "worker"),
+        workerTimings: options.workerTimings,
+      });
+      stops.push(() => models.stop());
+      frontend = models;
+      const server = await listen(
+        settings.inferenceAddress,
+        createInferenceHandler({
+          frontend: models,
+          ingest,
+          recorder,
+          logger,
+          maxLineBytes: settings.metricLinesMaxBytes,
+        }),
+        tls,
+      );
+      // Closed before the workers stop, so no new request reaches a stopping worker.
+      stops.push(() => server.close());
+      answerClientErrors(server.server, (status) => recorder.recordResponse(status));
+      inferenceServer = server;
+      logger.info(`inference API listening on ${server.url} (${settings.models.length} model versions)`);
+      models.start().catch((err: unknown) => logger.error(`workers: ${String(err)}`));
+    }
+  } catch (err) {
+    await stopAll();
+    throw err;
   }
 
   let stopping: Promise<void> | undefined;
   return {
     settings,
     catalog,
-    metricsUrl: server?.url,
+    metricsUrl: metricsServer?.url,
+    inferenceUrl: inferenceServer?.url,
     recordInference: (r) => recorder.recordInference(r),
     recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
     recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
     recordResponse: (status) => recorder.recordResponse(status),
+    recordMetricLine: (line) => ingest.apply(line, "http"),
     scrape: (names) => render(names === undefined ? undefined : new Set(names)),
     sampleSystem: async () => {
-      await sampler.sampleNow(); // delivers the sample through onSample
+      await sampleNow(); // delivers the sample through onSample
     },
-    stop: () =>
-      (stopping ??= (async () => {
-        sampler.stop();
-        await server?.close();
-        await telemetry.provider.shutdown();
-      })()),
+    workersReady: () => frontend?.start() ?? Promise.resolve(),
+    stop: () => (stopping ??= stopAll()),
   };
 }
 
@@ -151,8 +227,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
 function readTls(settings: Settings): TlsFiles {
   const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
   const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined)
-      throw new ConfigError("is required for an https metrics_address", origin(key, path));
+    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
     try {
       return readFileSync(path);
     } catch (err) {

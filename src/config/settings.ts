@@ -25,6 +25,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   privateKeyFile: undefined,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
+  enableInferenceApi: undefined,
   models: Object.freeze([]),
   jobQueueSize: 100,
   metricLogFiles: Object.freeze([]),
@@ -116,6 +117,9 @@ const SETTERS: Record<string, Apply> = {
   },
   nvidia_smi_timeout_ms: (s, raw) => {
     s.nvidiaSmiTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
+  enable_inference_api: (s, raw) => {
+    s.enableInferenceApi = parseBoolean(raw);
   },
   models: (s, raw, ctx) => {
     s.models = parseModels(raw.value, raw.origin, (m) =>

@@ -48,7 +48,9 @@ export interface Settings {
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
   nvidiaSmiTimeoutMs: number;
-  /** Model versions behind the inference frontend; empty: no frontend. */
+  /** Serve the inference address; undefined: only when `models` is not empty. */
+  enableInferenceApi: boolean | undefined;
+  /** Model versions behind the inference frontend. */
   models: readonly ModelWorkerConfig[];
   /** Requests that may wait for a worker, per model version, before 503. */
   jobQueueSize: number;

@@ -16,9 +16,9 @@ export interface ErrorBody {
   message: string;
 }
 
-/** Builds the error body for a status. */
-export function errorBody(code: number, message: string): ErrorBody {
-  return { code, type: ERROR_TYPES[code] ?? "ServiceException", message };
+/** Builds the error body for a status; `type` overrides the status's default exception name. */
+export function errorBody(code: number, message: string, type?: string): ErrorBody {
+  return { code, type: type ?? ERROR_TYPES[code] ?? "ServiceException", message };
 }
 
 /** A whole response, built before anything is written. */
@@ -29,10 +29,24 @@ export interface Reply {
 }
 
 /** A JSON error reply. */
-export function jsonError(code: number, message: string, headers: Record<string, string> = {}): Reply {
+export function jsonError(
+  code: number,
+  message: string,
+  headers: Record<string, string> = {},
+  type?: string,
+): Reply {
   return {
     status: code,
     headers: { ...headers, "Content-Type": "application/json" },
-    body: `${JSON.stringify(errorBody(code, message), null, 2)}\n`,
+    body: `${JSON.stringify(errorBody(code, message, type), null, 2)}\n`,
+  };
+}
+
+/** A JSON reply with a 2xx status. */
+export function jsonReply(status: number, value: unknown): Reply {
+  return {
+    status,
+    headers: { "Content-Type": "application/json" },
+    body: `${JSON.stringify(value, null, 2)}\n`,
   };
 }

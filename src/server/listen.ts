@@ -61,3 +61,15 @@ export async function listen(
 function hostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
+
+/** Answers requests Node cannot parse with 400 and reports them, since they are responses too. */
+export function answerClientErrors(server: Server, onResponse: (status: number) => void): void {
+  server.on("clientError", (_err, socket) => {
+    if (socket.writable) {
+      onResponse(400);
+      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
+    } else {
+      socket.destroy();
+    }
+  });
+}

@@ -10,51 +10,33 @@ export interface CatalogInstrument {
   record(value: number, attributes: Attributes): void;
 }
 
-/** Creates one instrument per catalog metric, keyed by the TorchServe name. */
-export function createCatalogInstruments(
+/** Creates the instrument of one catalog metric under the given OpenTelemetry name and unit. */
+export function createCatalogInstrument(
   meter: Meter,
-  metrics: readonly MetricDefinition[],
-  names: ReadonlyMap<string, InstrumentName>,
-): Map<string, CatalogInstrument> {
-  const out = new Map<string, CatalogInstrument>();
-  for (const def of metrics) {
-    const otel = names.get(def.name);
-    if (otel === undefined) continue;
-    const options = { unit: otel.unit, description: `${def.name} (${def.unit})` };
-    let record: CatalogInstrument["record"];
-    switch (def.type) {
-      case "counter": {
-        const counter = meter.createCounter(otel.name, options);
-        record = (v, a) => counter.add(v, a);
-        break;
-      }
-      case "gauge": {
-        const gauge = meter.createGauge(otel.name, options);
-        record = (v, a) => gauge.record(v, a);
-        break;
-      }
-      case "histogram": {
-        const histogram = meter.createHistogram(otel.name, {
-          ...options,
-          advice: { explicitBucketBoundaries: [...(def.buckets ?? DEFAULT_BUCKETS)] },
-        });
-        record = (v, a) => histogram.record(v, a);
-        break;
-      }
+  def: MetricDefinition,
+  otel: InstrumentName,
+): CatalogInstrument {
+  const options = { unit: otel.unit, description: `${def.name} (${def.unit})` };
+  switch (def.type) {
+    case "counter": {
+      const counter = meter.createCounter(otel.name, options);
+      return { definition: def, record: (v, a) => counter.add(v, a) };
     }
-    out.set(def.name, { definition: def, record });
+    case "gauge": {
+      const gauge = meter.createGauge(otel.name, options);
+      return { definition: def, record: (v, a) => gauge.record(v, a) };
+    }
+    case "histogram": {
+      const histogram = meter.createHistogram(otel.name, {
+        ...options,
+        advice: { explicitBucketBoundaries: [...(def.buckets ?? DEFAULT_BUCKETS)] },
+      });
+      return { definition: def, record: (v, a) => histogram.record(v, a) };
+    }
   }
-  return out;
 }
 
-/** Views that rename each instrument back to its TorchServe name (units stay those TorchServe reports). */
-export function torchServeViews(
-  names: ReadonlyMap<string, InstrumentName>,
-  meterName: string,
-): ViewOptions[] {
-  return [...names].map(([torchServeName, otel]) => ({
-    meterName,
-    instrumentName: otel.name,
-    name: torchServeName,
-  }));
+/** A view that renames one instrument back to its TorchServe name (units stay those TorchServe reports). */
+export function torchServeView(torchServeName: string, otel: InstrumentName, meterName: string): ViewOptions {
+  return { meterName, instrumentName: otel.name, name: torchServeName };
 }

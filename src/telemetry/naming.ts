@@ -29,6 +29,9 @@ const KNOWN_NAMES: Readonly<Record<string, string>> = {
   GPUMemoryUtilization: "serve.gpu.memory.utilization",
   HandlerTime: "serve.model.handler_time",
   PredictionTime: "serve.model.prediction_time",
+  serve_request_duration_seconds: "serve.request.duration",
+  serve_queue_depth: "serve.queue.depth",
+  serve_metric_lines_rejected_total: "serve.metric_lines.rejected",
 };
 
 /** TorchServe unit words (long and short forms) and their UCUM codes; TorchServe's "Megabytes" are MiB. */
@@ -69,20 +72,26 @@ function snakeCase(name: string): string {
 }
 
 /**
- * Names every catalog metric's instrument in OpenTelemetry style. Names that would collide
- * (`FooBar` and `foo_bar`) get a numeric suffix, since two instruments of one name would merge.
+ * Names catalog metrics' instruments in OpenTelemetry style, remembering the names it gave: names
+ * that would collide (`FooBar` and `foo_bar`) get a numeric suffix, since two instruments of one
+ * name would merge.
  */
-export function instrumentNames(metrics: readonly MetricDefinition[]): Map<string, InstrumentName> {
-  const out = new Map<string, InstrumentName>();
-  const taken = new Set<string>();
-  for (const def of metrics) {
+export class InstrumentNamer {
+  private readonly taken = new Set<string>();
+
+  /** The OpenTelemetry name and unit for `def`, unique among all names given so far. */
+  name(def: MetricDefinition): InstrumentName {
     const base =
       KNOWN_NAMES[def.name] ??
       `serve.${def.section === "model_metrics" ? "model." : ""}${snakeCase(def.name)}`.slice(0, 250);
     let name = base;
-    for (let n = 2; taken.has(name); n++) name = `${base}_${n}`;
-    taken.add(name);
-    out.set(def.name, { name, unit: otelUnit(def.unit) });
+    for (let n = 2; this.taken.has(name); n++) name = `${base}_${n}`;
+    this.taken.add(name);
+    return { name, unit: otelUnit(def.unit) };
   }
-  return out;
+
+  /** Reserves a name used as it is (a TorchServe name registered at run time). */
+  reserve(name: string): void {
+    this.taken.add(name);
+  }
 }

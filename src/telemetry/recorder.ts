@@ -1,5 +1,7 @@
 import type { Attributes } from "@opentelemetry/api";
+import type { MetricDefinition } from "../catalog/types.js";
 import type { Logger } from "../log.js";
+import { QUEUE_DEPTH, REJECTED_LINES, REQUEST_DURATION } from "./extra-metrics.js";
 import type { CatalogInstrument } from "./instruments.js";
 
 /** A metric update that cannot be applied; says which metric and why. */
@@ -73,9 +75,9 @@ export class MetricRecorder {
     private readonly logger: Logger,
   ) {}
 
-  /** Whether the catalog declares `name`. */
-  has(name: string): boolean {
-    return this.instruments.has(name);
+  /** The declaration of `name`, if the catalog (or a run-time registration) has one. */
+  definition(name: string): MetricDefinition | undefined {
+    return this.instruments.get(name)?.definition;
   }
 
   /**
@@ -134,6 +136,17 @@ export class MetricRecorder {
     this.recordBuiltin("ts_queue_latency_microseconds", queueMs * 1000, context);
     this.recordBuiltin("QueueTime", queueMs, context);
     this.recordBuiltin("WorkerThreadTime", Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)), context);
+    this.recordBuiltin(REQUEST_DURATION, r.latencyMs / 1000, context);
+  }
+
+  /** Sets how many requests for `model` wait for a worker. */
+  recordQueueDepth(model: string, depth: number): void {
+    this.recordBuiltin(QUEUE_DEPTH, depth, { model_name: model });
+  }
+
+  /** Counts a `[METRICS]` line that was not applied, by where it came from and why. */
+  recordRejectedLine(source: string, reason: "malformed" | "undeclared" | "invalid"): void {
+    this.recordBuiltin(REJECTED_LINES, 1, { source, reason });
   }
 
   /** Records how long a worker took to become ready. */

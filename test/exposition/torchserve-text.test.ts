@@ -29,7 +29,7 @@ model_metrics:
 
 function setup(): Telemetry {
   return createTelemetry({
-    catalog: parseCatalog(YAML, "test.yaml"),
+    metrics: parseCatalog(YAML, "test.yaml").metrics,
     format: "torchserve",
     hostname: "host-1",
     logger: createMemoryLogger(),

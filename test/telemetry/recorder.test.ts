@@ -12,7 +12,7 @@ function setup(catalog: Catalog = loadDefaultCatalog()): {
   text: () => Promise<string>;
 } {
   const logger = createMemoryLogger();
-  const t = createTelemetry({ catalog, format: "torchserve", hostname: "h", logger });
+  const t = createTelemetry({ metrics: catalog.metrics, format: "torchserve", hostname: "h", logger });
   const text = () =>
     scrape(t.reader, t.families, { mode: "prometheus", format: "torchserve", filter: undefined }, logger);
   return { t, logger, text };

@@ -1,0 +1,124 @@
+import { Agent } from "node:http";
+import type { ModelWorkerConfig } from "../config/types.js";
+import type { Logger } from "../log.js";
+import type { MetricRecorder } from "../telemetry/recorder.js";
+import { ManagedWorker } from "./worker-process.js";
+import { WorkerPool, type SlotTarget } from "./worker-pool.js";
+
+/** One served model version. */
+export interface ServedVersion {
+  model: string;
+  version: string;
+  pool: WorkerPool;
+  /** Connections to this version's workers are reused across requests. */
+  agent: Agent;
+}
+
+/** How the frontend starts its workers. */
+export interface InferenceFrontendOptions {
+  models: readonly ModelWorkerConfig[];
+  jobQueueSize: number;
+  recorder: MetricRecorder;
+  logger: Logger;
+  /** Every `[METRICS]` line a managed worker prints. */
+  onMetricLine(line: string): void;
+  /** Working directory of managed workers; default this process's. */
+  cwd?: string;
+  /** Overrides for managed workers' supervision (tests use short times). */
+  workerTimings?: {
+    readyTimeoutMs?: number;
+    backoff?: { initialMs: number; maxMs: number };
+    stopGraceMs?: number;
+  };
+}
+
+/**
+ * The models behind the inference frontend: a worker pool per model version, fed by workers that
+ * already run (`url`) or that it starts and supervises (`command`), and the queue-depth gauge.
+ */
+export class InferenceFrontend {
+  private readonly versions = new Map<string, Map<string, ServedVersion>>();
+  private readonly defaults = new Map<string, string>();
+  private readonly workers: ManagedWorker[] = [];
+
+  constructor(private readonly options: InferenceFrontendOptions) {
+    const { recorder } = options;
+    const depths = new Map<string, Map<string, number>>();
+    for (const config of options.models) {
+      const slots: SlotTarget[] = [];
+      for (let i = 0; i < config.workers; i++) {
+        if (config.url !== undefined) {
+          const url = config.url;
+          slots.push(() => url);
+        } else {
+          // Called only after the pool below exists: a worker becomes ready after start().
+          const worker = this.managedWorker(config, () => pool.dispatch());
+          this.workers.push(worker);
+          slots.push(() => worker.url);
+        }
+      }
+      const modelDepths = depths.get(config.model) ?? new Map<string, number>();
+      depths.set(config.model, modelDepths);
+      const pool = new WorkerPool(slots, options.jobQueueSize, (depth) => {
+        // The gauge is per model, as autoscalers scale models: the sum over its versions.
+        modelDepths.set(config.version, depth);
+        recorder.recordQueueDepth(
+          config.model,
+          [...modelDepths.values()].reduce((a, b) => a + b, 0),
+        );
+      });
+      const byVersion = this.versions.get(config.model) ?? new Map<string, ServedVersion>();
+      byVersion.set(config.version, {
+        model: config.model,
+        version: config.version,
+        pool,
+        agent: new Agent({ keepAlive: true, maxSockets: config.workers }),
+      });
+      this.versions.set(config.model, byVersion);
+      if (config.isDefault) this.defaults.set(config.model, config.version);
+      recorder.recordQueueDepth(config.model, 0);
+    }
+  }
+
+  /** Starts the managed workers; resolves once each has been ready once (requests queue meanwhile). */
+  async start(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.start()));
+  }
+
+  /** The model version a request names, its default when it names none; undefined if unknown. */
+  lookup(model: string, version: string | undefined): ServedVersion | "unknown-model" | "unknown-version" {
+    const byVersion = this.versions.get(model);
+    if (byVersion === undefined) return "unknown-model";
+    const served = byVersion.get(version ?? this.defaults.get(model) ?? "");
+    return served ?? "unknown-version";
+  }
+
+  /** Refuses queued requests, stops managed workers (SIGTERM, then SIGKILL) and closes connections. */
+  async stop(): Promise<void> {
+    for (const byVersion of this.versions.values()) {
+      for (const served of byVersion.values()) {
+        served.pool.close(new Error("the service is stopping"));
+        served.agent.destroy();
+      }
+    }
+    await Promise.all(this.workers.map((w) => w.stop()));
+  }
+
+  private managedWorker(config: ModelWorkerConfig, onReady: () => void): ManagedWorker {
+    const { logger, recorder, cwd, workerTimings } = this.options;
+    return new ManagedWorker({
+      model: config.model,
+      version: config.version,
+      command: config.command ?? "",
+      cwd,
+      logger,
+      ...workerTimings,
+      onMetricLine: (line) => this.options.onMetricLine(line),
+      onReady: (ready) => {
+        recorder.recordWorkerLoad({ workerName: ready.workerName, loadTimeMs: ready.loadTimeMs });
+        logger.info(`worker ${ready.workerName} ready in ${ready.loadTimeMs} ms at ${ready.url}`);
+        onReady();
+      },
+    });
+  }
+}

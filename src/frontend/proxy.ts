@@ -1,0 +1,91 @@
+import { request as httpRequest, type Agent, type IncomingMessage, type ServerResponse } from "node:http";
+import { request as httpsRequest } from "node:https";
+import { performance } from "node:perf_hooks";
+import { errorBody } from "../server/json-error.js";
+
+/** How one forwarded request ended. */
+export interface ForwardResult {
+  /** The status the client got (the worker's, or 502 when the worker failed). */
+  status: number;
+  /** Milliseconds from dispatch until the worker's response ended (or failed). */
+  backendMs: number;
+}
+
+// Hop-by-hop headers belong to one connection and are not forwarded (RFC 9110 section 7.6.1).
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authenticate",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+]);
+
+function endToEnd(headers: IncomingMessage["headers"]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+  }
+  return out;
+}
+
+/**
+ * Forwards `req` unchanged (method, path, query, headers, streamed body) to the worker at
+ * `baseUrl` and streams its response back. Never rejects: a worker that cannot be reached gets the
+ * client a 502 JSON error; one that dies mid-response cuts the client's connection (counted as 502).
+ */
+export function forward(
+  req: IncomingMessage,
+  res: ServerResponse,
+  baseUrl: string,
+  agent: Agent | undefined,
+): Promise<ForwardResult> {
+  const target = new URL(baseUrl);
+  const started = performance.now();
+  const send = target.protocol === "https:" ? httpsRequest : httpRequest;
+  return new Promise((resolve) => {
+    let settled = false;
+    const settle = (status: number): void => {
+      if (settled) return;
+      settled = true;
+      resolve({ status, backendMs: performance.now() - started });
+    };
+    const upstream = send({
+      protocol: target.protocol,
+      hostname: target.hostname,
+      port: target.port,
+      method: req.method,
+      path: `${target.pathname.replace(/\/$/, "")}${req.url ?? "/"}`,
+      headers: { ...endToEnd(req.headers), host: target.host },
+      agent,
+    });
+    upstream.on("response", (answer) => {
+      res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
+      answer.pipe(res);
+      answer.on("end", () => settle(answer.statusCode ?? 502));
+      answer.on("error", () => {
+        // The worker died mid-body: the client cannot get a status any more, only a cut connection.
+        res.destroy();
+        settle(502);
+      });
+    });
+    upstream.on("error", (err) => {
+      if (!res.headersSent) {
+        const body = JSON.stringify(errorBody(502, `worker ${target.host} failed: ${err.message}`));
+        res.writeHead(502, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
+        res.end(body);
+      } else {
+        res.destroy();
+      }
+      settle(502);
+    });
+    // A client that goes away stops the worker's work on its behalf too.
+    res.on("close", () => {
+      if (!res.writableFinished) upstream.destroy();
+    });
+    req.pipe(upstream);
+  });
+}

@@ -1,0 +1,213 @@
+/** How a backend metric line asks to be recorded: COUNTER adds, GAUGE sets, HISTOGRAM observes. */
+export type MetricLineType = "counter" | "gauge" | "histogram";
+
+/** One parsed metric update. */
+export interface MetricLine {
+  /** A valid Prometheus metric name, e.g. `PredictionTime`. */
+  name: string;
+  /** The unit as the worker wrote it, long-form (`Milliseconds`, `Percent`, ...). */
+  unit: string;
+  /** A finite number. */
+  value: number;
+  /** Dimension name → value, in line order; names are valid Prometheus label names. */
+  dimensions: Record<string, string>;
+  /** From the optional `|#type:` segment; undefined when the line has none. */
+  type: MetricLineType | undefined;
+  /** The worker's host, from `|#hostname:`. */
+  hostname: string;
+  /** When the worker emitted the line, in epoch seconds. */
+  timestamp: number;
+  /** The request ids after the timestamp, in line order; empty when there are none. */
+  requestIds: string[];
+}
+
+/** A parsed line, or why the text is not one. */
+export type MetricLineResult = { ok: true; line: MetricLine } | { ok: false; reason: string };
+
+const MARKER = "[METRICS]";
+const SEGMENT = "|#";
+const TYPE_PREFIX = "type:";
+const HOSTNAME_PREFIX = "hostname:";
+const GRAMMAR = "<Name>.<Unit>:<value>|#<dims>[|#type:<type>]|#hostname:<host>,<timestamp>[,<request ids>]";
+// Longer lines are not what a worker prints; refusing them bounds the work and the log message.
+const MAX_LINE_CHARS = 64 * 1024;
+// Quoted parts of a reason are cut to this length so one bad line cannot flood the log.
+const MAX_QUOTED_CHARS = 80;
+
+// Every pattern is anchored and unambiguous (no nested or adjacent overlapping repeats), so
+// matching is linear in the input even when it fails.
+const METRIC_NAME = /^[a-zA-Z_:][a-zA-Z0-9_:]*$/;
+const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/;
+// TorchServe's units are words (`Milliseconds`); custom ones may be freer (`requests/s`, `%`).
+const UNIT = /^[a-zA-Z0-9_%/. -]+$/;
+// Decimal or exponent form only: Number() alone would also take "0x1f", "Infinity", "" and " ".
+const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
+const WHITESPACE = /\s/;
+
+const TYPES: Readonly<Record<string, MetricLineType>> = {
+  COUNTER: "counter",
+  GAUGE: "gauge",
+  HISTOGRAM: "histogram",
+};
+
+/** The text after `[METRICS]` if the line carries the marker anywhere, else undefined. */
+export function metricsPayload(text: string): string | undefined {
+  // The first marker: what precedes it is a log prefix, never part of the metric.
+  const at = text.indexOf(MARKER);
+  return at < 0 ? undefined : text.slice(at + MARKER.length);
+}
+
+/**
+ * Parses a metric line, with or without the [METRICS] marker (a prefix before the marker is
+ * ignored). Surrounding whitespace, a trailing `\r` included, is tolerated. Never throws.
+ */
+export function parseMetricLine(text: string): MetricLineResult {
+  if (text.length > MAX_LINE_CHARS) {
+    return fail(`line is ${text.length} characters long, more than the ${MAX_LINE_CHARS} allowed`);
+  }
+  const payload = (metricsPayload(text) ?? text).trim();
+  if (payload === "") return fail(`empty metric line; expected ${GRAMMAR}`);
+
+  // "|" only ever starts a "|#" separator; anywhere else it is a cut or garbled line.
+  for (let at = payload.indexOf("|"); at >= 0; at = payload.indexOf("|", at + 1)) {
+    if (payload[at + 1] !== "#") {
+      return fail(`stray "|" not followed by "#" in ${quote(payload.slice(Math.max(0, at - 30), at + 30))}`);
+    }
+  }
+
+  const segments = payload.split(SEGMENT);
+  const head = parseHead(segments[0] ?? "");
+  if (typeof head === "string") return fail(head);
+
+  // Shape: head, dims, [type,] hostname. The hostname segment is looked for first because
+  // its absence is the most common way a line is cut short.
+  const last = segments[segments.length - 1] ?? "";
+  if (segments.length < 2 || !last.startsWith(HOSTNAME_PREFIX)) {
+    return fail(`missing "|#hostname:<host>,<timestamp>" segment at the end; expected ${GRAMMAR}`);
+  }
+  if (segments.length === 2) {
+    return fail(
+      `missing "|#<dims>" segment before "|#hostname:" (write "|#|#hostname:" when there are none)`,
+    );
+  }
+  if (segments.length > 4) {
+    return fail(`${segments.length - 1} "|#" segments, at most 3 expected; expected ${GRAMMAR}`);
+  }
+
+  const dimensions = parseDimensions(segments[1] ?? "");
+  if (typeof dimensions === "string") return fail(dimensions);
+
+  let type: MetricLineType | undefined;
+  if (segments.length === 4) {
+    const typeSegment = segments[2] ?? "";
+    if (!typeSegment.startsWith(TYPE_PREFIX)) {
+      return fail(
+        `segment ${quote(SEGMENT + typeSegment)} between the dimensions and "|#hostname:" is not "|#type:<type>"`,
+      );
+    }
+    const typeText = typeSegment.slice(TYPE_PREFIX.length);
+    // TorchServe writes the enum names in upper case; any case is taken, as for metrics_mode.
+    type = TYPES[typeText.toUpperCase()];
+    if (type === undefined) return fail(`type ${quote(typeText)} is not COUNTER, GAUGE or HISTOGRAM`);
+  }
+
+  const tail = parseHostnameSegment(last.slice(HOSTNAME_PREFIX.length));
+  if (typeof tail === "string") return fail(tail);
+
+  return {
+    ok: true,
+    line: {
+      name: head.name,
+      unit: head.unit,
+      value: head.value,
+      dimensions,
+      type,
+      hostname: tail.hostname,
+      timestamp: tail.timestamp,
+      requestIds: tail.requestIds,
+    },
+  };
+}
+
+function fail(reason: string): MetricLineResult {
+  return { ok: false, reason };
+}
+
+/** `<Name>.<Unit>:<value>`, or the reason it is not. */
+function parseHead(head: string): { name: string; unit: string; value: number } | string {
+  // The value holds no ':', so the last one separates it even from a name that has colons.
+  const colon = head.lastIndexOf(":");
+  if (colon < 0) return `expected "<Name>.<Unit>:<value>" before the first "|#", got ${quote(head)}`;
+  const nameAndUnit = head.slice(0, colon);
+  // A metric name holds no '.', so the first one ends it; the unit may hold more.
+  const dot = nameAndUnit.indexOf(".");
+  if (dot < 0) return `expected "<Name>.<Unit>" before ":<value>", got ${quote(nameAndUnit)}`;
+  const name = nameAndUnit.slice(0, dot);
+  const unit = nameAndUnit.slice(dot + 1);
+  if (!METRIC_NAME.test(name)) {
+    return `metric name ${quote(name)} is not a valid Prometheus metric name ([a-zA-Z_:][a-zA-Z0-9_:]*)`;
+  }
+  if (unit === "") return `metric ${quote(name)} has an empty unit`;
+  if (!UNIT.test(unit)) {
+    return `unit ${quote(unit)} of metric ${quote(name)} may hold only letters, digits, spaces and _ % / . -`;
+  }
+  const valueText = head.slice(colon + 1);
+  if (valueText === "") return `metric ${quote(name)} has no value after ":"`;
+  const value = parseDecimal(valueText);
+  if (value === undefined) return `value ${quote(valueText)} of metric ${quote(name)} is not a finite number`;
+  return { name, unit, value };
+}
+
+/** `<Dim>:<v>,<Dim>:<v>` (or nothing), or the reason it is not. */
+function parseDimensions(text: string): Record<string, string> | string {
+  if (text === "") return {};
+  const entries: [string, string][] = [];
+  const seen = new Set<string>();
+  for (const item of text.split(",")) {
+    if (item === "") return `empty dimension in ${quote(text)} (a stray ",")`;
+    // Split at the first ':' only: values such as "host:8080" keep theirs.
+    const colon = item.indexOf(":");
+    if (colon < 0) return `dimension ${quote(item)} has no ":<value>"`;
+    const name = item.slice(0, colon);
+    if (!LABEL_NAME.test(name))
+      return `dimension ${quote(name)} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`;
+    if (seen.has(name)) return `dimension ${quote(name)} appears more than once`;
+    seen.add(name);
+    entries.push([name, item.slice(colon + 1)]);
+  }
+  // fromEntries defines own properties, so a dimension named "__proto__" stays a dimension.
+  return Object.fromEntries(entries);
+}
+
+/** `<host>,<timestamp>[,<request id>...]`, or the reason it is not. */
+function parseHostnameSegment(
+  text: string,
+): { hostname: string; timestamp: number; requestIds: string[] } | string {
+  const [hostname = "", timestampText, ...requestIds] = text.split(",");
+  if (hostname === "") return `empty hostname in "|#hostname:<host>,<timestamp>"`;
+  if (timestampText === undefined) {
+    return `missing timestamp after hostname ${quote(hostname)} (expected "|#hostname:<host>,<timestamp>")`;
+  }
+  const timestamp = parseDecimal(timestampText);
+  if (timestamp === undefined) return `timestamp ${quote(timestampText)} is not a number`;
+  if (timestamp < 0) return `timestamp ${quote(timestampText)} is negative`;
+  for (const [i, id] of requestIds.entries()) {
+    if (id === "") return `request id ${i + 1} after the timestamp is empty (a stray ",")`;
+    // Catches text glued after the ids, e.g. TorchServe's debug log "..., pattern=[METRICS]".
+    if (WHITESPACE.test(id)) return `request id ${quote(id)} contains whitespace`;
+  }
+  return { hostname, timestamp, requestIds };
+}
+
+/** A finite number in decimal or exponent form, else undefined. */
+function parseDecimal(text: string): number | undefined {
+  if (!DECIMAL.test(text)) return undefined;
+  const value = Number(text);
+  // "1e999" has the right form but overflows to Infinity.
+  return Number.isFinite(value) ? value : undefined;
+}
+
+/** The text as a JSON string literal (control characters escaped), cut to a readable length. */
+function quote(text: string): string {
+  return JSON.stringify(text.length > MAX_QUOTED_CHARS ? `${text.slice(0, MAX_QUOTED_CHARS)}…` : text);
+}
