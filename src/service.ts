@@ -195,7 +195,10 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       stops.push(() => server.close());
       answerClientErrors(server.server, (status) => recorder.recordResponse(status));
       inferenceServer = server;
-      logger.info(`inference API listening on ${server.url} (${settings.models.length} model versions)`);
+      const count = settings.models.length;
+      logger.info(
+        `inference API listening on ${server.url} (${count} model version${count === 1 ? "" : "s"})`,
+      );
       models.start().catch((err: unknown) => logger.error(`workers: ${String(err)}`));
     }
   } catch (err) {

@@ -116,7 +116,6 @@ export class InferenceFrontend {
       onMetricLine: (line) => this.options.onMetricLine(line),
       onReady: (ready) => {
         recorder.recordWorkerLoad({ workerName: ready.workerName, loadTimeMs: ready.loadTimeMs });
-        logger.info(`worker ${ready.workerName} ready in ${ready.loadTimeMs} ms at ${ready.url}`);
         onReady();
       },
     });
