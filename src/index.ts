@@ -5,11 +5,28 @@
 export { startMetricsService } from "./service.js";
 export type { MetricsService, MetricsServiceOptions } from "./service.js";
 export { MetricRecordError, workerName } from "./telemetry/recorder.js";
+export { requestMetrics, withRequestMetrics } from "./middleware.js";
+export type {
+  RequestMetricsMiddleware,
+  RequestMetricsOptions,
+  RequestMetricsRecorder,
+} from "./middleware.js";
+export { parseInferencePath } from "./frontend/inference-path.js";
+export type { InferencePath, InferenceKind } from "./frontend/inference-path.js";
+export { parseMetricLine } from "./sources/metric-line.js";
+export type { MetricLine, MetricLineResult } from "./sources/metric-line.js";
+export type { IngestOutcome } from "./sources/metric-ingest.js";
 export type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 export { CatalogError, loadCatalogFile, loadDefaultCatalog, parseCatalog } from "./catalog/load.js";
 export type { Catalog, MetricDefinition, MetricType, MetricSection } from "./catalog/types.js";
 export { ConfigError } from "./config/errors.js";
-export type { Settings, ListenAddress, MetricsMode, MetricsFormat } from "./config/types.js";
+export type {
+  Settings,
+  ListenAddress,
+  MetricsMode,
+  MetricsFormat,
+  ModelWorkerConfig,
+} from "./config/types.js";
 export { renderTorchServeText, TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 export type { FamilySpec } from "./exposition/torchserve-text.js";
 export { formatJavaDouble } from "./exposition/java-double.js";

@@ -1,0 +1,64 @@
+import { expect } from "chai";
+import { parseInferencePath, type InferencePath } from "../../src/frontend/inference-path.js";
+
+describe("parseInferencePath", () => {
+  const accepted: [string, InferencePath][] = [
+    ["/predictions/resnet18", { model: "resnet18", version: undefined, kind: "predictions" }],
+    ["/predictions/resnet18/1.0", { model: "resnet18", version: "1.0", kind: "predictions" }],
+    ["/predictions/resnet18/", { model: "resnet18", version: undefined, kind: "predictions" }],
+    ["/predictions/resnet18/2.0/", { model: "resnet18", version: "2.0", kind: "predictions" }],
+    ["/predictions/resnet18?batch=1", { model: "resnet18", version: undefined, kind: "predictions" }],
+    ["/predictions/resnet18#frag", { model: "resnet18", version: undefined, kind: "predictions" }],
+    ["/explanations/bert", { model: "bert", version: undefined, kind: "explanations" }],
+    ["/explanations/bert/3", { model: "bert", version: "3", kind: "explanations" }],
+    ["/v1/models/mnist:predict", { model: "mnist", version: undefined, kind: "v1-predict" }],
+    ["/v1/models/mnist:explain", { model: "mnist", version: undefined, kind: "v1-explain" }],
+    ["/v1/models/ns:mnist:predict", { model: "ns:mnist", version: undefined, kind: "v1-predict" }],
+    ["/v1/models/mnist%3Apredict", { model: "mnist", version: undefined, kind: "v1-predict" }],
+    ["/v2/models/mnist/infer", { model: "mnist", version: undefined, kind: "v2-infer" }],
+    ["/v2/models/mnist/versions/2/infer", { model: "mnist", version: "2", kind: "v2-infer" }],
+    ["/predictions/my%20model", { model: "my model", version: undefined, kind: "predictions" }],
+    ["/predictions/a%2Fb/v%2F1", { model: "a/b", version: "v/1", kind: "predictions" }],
+    ["/predictions/caf%C3%A9", { model: "café", version: undefined, kind: "predictions" }],
+  ];
+  for (const [path, expected] of accepted) {
+    it(`reads POST ${path} as ${JSON.stringify(expected)}`, () => {
+      expect(parseInferencePath("POST", path)).to.deep.equal(expected);
+    });
+  }
+
+  const refused: [string, string, string][] = [
+    ["GET", "/predictions/resnet18", "a GET"],
+    ["PUT", "/v2/models/mnist/infer", "a PUT"],
+    ["post", "/predictions/resnet18", "a lowercase method (methods are case-sensitive)"],
+    ["POST", "/predictions", "no model"],
+    ["POST", "/predictions/", "no model, trailing slash"],
+    ["POST", "/predictions//1.0", "an empty model name"],
+    ["POST", "/predictions/resnet18//", "two trailing slashes"],
+    ["POST", "/predictions/resnet18/1.0/extra", "a segment too many"],
+    ["POST", "/Predictions/resnet18", "a differently cased root"],
+    ["POST", "predictions/resnet18", "a relative path"],
+    ["POST", "/", "the root"],
+    ["POST", "", "an empty path"],
+    ["POST", "/ping", "the health check"],
+    ["POST", "/metrics", "the metrics path"],
+    ["POST", "/v1/models/:predict", "an empty v1 model name"],
+    ["POST", "/v1/models/mnist", "v1 without a verb"],
+    ["POST", "/v1/models/mnist:infer", "v1 with an unknown verb"],
+    ["POST", "/v1/models/mnist:predict/extra", "v1 with a segment too many"],
+    ["POST", "/v1/mnist:predict", "v1 without models/"],
+    ["POST", "/v2/models/mnist", "v2 without infer"],
+    ["POST", "/v2/models//infer", "an empty v2 model name"],
+    ["POST", "/v2/models/mnist/versions//infer", "an empty v2 version"],
+    ["POST", "/v2/models/mnist/versions/infer", "v2 versions/ without a version"],
+    ["POST", "/v2/models/mnist/ready", "v2 readiness"],
+    ["POST", "/v2/models/mnist/v/2/infer", "v2 with something else than versions/"],
+    ["POST", "/predictions/bad%ZZ", "bad percent-encoding"],
+    ["POST", "/predictions/%E0%A4%A", "truncated UTF-8"],
+  ];
+  for (const [method, path, what] of refused) {
+    it(`refuses ${what}: ${method} ${JSON.stringify(path)}`, () => {
+      expect(parseInferencePath(method, path)).to.be.undefined;
+    });
+  }
+});
