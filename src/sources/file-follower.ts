@@ -153,12 +153,13 @@ export class FileFollower {
       logger.info(`${path} was rotated; reading the new file from its start`);
     }
 
-    if (current === undefined) {
+    // Gone between the stat and the open counts as not there yet, not as an error.
+    const opened = current === undefined ? undefined : await openFile(path);
+    if (opened === undefined) {
       this.firstLook = false;
       this.report("missing", "info", `waiting for ${path} to appear`);
       return;
     }
-    const opened = await openFile(path);
     this.file = opened;
     // Only a file there at start() can hold lines from before it; one appearing later is all new.
     // The handle's size, not the stat's: the path may have been replaced in between.
@@ -240,8 +241,15 @@ async function statOrMissing(path: string): Promise<Identity | undefined> {
   }
 }
 
-async function openFile(path: string): Promise<OpenFile & { startSize: number }> {
-  const handle = await open(path, "r");
+/** Opens the file for reading, or gives undefined when the path names nothing. */
+async function openFile(path: string): Promise<(OpenFile & { startSize: number }) | undefined> {
+  let handle: FileHandle;
+  try {
+    handle = await open(path, "r");
+  } catch (error) {
+    if (isCode(error, "ENOENT")) return undefined;
+    throw error;
+  }
   try {
     const { dev, ino, size } = await handle.stat({ bigint: true });
     return { handle, dev, ino, offset: 0, startSize: Number(size), decoder: new StringDecoder("utf8") };

@@ -44,11 +44,12 @@ const UNIT = /^[a-zA-Z0-9_%/. -]+$/;
 const DECIMAL = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 const WHITESPACE = /\s/;
 
-const TYPES: Readonly<Record<string, MetricLineType>> = {
-  COUNTER: "counter",
-  GAUGE: "gauge",
-  HISTOGRAM: "histogram",
-};
+// A Map, so that no type text can reach Object.prototype's members.
+const TYPES: ReadonlyMap<string, MetricLineType> = new Map([
+  ["COUNTER", "counter"],
+  ["GAUGE", "gauge"],
+  ["HISTOGRAM", "histogram"],
+]);
 
 /** The text after `[METRICS]` if the line carries the marker anywhere, else undefined. */
 export function metricsPayload(text: string): string | undefined {
@@ -107,7 +108,7 @@ export function parseMetricLine(text: string): MetricLineResult {
     }
     const typeText = typeSegment.slice(TYPE_PREFIX.length);
     // TorchServe writes the enum names in upper case; any case is taken, as for metrics_mode.
-    type = TYPES[typeText.toUpperCase()];
+    type = TYPES.get(typeText.toUpperCase());
     if (type === undefined) return fail(`type ${quote(typeText)} is not COUNTER, GAUGE or HISTOGRAM`);
   }
 
@@ -161,8 +162,7 @@ function parseHead(head: string): { name: string; unit: string; value: number } 
 /** `<Dim>:<v>,<Dim>:<v>` (or nothing), or the reason it is not. */
 function parseDimensions(text: string): Record<string, string> | string {
   if (text === "") return {};
-  const entries: [string, string][] = [];
-  const seen = new Set<string>();
+  const dimensions: Record<string, string> = {};
   for (const item of text.split(",")) {
     if (item === "") return `empty dimension in ${quote(text)} (a stray ",")`;
     // Split at the first ':' only: values such as "host:8080" keep theirs.
@@ -171,19 +171,27 @@ function parseDimensions(text: string): Record<string, string> | string {
     const name = item.slice(0, colon);
     if (!LABEL_NAME.test(name))
       return `dimension ${quote(name)} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)`;
-    if (seen.has(name)) return `dimension ${quote(name)} appears more than once`;
-    seen.add(name);
-    entries.push([name, item.slice(colon + 1)]);
+    if (Object.hasOwn(dimensions, name)) return `dimension ${quote(name)} appears more than once`;
+    // defineProperty, not assignment: "__proto__" is a valid label name, and assigning it
+    // would replace the object's prototype instead of adding a dimension.
+    Object.defineProperty(dimensions, name, {
+      value: item.slice(colon + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    });
   }
-  // fromEntries defines own properties, so a dimension named "__proto__" stays a dimension.
-  return Object.fromEntries(entries);
+  return dimensions;
 }
 
 /** `<host>,<timestamp>[,<request id>...]`, or the reason it is not. */
 function parseHostnameSegment(
   text: string,
 ): { hostname: string; timestamp: number; requestIds: string[] } | string {
-  const [hostname = "", timestampText, ...requestIds] = text.split(",");
+  const parts = text.split(",");
+  const hostname = parts[0] ?? "";
+  const timestampText = parts[1];
+  const requestIds = parts.slice(2);
   if (hostname === "") return `empty hostname in "|#hostname:<host>,<timestamp>"`;
   if (timestampText === undefined) {
     return `missing timestamp after hostname ${quote(hostname)} (expected "|#hostname:<host>,<timestamp>")`;
@@ -191,7 +199,8 @@ function parseHostnameSegment(
   const timestamp = parseDecimal(timestampText);
   if (timestamp === undefined) return `timestamp ${quote(timestampText)} is not a number`;
   if (timestamp < 0) return `timestamp ${quote(timestampText)} is negative`;
-  for (const [i, id] of requestIds.entries()) {
+  for (let i = 0; i < requestIds.length; i++) {
+    const id = requestIds[i] ?? "";
     if (id === "") return `request id ${i + 1} after the timestamp is empty (a stray ",")`;
     // Catches text glued after the ids, e.g. TorchServe's debug log "..., pattern=[METRICS]".
     if (WHITESPACE.test(id)) return `request id ${quote(id)} contains whitespace`;
