@@ -1,5 +1,6 @@
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { MeterProvider } from "@opentelemetry/sdk-metrics";
+import type { Attributes } from "@opentelemetry/api";
+import { MeterProvider, type MetricReader, type ViewOptions } from "@opentelemetry/sdk-metrics";
 import type { MetricDefinition } from "../catalog/types.js";
 import type { MetricsFormat } from "../config/types.js";
 import type { Logger } from "../log.js";
@@ -31,6 +32,12 @@ export interface TelemetryOptions {
   format: MetricsFormat;
   hostname: string;
   logger: Logger;
+  /** More readers besides the pull reader (periodic OTLP push); they see the same views. */
+  readers?: MetricReader[];
+  /** More views, applied after the renaming ones (e.g. from otel-config.yaml). */
+  views?: ViewOptions[];
+  /** More resource attributes (they win over service.name and host.name). */
+  resource?: Attributes;
 }
 
 /** Builds one MeterProvider with a pull reader and one instrument per metric. */
