@@ -1,6 +1,11 @@
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Attributes } from "@opentelemetry/api";
-import { MeterProvider, type MetricReader, type ViewOptions } from "@opentelemetry/sdk-metrics";
+import {
+  InstrumentType,
+  MeterProvider,
+  type MetricReader,
+  type ViewOptions,
+} from "@opentelemetry/sdk-metrics";
 import type { MetricDefinition } from "../catalog/types.js";
 import type { MetricsFormat } from "../config/types.js";
 import type { Logger } from "../log.js";
@@ -34,7 +39,11 @@ export interface TelemetryOptions {
   logger: Logger;
   /** More readers besides the pull reader (periodic OTLP push); they see the same views. */
   readers?: MetricReader[];
-  /** More views, applied after the renaming ones (e.g. from otel-config.yaml). */
+  /**
+   * Views from otel-config.yaml. Each is merged into the one view of every instrument it selects
+   * (`instrumentName`, `*` wildcards allowed, and `instrumentType`), since two views matching one
+   * instrument would export it twice; the TorchServe name still wins in torchserve format.
+   */
   views?: ViewOptions[];
   /** More resource attributes (they win over service.name and host.name). */
   resource?: Attributes;
@@ -47,10 +56,22 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const names = metrics.map((def) => ({ def, otel: namer.name(def) }));
   const reader = new PullReader();
   const provider = new MeterProvider({
-    resource: resourceFromAttributes({ "service.name": "serve-metrics", "host.name": hostname }),
-    readers: [reader],
-    views:
-      format === "torchserve" ? names.map(({ def, otel }) => torchServeView(def.name, otel, METER_NAME)) : [],
+    resource: resourceFromAttributes({
+      "service.name": "serve-metrics",
+      "host.name": hostname,
+      ...options.resource,
+    }),
+    readers: [reader, ...(options.readers ?? [])],
+    views: names.flatMap(({ def, otel }) => {
+      const rename = format === "torchserve" ? torchServeView(def.name, otel, METER_NAME) : undefined;
+      const merged = (options.views ?? [])
+        .filter((v) => selects(v, otel.name, def.type))
+        .reduce<ViewOptions | undefined>((acc, v) => ({ ...acc, ...withoutSelectors(v) }), undefined);
+      if (merged === undefined) return rename === undefined ? [] : [rename];
+      return [
+        { ...merged, meterName: METER_NAME, instrumentName: otel.name, ...(rename && { name: rename.name }) },
+      ];
+    }),
   });
   const meter = provider.getMeter(METER_NAME);
   const instruments = new Map<string, CatalogInstrument>();
@@ -76,4 +97,36 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       add(def, createCatalogInstrument(meter, def, otel));
     },
   };
+}
+
+const INSTRUMENT_TYPES: Readonly<Record<MetricDefinition["type"], InstrumentType>> = {
+  counter: InstrumentType.COUNTER,
+  gauge: InstrumentType.GAUGE,
+  histogram: InstrumentType.HISTOGRAM,
+};
+
+/** Whether a configured view's selectors pick this instrument. */
+function selects(view: ViewOptions, instrumentName: string, type: MetricDefinition["type"]): boolean {
+  if (view.instrumentType !== undefined && view.instrumentType !== INSTRUMENT_TYPES[type]) return false;
+  if (view.instrumentName === undefined) return true;
+  const pattern = new RegExp(
+    `^${view.instrumentName
+      .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+      .replace(/\*/g, ".*")
+      .replace(/\?/g, ".")}$`,
+  );
+  return pattern.test(instrumentName);
+}
+
+/** The stream part of a view (name, aggregation, attributes, cardinality): its defined fields, no selectors. */
+function withoutSelectors(view: ViewOptions): ViewOptions {
+  const stream: ViewOptions = {};
+  if (view.name !== undefined) stream.name = view.name;
+  if (view.description !== undefined) stream.description = view.description;
+  if (view.aggregation !== undefined) stream.aggregation = view.aggregation;
+  if (view.attributesProcessors !== undefined) stream.attributesProcessors = view.attributesProcessors;
+  if (view.aggregationCardinalityLimit !== undefined) {
+    stream.aggregationCardinalityLimit = view.aggregationCardinalityLimit;
+  }
+  return stream;
 }
