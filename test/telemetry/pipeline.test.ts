@@ -1,0 +1,93 @@
+import { AggregationType, InstrumentType } from "@opentelemetry/sdk-metrics";
+import { expect } from "chai";
+import { parseCatalog } from "../../src/catalog/load.js";
+import { metricsByName } from "../../src/exposition/pull-reader.js";
+import { renderTorchServeText } from "../../src/exposition/torchserve-text.js";
+import { createMemoryLogger } from "../../src/log.js";
+import { createTelemetry, type TelemetryOptions } from "../../src/telemetry/pipeline.js";
+
+const METRICS = parseCatalog(
+  `ts_metrics:
+  histogram:
+    - { name: Latency, unit: Seconds, dimensions: [Model] }
+  gauge:
+    - { name: Depth, unit: Count, dimensions: [Model] }
+`,
+  "t.yaml",
+).metrics;
+
+function setup(extra: Partial<TelemetryOptions> = {}) {
+  return createTelemetry({
+    metrics: METRICS,
+    format: "torchserve",
+    hostname: "h",
+    logger: createMemoryLogger(),
+    ...extra,
+  });
+}
+
+describe("createTelemetry", () => {
+  it("merges a configured view into the instrument's renaming view: TorchServe name, configured buckets, one stream", async () => {
+    const t = setup({
+      views: [
+        {
+          instrumentName: "serve.latency",
+          aggregation: { type: AggregationType.EXPLICIT_BUCKET_HISTOGRAM, options: { boundaries: [1, 2] } },
+        },
+      ],
+    });
+    t.recorder.record("Latency", 1.5, { Model: "m" });
+    const { resourceMetrics } = await t.reader.collect();
+    const names = resourceMetrics.scopeMetrics.flatMap((s) => s.metrics.map((m) => m.descriptor.name));
+    expect(names).to.deep.equal(["Latency"]);
+    const text = renderTorchServeText(
+      t.families,
+      metricsByName(resourceMetrics),
+      new Set(["Latency_bucket"]),
+    );
+    expect(text).to.include(
+      'Latency_bucket{Model="m",le="1.0",} 0.0\nLatency_bucket{Model="m",le="2.0",} 1.0\n',
+    );
+  });
+
+  it("applies wildcard and type selectors only to the instruments they select", async () => {
+    const t = setup({
+      views: [
+        { instrumentName: "serve.*", instrumentType: InstrumentType.GAUGE, aggregationCardinalityLimit: 2 },
+      ],
+    });
+    for (const model of ["a", "b", "c", "d"]) {
+      t.recorder.record("Depth", 1, { Model: model });
+      t.recorder.record("Latency", 1, { Model: model });
+    }
+    const data = metricsByName((await t.reader.collect()).resourceMetrics);
+    expect(data.get("Depth")?.dataPoints).to.have.length(2); // one kept series + the overflow series
+    expect(data.get("Latency")?.dataPoints).to.have.length(4);
+  });
+
+  it("registers a metric at run time under its TorchServe name, after the catalog's", async () => {
+    const t = setup();
+    t.register({
+      name: "Auto",
+      type: "counter",
+      unit: "Count",
+      dimensions: ["Hostname"],
+      section: "model_metrics",
+      buckets: undefined,
+    });
+    t.recorder.record("Auto", 2);
+    expect(t.families.map((f) => f.name)).to.deep.equal(["Latency", "Depth", "Auto"]);
+    const text = renderTorchServeText(t.families, metricsByName((await t.reader.collect()).resourceMetrics));
+    expect(text).to.include('# TYPE Auto counter\nAuto{Hostname="h",} 2.0\n');
+    expect(() =>
+      t.register({
+        name: "Auto",
+        type: "gauge",
+        unit: "ms",
+        dimensions: [],
+        section: "model_metrics",
+        buckets: undefined,
+      }),
+    ).to.throw(/already registered/);
+  });
+});
