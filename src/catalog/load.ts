@@ -55,7 +55,13 @@ export function parseCatalog(text: string, file: string): Catalog {
     );
     throw new CatalogError(file, at ? `line ${at.line}, column ${at.col}` : "YAML", reason);
   }
-  const root: unknown = doc.toJS({ maxAliasCount: 10_000 });
+  let root: unknown;
+  try {
+    root = doc.toJS({ maxAliasCount: 10_000 });
+  } catch (err) {
+    // An alias with no anchor, or an alias bomb, is only found when the document is resolved.
+    throw new CatalogError(file, "YAML", (err as Error).message);
+  }
   if (root === null || root === undefined) return { metrics: [], source: file };
   if (!isRecord(root))
     throw new CatalogError(file, "top level", "must be a mapping with ts_metrics and/or model_metrics");

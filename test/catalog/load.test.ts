@@ -89,6 +89,7 @@ describe("metrics catalog", () => {
     const bad: [string, string, RegExp][] = [
       ["a YAML syntax error", "ts_metrics: [\n", /^bad\.yaml: line 2, column \d+: Flow sequence/],
       ["a list at the top", "- a\n", /top level: must be a mapping/],
+      ["an alias without its anchor (found by fuzzing)", "*!", /bad\.yaml: YAML: Unresolved alias/],
       ["an unknown section", "tsmetrics: {}\n", /tsmetrics: unknown top-level key/],
       ["an unknown type", "ts_metrics:\n  counters: []\n", /ts_metrics\.counters: unknown metric type/],
       [
