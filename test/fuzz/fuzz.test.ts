@@ -207,7 +207,10 @@ describe("fuzzing", function () {
           fc.oneof(
             catalog.map((c) => stringify(c)),
             fc.string(),
-            fc.anything().map((a) => stringify(a)),
+            fc
+              .anything()
+              .filter((a) => a !== undefined)
+              .map((a) => stringify(a)),
           ),
           (text) => {
             try {
