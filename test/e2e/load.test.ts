@@ -57,9 +57,9 @@ describe("exact counts under load", function () {
     let next = 0;
     let ok = 0;
     let scrapes = 0;
-    let running = true;
+    const state = { running: true };
     const scraper = (async () => {
-      while (running) {
+      while (state.running) {
         if ((await send(agent, `${service.metricsUrl ?? ""}/metrics`, "GET")) === 200) scrapes++;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -72,7 +72,7 @@ describe("exact counts under load", function () {
         }
       }),
     );
-    running = false;
+    state.running = false;
     await scraper;
     agent.destroy();
     return { ok, scrapes };
