@@ -14,7 +14,11 @@ export interface ListeningServer {
   /** `http://127.0.0.1:8082`; the real port when 0 was asked for. */
   url: string;
   port: number;
-  close(): Promise<void>;
+  /**
+   * Stops accepting connections and closes idle ones; requests in flight may finish for `graceMs`
+   * (default 10 s), after which their connections are cut.
+   */
+  close(graceMs?: number): Promise<void>;
 }
 
 /**
@@ -50,10 +54,15 @@ export async function listen(
     server,
     port,
     url: `${address.protocol}://${hostPort(address.host, port)}`,
-    close: () =>
+    close: (graceMs = 10_000) =>
       new Promise<void>((resolve) => {
-        server.close(() => resolve());
-        server.closeAllConnections();
+        const cut = setTimeout(() => server.closeAllConnections(), graceMs);
+        cut.unref();
+        server.close(() => {
+          clearTimeout(cut);
+          resolve();
+        });
+        server.closeIdleConnections();
       }),
   };
 }

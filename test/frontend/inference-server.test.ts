@@ -260,10 +260,16 @@ describe("the inference frontend in front of real worker processes", function ()
   });
 
   describe("shutdown", () => {
-    it("leaves no worker running after stop()", async () => {
+    it("lets a request in flight finish, then leaves no worker running after stop()", async () => {
       expect(workerPorts.size).to.be.greaterThan(0);
+      const inFlight = post("/predictions/echo?sleep=600");
+      await new Promise((r) => setTimeout(r, 150));
+      const started = Date.now();
       await service.stop();
+      expect((await inFlight).status).to.equal(200);
+      expect(Date.now() - started).to.be.below(5000);
       for (const port of workerPorts) expect(await refused(port), `worker on ${port}`).to.be.true;
+      expect(await refused(Number(new URL(base).port))).to.be.true;
     });
   });
 });
