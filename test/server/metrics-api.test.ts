@@ -279,6 +279,24 @@ describe("metrics API settings", () => {
       }
     });
 
+    it("serves the inference address over TLS with the same files", async () => {
+      const { service } = await startTestService({
+        enableInferenceApi: true,
+        inferenceAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
+        certificateFile: join(dir, "a.crt"),
+        privateKeyFile: join(dir, "a.key"),
+      });
+      try {
+        expect(service.inferenceUrl).to.match(/^https:\/\//);
+        const res = await request(`${service.inferenceUrl ?? ""}/ping`, {
+          ca: readFileSync(join(dir, "a.crt")),
+        });
+        expect([res.status, JSON.parse(res.body)]).to.deep.equal([200, { status: "Healthy" }]);
+      } finally {
+        await service.stop();
+      }
+    });
+
     it("refuses a key that does not match the certificate, naming both files", async () => {
       const err = await startTestService({
         metricsAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
