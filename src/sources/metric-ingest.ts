@@ -74,7 +74,10 @@ export class MetricLineIngest {
       if (def.dimensions.includes(host) && dimensions[host] === undefined) dimensions[host] = line.hostname;
     }
     try {
-      this.options.recorder.record(line.name, line.value, dimensions);
+      this.options.recorder.record(line.name, line.value, dimensions, {
+        requestId: line.requestIds[0],
+        unit: line.unit,
+      });
     } catch (err) {
       if (!(err instanceof MetricRecordError)) throw err;
       return this.reject(source, "invalid", err.message, text);

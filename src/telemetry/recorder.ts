@@ -15,6 +15,23 @@ export class MetricRecordError extends Error {
   }
 }
 
+/** One applied update, for listeners such as the log-mode writer. */
+export interface RecordEvent {
+  definition: MetricDefinition;
+  value: number;
+  attributes: Attributes;
+  /** The request a backend metric line named, if any. */
+  requestId: string | undefined;
+  /** The unit word the line was written with, if it came from a line (TorchServe logs that one). */
+  unit: string | undefined;
+}
+
+/** Where an update came from, when it came from a `[METRICS]` line. */
+export interface LineContext {
+  requestId?: string | undefined;
+  unit?: string | undefined;
+}
+
 /** One inference request as the frontend saw it. Times in milliseconds. */
 export interface InferenceRecord {
   model: string;
@@ -68,12 +85,18 @@ export interface GpuValues {
  */
 export class MetricRecorder {
   private readonly warned = new Set<string>();
+  private readonly listeners: ((event: RecordEvent) => void)[] = [];
 
   constructor(
     private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
     private readonly hostname: string,
     private readonly logger: Logger,
   ) {}
+
+  /** Hears every update applied from now on (after it reached the instrument). */
+  addListener(listener: (event: RecordEvent) => void): void {
+    this.listeners.push(listener);
+  }
 
   /** The declaration of `name`, if the catalog (or a run-time registration) has one. */
   definition(name: string): MetricDefinition | undefined {
@@ -85,7 +108,12 @@ export class MetricRecorder {
    * (or `hostname`) defaults to this host. Throws {@link MetricRecordError} on an unknown metric,
    * a missing or undeclared dimension, or a value the metric cannot take.
    */
-  record(name: string, value: number, dimensions: Readonly<Record<string, string>> = {}): void {
+  record(
+    name: string,
+    value: number,
+    dimensions: Readonly<Record<string, string>> = {},
+    line: LineContext = {},
+  ): void {
     const instrument = this.instruments.get(name);
     if (instrument === undefined) throw new MetricRecordError(name, "not declared in the metrics catalog");
     const def = instrument.definition;
@@ -107,7 +135,7 @@ export class MetricRecorder {
         );
       }
     }
-    instrument.record(value, attributes);
+    this.apply(instrument, value, attributes, line);
   }
 
   /** Counts one HTTP response in Requests2XX, Requests4XX or Requests5XX. */
@@ -196,7 +224,25 @@ export class MetricRecorder {
       this.warnOnce(`${name}:value`, `${name}: dropped value ${value} (not a finite, allowed number)`);
       return;
     }
+    this.apply(instrument, value, attributes, {});
+  }
+
+  private apply(
+    instrument: CatalogInstrument,
+    value: number,
+    attributes: Attributes,
+    line: LineContext,
+  ): void {
     instrument.record(value, attributes);
+    for (const listener of this.listeners) {
+      listener({
+        definition: instrument.definition,
+        value,
+        attributes,
+        requestId: line.requestId,
+        unit: line.unit,
+      });
+    }
   }
 
   private warnOnce(key: string, message: string): void {
