@@ -1,11 +1,13 @@
 import { readFileSync } from "node:fs";
 import { hostname as osHostname } from "node:os";
+import { resolve as resolvePath } from "node:path";
 import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
 import { resolveSettings } from "./config/settings.js";
 import type { Settings } from "./config/types.js";
+import { MetricsLogWriter } from "./exposition/log-writer.js";
 import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
 import { scrape } from "./exposition/scrape.js";
 import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
@@ -92,14 +94,6 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   ];
   const telemetry = createTelemetry({ metrics, format: settings.metricsFormat, hostname, logger });
   const { recorder } = telemetry;
-  if (settings.metricsMode !== "prometheus") {
-    logger.warn(
-      `metrics_mode=${settings.metricsMode}: writing ts_metrics.log/model_metrics.log is not supported yet; ` +
-        (settings.metricsMode === "log"
-          ? "/metrics answers an empty body"
-          : "/metrics shows only the ts_* counters"),
-    );
-  }
   const render = (filter: ReadonlySet<string> | undefined): Promise<string> =>
     scrape(
       telemetry.reader,
@@ -124,6 +118,16 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   let inferenceServer: ListeningServer | undefined;
   let frontend: InferenceFrontend | undefined;
   try {
+    if (settings.metricsMode !== "prometheus") {
+      // TorchServe's METRICS_LOCATION; relative to the working directory like its default `logs`.
+      const directory = resolvePath((options.env ?? process.env).METRICS_LOCATION ?? "logs");
+      const writer = new MetricsLogWriter({ directory, mode: settings.metricsMode, logger });
+      recorder.addListener((event) => writer.write(event));
+      stops.push(() => writer.stop());
+      logger.info(
+        `metrics_mode=${settings.metricsMode}: writing ts_metrics.log and model_metrics.log in ${directory}`,
+      );
+    }
     const sampler = new SystemSampler({
       intervalSeconds: settings.metricTimeInterval,
       host: !settings.disableSystemMetrics,

@@ -99,7 +99,10 @@ describe("serve-metrics (the command)", function () {
 
   it("applies TS_* variables over the file when enable_envvars_config=true", async () => {
     const file = configFile(`${LOOPBACK_ANY_PORT}enable_envvars_config=true\nmetrics_mode=prometheus\n`);
-    const child = spawnCli(["--ts-config", file], cleanEnv({ TS_METRICS_MODE: "legacy" }));
+    const child = spawnCli(
+      ["--ts-config", file],
+      cleanEnv({ TS_METRICS_MODE: "legacy", METRICS_LOCATION: mkdtempSync(join(tmpdir(), "cli-logs-")) }),
+    );
     try {
       const [, url] = await waitForStderr(child, /metrics API listening on (\S+)\n/);
       expect((await request(url ?? "")).body).not.to.include("MemoryUsed");

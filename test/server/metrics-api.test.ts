@@ -191,19 +191,32 @@ describe("metrics API settings", () => {
     }
   });
 
-  it("serves an empty body in metrics_mode=log", async () => {
-    const { service, url } = await startTestService({ metricsMode: "log" });
+  it("serves an empty body in metrics_mode=log and writes TorchServe's log lines instead", async () => {
+    const logs = mkdtempSync(join(tmpdir(), "metrics-location-"));
+    const { service, url } = await startTestService(
+      { metricsMode: "log" },
+      { env: { METRICS_LOCATION: logs } },
+    );
     try {
       const res = await request(url);
       expect(res.status).to.equal(200);
       expect(res.body).to.equal("");
+      const logged = readFileSync(join(logs, "ts_metrics.log"), "utf8");
+      expect(logged).to.match(
+        / - MemoryUsed\.Megabytes:\d+\.\d+\|#Level:Host\|#hostname:test-host,timestamp:\d+\n/,
+      );
+      expect(logged).to.match(/ - Requests2XX\.Count:1\.0\|#Level:Host\|#hostname:test-host,timestamp:\d+\n/);
     } finally {
       await service.stop();
     }
   });
 
   it("serves only the three ts_* counters in metrics_mode=legacy", async () => {
-    const { service, url } = await startTestService({ metricsMode: "legacy" });
+    const logs = mkdtempSync(join(tmpdir(), "metrics-location-"));
+    const { service, url } = await startTestService(
+      { metricsMode: "legacy" },
+      { env: { METRICS_LOCATION: logs } },
+    );
     try {
       service.recordInference({ model: "m", status: 200, latencyMs: 1 });
       const families = (await request(url)).body.match(/^# TYPE \S+/gm);
