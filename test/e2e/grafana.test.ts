@@ -1,0 +1,525 @@
+import { expect } from "chai";
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { parse, stringify } from "yaml";
+import { loadDefaultCatalog } from "../../src/catalog/load.js";
+import { DEFAULT_BUCKETS, type MetricDefinition } from "../../src/catalog/types.js";
+import type { MetricsService } from "../../src/service.js";
+import { extraMetrics } from "../../src/telemetry/extra-metrics.js";
+import { REPO_ROOT } from "../support/cli.js";
+import { request } from "../support/http.js";
+import {
+  apiGet,
+  instantQuery,
+  startPrometheus,
+  successfulScrapes,
+  waitForScrapes,
+  type RunningPrometheus,
+} from "../support/prometheus.js";
+import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
+
+const GRAFANA = join(REPO_ROOT, "grafana");
+const DASHBOARDS = join(GRAFANA, "dashboards");
+const FAKE_NVIDIA_SMI = join(REPO_ROOT, "test/fixtures/nvidia-smi/fake-nvidia-smi.js");
+const DATASOURCE = { type: "prometheus", uid: "${datasource}" };
+
+interface Target {
+  refId: string;
+  expr: string;
+  legendFormat?: string;
+  datasource?: unknown;
+}
+interface Panel {
+  id: number;
+  type: string;
+  title: string;
+  datasource?: unknown;
+  gridPos: { x: number; y: number; w: number; h: number };
+  targets?: Target[];
+}
+interface Variable {
+  name: string;
+  type: string;
+  query: unknown;
+  datasource?: unknown;
+  includeAll?: boolean;
+  allValue?: string;
+}
+interface Dashboard {
+  id: unknown;
+  uid: unknown;
+  title: string;
+  schemaVersion: number;
+  panels: Panel[];
+  templating: { list: Variable[] };
+}
+/** The parts of docker-compose.yml the tests read. */
+interface ComposeFile {
+  services: Record<
+    string,
+    {
+      image: string;
+      network_mode?: string;
+      command?: string[];
+      volumes?: string[];
+      environment?: Record<string, string>;
+      profiles?: string[];
+    }
+  >;
+}
+/** One panel query, named for failure messages. */
+interface PanelQuery {
+  where: string;
+  expr: string;
+  legendFormat: string;
+}
+
+function readYaml(path: string): Record<string, unknown> {
+  return parse(readFileSync(path, "utf8")) as Record<string, unknown>;
+}
+
+function dashboardFiles(): string[] {
+  return readdirSync(DASHBOARDS)
+    .filter((f) => f.endsWith(".json"))
+    .map((f) => join(DASHBOARDS, f));
+}
+
+function loadDashboards(): Dashboard[] {
+  return dashboardFiles().map((f) => JSON.parse(readFileSync(f, "utf8")) as Dashboard);
+}
+
+function panelQueries(): PanelQuery[] {
+  return loadDashboards().flatMap((d) =>
+    d.panels.flatMap((p) =>
+      (p.targets ?? []).map((t) => ({
+        where: `${d.uid as string} / "${p.title}" / ${t.refId}`,
+        expr: t.expr,
+        legendFormat: t.legendFormat ?? "",
+      })),
+    ),
+  );
+}
+
+/** Grafana's variables as Grafana would fill them in, for Prometheus without Grafana. */
+function substitute(expr: string, values: { rateInterval: string; model: string; host: string }): string {
+  const filled = expr
+    .replaceAll(/\$\{?__rate_interval\}?/g, values.rateInterval)
+    .replaceAll(/\$\{?model\}?/g, values.model)
+    .replaceAll(/\$\{?Hostname\}?/g, values.host);
+  if (filled.includes("$")) throw new Error(`a variable the test does not know is left in ${filled}`);
+  return filled;
+}
+
+/** Every metric the service exposes, with its labels: the bundled catalog and serve-metrics' own. */
+function exposedMetrics(): Map<string, MetricDefinition> {
+  const all = [...loadDefaultCatalog().metrics, ...extraMetrics(DEFAULT_BUCKETS)];
+  return new Map(all.map((m) => [m.name, m]));
+}
+
+/** The catalog metric a sample name belongs to (a histogram's `_bucket`/`_count`/`_sum` too). */
+function metricOf(sample: string, metrics: Map<string, MetricDefinition>): MetricDefinition | undefined {
+  const exact = metrics.get(sample);
+  if (exact !== undefined) return exact;
+  const base = sample.replace(/_(bucket|count|sum)$/, "");
+  const histogram = metrics.get(base);
+  return histogram?.type === "histogram" ? histogram : undefined;
+}
+
+/** The vector selectors of an expression: metric names (from `__name__=~` too) and label matchers. */
+function selectors(
+  expr: string,
+): { names: string[]; matchers: { label: string; op: string; value: string }[] }[] {
+  return [...expr.matchAll(/([A-Za-z_:][\w:]*)?\{([^}]*)\}/g)].map((m) => {
+    const matchers = [...(m[2] ?? "").matchAll(/(\w+)\s*(=~|!~|!=|=)\s*"([^"]*)"/g)].map((x) => ({
+      label: x[1] ?? "",
+      op: x[2] ?? "",
+      value: x[3] ?? "",
+    }));
+    const byName = matchers.find((x) => x.label === "__name__");
+    const names = m[1] !== undefined ? [m[1]] : (byName?.value.split("|") ?? []);
+    return { names, matchers: matchers.filter((x) => x.label !== "__name__") };
+  });
+}
+
+describe("Grafana dashboards, provisioning and the Prometheus and Collector configs", function () {
+  this.timeout(60_000);
+
+  describe("the dashboard JSON", () => {
+    it("is provisioning-safe: id null, a fixed uid, a datasource variable, no import inputs", () => {
+      expect(dashboardFiles()).to.have.length.within(1, 2);
+      const uids = new Set<unknown>();
+      for (const file of dashboardFiles()) {
+        const raw = readFileSync(file, "utf8");
+        expect(raw, file).not.to.match(/DS_PROMETHEUS|__inputs|__requires/);
+        const d = JSON.parse(raw) as Dashboard;
+        expect(d.id, file).to.equal(null);
+        expect(d.uid, file)
+          .to.be.a("string")
+          .and.match(/^[A-Za-z0-9_-]{1,40}$/);
+        uids.add(d.uid);
+        expect(d.schemaVersion, file).to.be.within(36, 41);
+        const datasource = d.templating.list.filter((v) => v.type === "datasource");
+        expect(
+          datasource.map((v) => [v.name, v.query]),
+          file,
+        ).to.deep.equal([["datasource", "prometheus"]]);
+        for (const v of d.templating.list.filter((x) => x.type === "query"))
+          expect(v.datasource, `${file} variable ${v.name}`).to.deep.equal(DATASOURCE);
+      }
+      expect(uids.size).to.equal(dashboardFiles().length);
+    });
+
+    it("has only timeseries and stat panels, each with queries on the ${datasource} variable", () => {
+      for (const d of loadDashboards()) {
+        expect(d.panels).not.to.be.empty;
+        const ids = d.panels.map((p) => p.id);
+        expect(new Set(ids).size, "panel ids").to.equal(ids.length);
+        for (const p of d.panels) {
+          const where = `${d.title} / "${p.title}"`;
+          expect(p.type, where).to.be.oneOf(["timeseries", "stat"]);
+          expect(p.datasource, where).to.deep.equal(DATASOURCE);
+          expect(p.gridPos.x + p.gridPos.w, where).to.be.at.most(24);
+          expect(p.targets, where).to.be.an("array").that.is.not.empty;
+          for (const t of p.targets ?? []) {
+            expect(t.datasource, `${where} ${t.refId}`).to.deep.equal(DATASOURCE);
+            expect(t.expr, `${where} ${t.refId}`).to.be.a("string").that.is.not.empty;
+          }
+        }
+      }
+    });
+
+    it("filters every selector by $Hostname and $model on the label spelling of its metric", () => {
+      const metrics = exposedMetrics();
+      for (const q of panelQueries()) {
+        // Variables only ever stand in regex matchers (Grafana writes multi-values as a|b).
+        const outsideMatchers = q.expr
+          .replaceAll(/\w+\s*=~\s*"[^"]*"/g, "")
+          .replaceAll("[$__rate_interval]", "");
+        expect(outsideMatchers, q.where).not.to.include("$");
+        const found = selectors(q.expr);
+        expect(found, q.where).not.to.be.empty;
+        for (const s of found) {
+          expect(s.names, q.where).not.to.be.empty;
+          for (const name of s.names) {
+            const metric = metricOf(name, metrics);
+            expect(metric, `${q.where}: ${name} is not a metric the service exposes`).not.to.equal(undefined);
+            const labels = metric?.dimensions ?? [];
+            for (const m of s.matchers)
+              expect(labels, `${q.where}: ${name} has no label ${m.label}`).to.include(m.label);
+            const hostLabel = labels.find((l) => l.toLowerCase() === "hostname");
+            expect(s.matchers, `${q.where}: ${name} by host`).to.deep.include({
+              label: hostLabel,
+              op: "=~",
+              value: "$Hostname",
+            });
+            const modelLabel = labels.find((l) => l === "model_name" || l === "ModelName");
+            const modelFilter = s.matchers.find((m) => m.value.includes("$model"));
+            if (modelLabel !== undefined)
+              expect(modelFilter, `${q.where}: ${name} by model`).to.deep.equal({
+                label: modelLabel,
+                op: "=~",
+                value: "$model",
+              });
+            else if (modelFilter !== undefined) expect(modelFilter.label, q.where).to.equal("WorkerName");
+          }
+        }
+      }
+    });
+
+    it("shows every metric the service exposes somewhere", () => {
+      const used = new Set(
+        panelQueries().flatMap((q) =>
+          selectors(q.expr).flatMap((s) => s.names.map((n) => metricOf(n, exposedMetrics())?.name)),
+        ),
+      );
+      const missing = [...exposedMetrics().keys()].filter((name) => !used.has(name));
+      expect(missing).to.deep.equal([]);
+    });
+
+    it("declares the Hostname and model variables as label_values queries over all values", () => {
+      for (const d of loadDashboards()) {
+        const byName = new Map(d.templating.list.map((v) => [v.name, v]));
+        expect(byName.get("Hostname")?.query).to.equal("label_values(Hostname)");
+        expect(byName.get("model")?.query).to.equal("label_values(ts_inference_requests_total, model_name)");
+        for (const name of ["Hostname", "model"]) {
+          // ".*", not Grafana's default of the listed values: a host or model seen only in
+          // HandlerTime lines would otherwise vanish from "All".
+          expect(byName.get(name)).to.include({ includeAll: true, allValue: ".*" });
+        }
+      }
+    });
+  });
+
+  describe("with promtool", () => {
+    let binary: string;
+    const promtool = (args: string[]): { status: number | null; output: string } => {
+      const run = spawnSync(binary, args, { encoding: "utf8" });
+      return { status: run.status, output: `${run.stdout}${run.stderr}` };
+    };
+    before(function () {
+      binary = requireTool(this, "promtool");
+    });
+
+    it("accepts grafana/prometheus.yml (promtool check config)", () => {
+      const run = promtool(["check", "config", join(GRAFANA, "prometheus.yml")]);
+      expect(run.status, run.output).to.equal(0);
+      expect(run.output).to.include("SUCCESS");
+    });
+
+    it("parses every panel expression as PromQL (promtool check rules on a generated rule file)", () => {
+      const dir = mkdtempSync(join(tmpdir(), "grafana-rules-"));
+      try {
+        const queries = panelQueries();
+        const rules = (exprs: string[]): string =>
+          stringify({
+            groups: [
+              {
+                name: "serve-metrics-dashboard",
+                rules: exprs.map((expr, i) => ({ record: `dashboard:query_${i}`, expr })),
+              },
+            ],
+          });
+        const fill = (expr: string): string =>
+          substitute(expr, { rateInterval: "1m", model: ".*", host: ".*" });
+        writeFileSync(join(dir, "dashboard.rules.yml"), rules(queries.map((q) => fill(q.expr))));
+        const run = promtool(["check", "rules", join(dir, "dashboard.rules.yml")]);
+        expect(run.status, run.output).to.equal(0);
+        expect(run.output).to.include(`SUCCESS: ${queries.length} rules found`);
+
+        // The same check refuses a broken expression, so the success above means something.
+        writeFileSync(join(dir, "broken.rules.yml"), rules(["sum(rate(Requests2XX[1m])"]));
+        expect(promtool(["check", "rules", join(dir, "broken.rules.yml")]).status).not.to.equal(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+
+  describe("every panel query against a real Prometheus scraping the service", () => {
+    let service: MetricsService | undefined;
+    let prometheus: RunningPrometheus | undefined;
+    let dir: string | undefined;
+    let inference: string;
+    const job = "serve-metrics";
+
+    /** Inference traffic through the frontend: 2XX, a 404, a 5XX, and [METRICS] lines good and bad. */
+    async function sendTraffic(): Promise<void> {
+      const post = async (path: string, body = "hello"): Promise<number> =>
+        (await request(`${inference}${path}`, { method: "POST", body })).status;
+      const ok = await Promise.all(Array.from({ length: 6 }, () => post("/predictions/echo")));
+      expect(ok).to.deep.equal([200, 200, 200, 200, 200, 200]);
+      expect(await post("/predictions/echo/1.0?sleep=20")).to.equal(200);
+      expect(await post("/predictions/nope")).to.equal(404);
+      // The worker answers 500 itself: a real 5XX through the frontend, no crash and restart.
+      expect(await post("/predictions/echo?status=500")).to.equal(500);
+      const now = Math.floor(Date.now() / 1000);
+      const lines = await request(`${inference}/metric-lines`, {
+        method: "POST",
+        body: `[METRICS]PredictionTime.Milliseconds:71.95|#ModelName:echo,Level:Model|#type:GAUGE|#hostname:worker-1,${now},req-7\nnot a metric line\n`,
+      });
+      expect(JSON.parse(lines.body)).to.deep.include({ accepted: 1 });
+    }
+
+    before(async function () {
+      const binary = requireTool(this, "prometheus");
+      // nvidia-smi is the one part replaced: the fixture prints two GPUs' CSV, so the GPU panels
+      // are checked too; the service still runs it as it would run the driver's tool.
+      process.env.FAKE_NVIDIA_SMI = "two-gpus.csv";
+      const started = await startTestService(
+        {
+          models: [
+            {
+              model: "echo",
+              version: "1.0",
+              isDefault: true,
+              workers: 2,
+              url: undefined,
+              command: "node test/fixtures/workers/echo-worker.js --port {port}",
+            },
+          ],
+          inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+          numberOfGpu: undefined,
+          nvidiaSmiPath: FAKE_NVIDIA_SMI,
+        },
+        { workerTimings: { backoff: { initialMs: 100, maxMs: 400 }, stopGraceMs: 1000 } },
+      );
+      service = started.service;
+      await service.workersReady();
+      inference = service.inferenceUrl ?? "";
+      await sendTraffic();
+
+      // The shipped prometheus.yml, pointed at this service and scraping every second.
+      dir = mkdtempSync(join(tmpdir(), "grafana-prom-"));
+      const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
+        global: Record<string, unknown>;
+        scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+      };
+      config.global.scrape_interval = "1s";
+      config.global.evaluation_interval = "1s";
+      const scrape = config.scrape_configs.find((c) => c.job_name === job);
+      expect(scrape, `job ${job} in grafana/prometheus.yml`).not.to.equal(undefined);
+      expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
+      scrape!.static_configs = [{ targets: [new URL(started.url).host] }];
+      writeFileSync(join(dir, "prometheus.yml"), stringify(config));
+      prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir);
+
+      // Counters must rise between scrapes for rate() to be above 0: traffic before the first
+      // scrapes and again after them, then two more scrapes.
+      await waitForScrapes(prometheus, job, 2);
+      await sendTraffic();
+      const seen = await successfulScrapes(prometheus.api, job);
+      await waitForScrapes(prometheus, job, seen + 2);
+    });
+
+    after(async () => {
+      await prometheus?.stop();
+      await service?.stop();
+      delete process.env.FAKE_NVIDIA_SMI;
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("answers every panel query with data, each legend's labels present", async () => {
+      const queries = panelQueries();
+      const problems: string[] = [];
+      for (const q of queries) {
+        // ".+" rather than Grafana's ".*": it does not match a missing label, so a selector
+        // filtering on a misspelt label (hostname for Hostname) comes back empty here.
+        const promql = substitute(q.expr, { rateInterval: "1m", model: ".+", host: ".+" });
+        const result = await instantQuery(prometheus!.api, promql);
+        const values = result.map((r) => Number(r.value[1]));
+        if (result.length === 0) problems.push(`${q.where}: no series for ${promql}`);
+        else if (!values.some(Number.isFinite)) problems.push(`${q.where}: only ${values.join(", ")}`);
+        else if (/\brate\(/.test(promql) && !values.some((v) => v > 0))
+          problems.push(`${q.where}: no rate above 0 for ${promql}`);
+        for (const label of [...q.legendFormat.matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1] ?? ""))
+          for (const r of result)
+            if (!(label in r.metric))
+              problems.push(`${q.where}: legend label ${label} missing from the result`);
+      }
+      expect(problems).to.deep.equal([]);
+      expect(queries.length).to.be.at.least(20);
+    });
+
+    it("shows the 404 and the 500 in the 4XX and 5XX ratios", async () => {
+      const ratios = panelQueries().filter((q) => q.expr.includes("or vector(0)"));
+      expect(ratios.map((q) => /Requests[45]XX/.exec(q.expr)?.[0])).to.have.members([
+        "Requests4XX",
+        "Requests5XX",
+      ]);
+      for (const q of ratios) {
+        const result = await instantQuery(
+          prometheus!.api,
+          substitute(q.expr, { rateInterval: "1m", model: ".*", host: ".*" }),
+        );
+        expect(Number(result[0]?.value[1]), q.where).to.be.within(Number.MIN_VALUE, 1);
+      }
+    });
+
+    it("lists the service's hosts and models in the variables' label_values queries", async () => {
+      const [dashboard] = loadDashboards();
+      const options = async (name: string): Promise<string[]> => {
+        const v = dashboard?.templating.list.find((x) => x.name === name);
+        const m = /^label_values\((?:(.+),\s*)?(\w+)\)$/.exec(String(v?.query));
+        expect(m, `variable ${name}`).not.to.equal(null);
+        const match = m?.[1] === undefined ? "" : `?match[]=${encodeURIComponent(m[1])}`;
+        return apiGet<string[]>(prometheus!.api, `/label/${m?.[2] ?? ""}/values${match}`);
+      };
+      // The service's own host, the echo worker's (its [METRICS] lines) and the posted line's.
+      expect(await options("Hostname")).to.include.members(["test-host", hostname(), "worker-1"]);
+      expect(await options("model")).to.deep.equal(["echo"]);
+    });
+  });
+
+  describe("provisioning, docker-compose.yml and otel-collector.yaml", () => {
+    const compose = (): ComposeFile =>
+      readYaml(join(GRAFANA, "docker-compose.yml")) as unknown as ComposeFile;
+    const mounts = (service: string): Map<string, string> =>
+      new Map(
+        (compose().services[service]?.volumes ?? [])
+          .filter((v) => v.startsWith("./"))
+          .map((v) => {
+            const [from = "", to = ""] = v.split(":");
+            return [to, from];
+          }),
+      );
+
+    it("mounts files that exist, with Prometheus and Grafana on the host network", () => {
+      const { services } = compose();
+      expect(services.prometheus?.image).to.match(/^prom\/prometheus:v\d/);
+      expect(services.grafana?.image).to.match(/^grafana\/grafana:\d/);
+      expect(services["otel-collector"]?.image).to.match(/^otel\/opentelemetry-collector-contrib:\d/);
+      for (const name of ["prometheus", "grafana", "otel-collector"]) {
+        expect(services[name]?.network_mode, name).to.equal("host");
+        for (const from of mounts(name).values())
+          expect(existsSync(resolve(GRAFANA, from)), `${name} mounts ${from}`).to.be.true;
+      }
+      expect(mounts("prometheus").get("/etc/prometheus/prometheus.yml")).to.equal("./prometheus.yml");
+      expect(services.prometheus?.command).to.include("--config.file=/etc/prometheus/prometheus.yml");
+      expect(mounts("otel-collector").get("/etc/otelcol-contrib/config.yaml")).to.equal(
+        "./otel-collector.yaml",
+      );
+      expect(services["otel-collector"]?.profiles).to.deep.equal(["otel"]);
+      const grafana = mounts("grafana");
+      expect(grafana.get("/etc/grafana/provisioning/datasources")).to.equal("./provisioning/datasources");
+      expect(grafana.get("/etc/grafana/provisioning/dashboards")).to.equal("./provisioning/dashboards");
+      expect(services.grafana?.environment).to.include({
+        GF_AUTH_ANONYMOUS_ENABLED: "true",
+        GF_AUTH_ANONYMOUS_ORG_ROLE: "Viewer",
+        GF_SECURITY_ADMIN_PASSWORD: "admin",
+      });
+    });
+
+    it("provisions the Prometheus datasource and the dashboards folder compose mounts", () => {
+      const datasources = readYaml(join(GRAFANA, "provisioning/datasources/prometheus.yaml")) as {
+        apiVersion: number;
+        datasources: { type: string; url: string; jsonData: { timeInterval: string } }[];
+      };
+      expect(datasources.apiVersion).to.equal(1);
+      expect(datasources.datasources).to.have.length(1);
+      const [prom] = datasources.datasources;
+      expect(prom?.type).to.equal("prometheus");
+      const listen = compose()
+        .services.prometheus?.command?.find((a) => a.startsWith("--web.listen-address="))
+        ?.split("=")[1];
+      expect(prom?.url).to.equal(`http://${listen ?? "?"}`);
+      // $__rate_interval is at least 4 × timeInterval: it must be Prometheus' scrape interval.
+      const prometheusYml = readYaml(join(GRAFANA, "prometheus.yml")) as {
+        global: { scrape_interval: string };
+      };
+      expect(prom?.jsonData.timeInterval).to.equal(prometheusYml.global.scrape_interval);
+
+      const dashboards = readYaml(join(GRAFANA, "provisioning/dashboards/serve-metrics.yaml")) as {
+        apiVersion: number;
+        providers: { type: string; options: { path: string } }[];
+      };
+      expect(dashboards.apiVersion).to.equal(1);
+      expect(dashboards.providers.map((p) => p.type)).to.deep.equal(["file"]);
+      const path = dashboards.providers[0]?.options.path ?? "";
+      expect(mounts("grafana").get(path), `compose mounts ./dashboards at ${path}`).to.equal("./dashboards");
+    });
+
+    it("wires OTLP (gRPC 4317, HTTP 4318) to a Prometheus exporter keeping TorchServe's names, and debug", () => {
+      const otel = readYaml(join(GRAFANA, "otel-collector.yaml")) as {
+        receivers: { otlp: { protocols: { grpc: { endpoint: string }; http: { endpoint: string } } } };
+        processors?: Record<string, unknown>;
+        exporters: { prometheus: { endpoint: string; add_metric_suffixes: unknown }; debug: unknown };
+        service: {
+          pipelines: { metrics: { receivers: string[]; processors?: string[]; exporters: string[] } };
+        };
+      };
+      expect(otel.receivers.otlp.protocols.grpc.endpoint).to.match(/:4317$/);
+      expect(otel.receivers.otlp.protocols.http.endpoint).to.match(/:4318$/);
+      expect(otel.exporters.prometheus.add_metric_suffixes).to.equal(false);
+      expect(otel.exporters.prometheus.endpoint).to.match(/:\d+$/);
+      expect(otel.exporters).to.have.property("debug");
+      const pipeline = otel.service.pipelines.metrics;
+      expect(pipeline.receivers).to.deep.equal(["otlp"]);
+      expect(pipeline.exporters).to.have.members(["prometheus", "debug"]);
+      // Every component the pipeline names is defined.
+      for (const p of pipeline.processors ?? []) expect(otel.processors ?? {}, p).to.have.property(p);
+    });
+  });
+});
