@@ -92,13 +92,28 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     // A catalog that declares one of these names keeps its own definition.
     ...extraMetrics(settings.requestDurationBuckets).filter((m) => !declared.has(m.name)),
   ];
-  const telemetry = createTelemetry({ metrics, format: settings.metricsFormat, hostname, logger });
+  const telemetry = createTelemetry({
+    metrics,
+    format: settings.metricsFormat,
+    hostname,
+    logger,
+    maxSeriesPerMetric: settings.maxSeriesPerMetric,
+  });
   const { recorder } = telemetry;
+  const overflowed = new Set<string>();
+  const onOverflow = (metric: string): void => {
+    if (overflowed.has(metric)) return;
+    overflowed.add(metric);
+    logger.warn(
+      `${metric}: more than max_series_per_metric=${settings.maxSeriesPerMetric} series; ` +
+        `further ones are added into its otel_metric_overflow="true" series`,
+    );
+  };
   const render = (filter: ReadonlySet<string> | undefined): Promise<string> =>
     scrape(
       telemetry.reader,
       telemetry.families,
-      { mode: settings.metricsMode, format: settings.metricsFormat, filter },
+      { mode: settings.metricsMode, format: settings.metricsFormat, filter, onOverflow },
       logger,
     );
   const ingest = new MetricLineIngest({

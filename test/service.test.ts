@@ -78,4 +78,34 @@ describe("the service's metric-line sources", function () {
       await service.stop();
     }
   });
+
+  it("caps series at max_series_per_metric: the rest go to one overflow series, warned about once per metric", async () => {
+    const { service, logger } = await startTestService({ maxSeriesPerMetric: 100 });
+    try {
+      for (let i = 0; i < 150; i++) {
+        service.recordMetric("HandlerTime", i, { ModelName: `m${i}`, Level: "Model" });
+        service.recordInference({ model: `m${i}`, status: 200, latencyMs: 1 });
+      }
+      const text = await service.scrape(["HandlerTime", "ts_inference_requests_total"]);
+      const handler = text.split("\n").filter((l) => l.startsWith("HandlerTime{"));
+      expect(handler).to.have.length(101);
+      expect(handler.filter((l) => l.includes('ModelName="m'))).to.have.length(100);
+      expect(handler[100]).to.equal('HandlerTime{otel_metric_overflow="true",} 149.0');
+      const requests = text.split("\n").filter((l) => l.startsWith("ts_inference_requests_total{"));
+      expect(requests[100]).to.equal('ts_inference_requests_total{otel_metric_overflow="true",} 50.0');
+      await service.scrape();
+      const warned = logger.lines
+        .filter((l) => l.includes("max_series_per_metric"))
+        .map((l) => l.split(":")[0]);
+      expect(warned).to.have.members([
+        "WARN HandlerTime",
+        "WARN ts_inference_requests_total",
+        "WARN ts_inference_latency_microseconds",
+        "WARN ts_queue_latency_microseconds",
+        "WARN serve_request_duration_seconds",
+      ]);
+    } finally {
+      await service.stop();
+    }
+  });
 });

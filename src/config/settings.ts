@@ -25,6 +25,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   privateKeyFile: undefined,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
+  maxSeriesPerMetric: 50_000,
   enableInferenceApi: undefined,
   models: Object.freeze([]),
   jobQueueSize: 100,
@@ -117,6 +118,9 @@ const SETTERS: Record<string, Apply> = {
   },
   nvidia_smi_timeout_ms: (s, raw) => {
     s.nvidiaSmiTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
+  max_series_per_metric: (s, raw) => {
+    s.maxSeriesPerMetric = parseInteger(raw, 1, 10_000_000);
   },
   enable_inference_api: (s, raw) => {
     s.enableInferenceApi = parseBoolean(raw);

@@ -48,6 +48,8 @@ export interface Settings {
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
   nvidiaSmiTimeoutMs: number;
+  /** Series kept per metric; later ones are added into one overflow series. */
+  maxSeriesPerMetric: number;
   /** Serve the inference address; undefined: only when `models` is not empty. */
   enableInferenceApi: boolean | undefined;
   /** Model versions behind the inference frontend. */

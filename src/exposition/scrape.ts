@@ -11,12 +11,17 @@ const LEGACY_FAMILIES = new Set([
   "ts_queue_latency_microseconds",
 ]);
 
+/** The attribute the SDK puts on the one series that takes every series past the limit. */
+const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
+
 /** What a scrape renders and how. */
 export interface ScrapeOptions {
   mode: MetricsMode;
   format: MetricsFormat;
   /** Sample names from `name[]`; undefined for everything. */
   filter: ReadonlySet<string> | undefined;
+  /** Hears the names of metrics whose series overflowed max_series_per_metric. */
+  onOverflow?: (metric: string) => void;
 }
 
 /** Collects from the pull reader and renders the text `/metrics` answers with. */
@@ -29,6 +34,15 @@ export async function scrape(
   if (options.mode === "log") return "";
   const { resourceMetrics, errors } = await reader.collect();
   for (const err of errors) logger.warn(`collection: ${String(err)}`);
+  if (options.onOverflow !== undefined) {
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        // The SDK adds the overflow series when the limit is first passed, so it is the last one.
+        const last = metric.dataPoints[metric.dataPoints.length - 1];
+        if (last?.attributes[OVERFLOW_ATTRIBUTE] === true) options.onOverflow(metric.descriptor.name);
+      }
+    }
+  }
   if (options.format === "otel") return renderOtelText(resourceMetrics, options.filter);
   const shown = options.mode === "legacy" ? families.filter((f) => LEGACY_FAMILIES.has(f.name)) : families;
   return renderTorchServeText(shown, metricsByName(resourceMetrics), options.filter);

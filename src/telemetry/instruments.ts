@@ -1,5 +1,4 @@
 import type { Attributes, Meter } from "@opentelemetry/api";
-import type { ViewOptions } from "@opentelemetry/sdk-metrics";
 import { DEFAULT_BUCKETS, type MetricDefinition } from "../catalog/types.js";
 import type { InstrumentName } from "./naming.js";
 
@@ -34,9 +33,4 @@ export function createCatalogInstrument(
       return { definition: def, record: (v, a) => histogram.record(v, a) };
     }
   }
-}
-
-/** A view that renames one instrument back to its TorchServe name (units stay those TorchServe reports). */
-export function torchServeView(torchServeName: string, otel: InstrumentName, meterName: string): ViewOptions {
-  return { meterName, instrumentName: otel.name, name: torchServeName };
 }

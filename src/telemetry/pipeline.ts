@@ -11,12 +11,14 @@ import type { MetricsFormat } from "../config/types.js";
 import type { Logger } from "../log.js";
 import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
-import { createCatalogInstrument, torchServeView, type CatalogInstrument } from "./instruments.js";
+import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
 import { InstrumentNamer } from "./naming.js";
 import { MetricRecorder } from "./recorder.js";
 
 /** The meter's (instrumentation scope's) name. */
 export const METER_NAME = "serve-metrics";
+/** The meter of metrics registered after start, which one wildcard view can cover. */
+const LATE_METER_NAME = "serve-metrics.auto-detected";
 
 /** One service's OpenTelemetry pipeline: provider, pull reader, recorder and the families it exposes. */
 export interface Telemetry {
@@ -47,11 +49,14 @@ export interface TelemetryOptions {
   views?: ViewOptions[];
   /** More resource attributes (they win over service.name and host.name). */
   resource?: Attributes;
+  /** Series kept per metric; later ones go to one `otel.metric.overflow=true` series. Default 50,000. */
+  maxSeriesPerMetric?: number;
 }
 
 /** Builds one MeterProvider with a pull reader and one instrument per metric. */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { metrics, format, hostname, logger } = options;
+  const limit = options.maxSeriesPerMetric ?? 50_000;
   const namer = new InstrumentNamer();
   const names = metrics.map((def) => ({ def, otel: namer.name(def) }));
   const reader = new PullReader();
@@ -62,18 +67,25 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       ...options.resource,
     }),
     readers: [reader, ...(options.readers ?? [])],
-    views: names.flatMap(({ def, otel }) => {
-      const rename = format === "torchserve" ? torchServeView(def.name, otel, METER_NAME) : undefined;
-      const merged = (options.views ?? [])
-        .filter((v) => selects(v, otel.name, def.type))
-        .reduce<ViewOptions | undefined>((acc, v) => ({ ...acc, ...withoutSelectors(v) }), undefined);
-      if (merged === undefined) return rename === undefined ? [] : [rename];
-      return [
-        { ...merged, meterName: METER_NAME, instrumentName: otel.name, ...(rename && { name: rename.name }) },
-      ];
-    }),
+    views: [
+      ...names.map(({ def, otel }) => {
+        const merged = (options.views ?? [])
+          .filter((v) => selects(v, otel.name, def.type))
+          .reduce<ViewOptions>((acc, v) => ({ ...acc, ...withoutSelectors(v) }), {});
+        return {
+          // The SDK's limit counts the overflow series too.
+          aggregationCardinalityLimit: limit + 1,
+          ...merged,
+          meterName: METER_NAME,
+          instrumentName: otel.name,
+          ...(format === "torchserve" && { name: def.name }),
+        };
+      }),
+      { meterName: LATE_METER_NAME, instrumentName: "*", aggregationCardinalityLimit: limit + 1 },
+    ],
   });
   const meter = provider.getMeter(METER_NAME);
+  const lateMeter = provider.getMeter(LATE_METER_NAME);
   const instruments = new Map<string, CatalogInstrument>();
   const families: FamilySpec[] = [];
   const add = (def: MetricDefinition, instrument: CatalogInstrument): void => {
@@ -94,7 +106,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
         namer.reserve(def.name);
         otel = { ...otel, name: def.name };
       }
-      add(def, createCatalogInstrument(meter, def, otel));
+      add(def, createCatalogInstrument(lateMeter, def, otel));
     },
   };
 }
