@@ -8,6 +8,26 @@ export interface TlsFiles {
   key: Buffer;
 }
 
+/** Protection against slow and too many clients. Times in milliseconds. */
+export interface ConnectionLimits {
+  /** Time a client has to send its request headers (slowloris); default 10 s. */
+  headersTimeoutMs: number;
+  /** Time a client has to send its whole request, body included; default 60 s. */
+  requestTimeoutMs: number;
+  /** How long an idle keep-alive connection stays open; default 5 s. */
+  keepAliveTimeoutMs: number;
+  /** Connections open at once; more are refused until some close. Default 1024. */
+  maxConnections: number;
+}
+
+/** The limits every listener gets unless told otherwise. */
+export const DEFAULT_LIMITS: ConnectionLimits = Object.freeze({
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 5_000,
+  maxConnections: 1024,
+});
+
 /** A server that is listening, with the address it actually got. */
 export interface ListeningServer {
   server: Server;
@@ -29,11 +49,18 @@ export async function listen(
   address: ListenAddress,
   handler: RequestListener,
   tls: TlsFiles | undefined,
+  limits: ConnectionLimits = DEFAULT_LIMITS,
 ): Promise<ListeningServer> {
+  // Node enforces the header and request timeouts only at this interval (30 s by default).
+  const checking = { connectionsCheckingInterval: Math.min(1000, limits.headersTimeoutMs) };
   const server: Server =
     address.protocol === "https"
-      ? createHttpsServer({ cert: tls?.cert, key: tls?.key }, handler)
-      : createHttpServer(handler);
+      ? createHttpsServer({ ...checking, cert: tls?.cert, key: tls?.key }, handler)
+      : createHttpServer(checking, handler);
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.maxConnections = limits.maxConnections;
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => {
       reject(
@@ -71,14 +98,23 @@ function hostPort(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** Answers requests Node cannot parse with 400 and reports them, since they are responses too. */
+/**
+ * Answers requests Node cannot take (unparsable 400, headers too large 431, too slow 408) and
+ * reports them, since they are responses too.
+ */
 export function answerClientErrors(server: Server, onResponse: (status: number) => void): void {
-  server.on("clientError", (_err, socket) => {
-    if (socket.writable) {
-      onResponse(400);
-      socket.end("HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n");
-    } else {
+  server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
+    if (!socket.writable) {
       socket.destroy();
+      return;
     }
+    const [status, reason] =
+      err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "Request Timeout"]
+        : err.code === "HPE_HEADER_OVERFLOW"
+          ? [431, "Request Header Fields Too Large"]
+          : [400, "Bad Request"];
+    onResponse(status);
+    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
   });
 }
