@@ -21,6 +21,8 @@ import { metricsPayload } from "./sources/metric-line.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
+import { SeriesActivity } from "./telemetry/series-activity.js";
+import { loadPushConfig } from "./telemetry/otel-config.js";
 import { createTelemetry } from "./telemetry/pipeline.js";
 import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 
@@ -38,6 +40,13 @@ export interface MetricsServiceOptions {
   hostname?: string;
   /** Supervision times of managed workers (defaults: 60 s ready timeout, 1–30 s backoff, 5 s grace). */
   workerTimings?: InferenceFrontendOptions["workerTimings"];
+  /**
+   * OTLP push configuration (OpenTelemetry declarative format, like `--otel-config`); default
+   * `env.OTEL_CONFIG_FILE`, else the OTEL_METRICS_EXPORTER / OTEL_EXPORTER_OTLP_* variables of `env`.
+   */
+  otelConfigFile?: string;
+  /** How long stop() waits for the final OTLP export before giving up on it; default 5000 ms. */
+  shutdownTimeoutMs?: number;
 }
 
 /** A running service: record through its typed calls, scrape it, stop it. */
@@ -92,14 +101,22 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     // A catalog that declares one of these names keeps its own definition.
     ...extraMetrics(settings.requestDurationBuckets).filter((m) => !declared.has(m.name)),
   ];
+  const push = loadPushConfig({ file: options.otelConfigFile, env: options.env ?? process.env, logger });
   const telemetry = createTelemetry({
     metrics,
     format: settings.metricsFormat,
     hostname,
     logger,
     maxSeriesPerMetric: settings.maxSeriesPerMetric,
+    readers: push.readers,
+    views: push.views,
+    resource: push.resource,
   });
   const { recorder } = telemetry;
+  const activity = new SeriesActivity(settings.seriesExpirySeconds * 1000);
+  if (activity.enabled) {
+    recorder.addListener((e) => activity.touch(e.definition.name, e.definition.dimensions, e.attributes));
+  }
   const overflowed = new Set<string>();
   const onOverflow = (metric: string): void => {
     if (overflowed.has(metric)) return;
@@ -113,7 +130,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     scrape(
       telemetry.reader,
       telemetry.families,
-      { mode: settings.metricsMode, format: settings.metricsFormat, filter, onOverflow },
+      { mode: settings.metricsMode, format: settings.metricsFormat, filter, onOverflow, activity },
       logger,
     );
   const ingest = new MetricLineIngest({
@@ -125,7 +142,17 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
 
   let sampleNow: () => Promise<unknown> = () => Promise.resolve();
   // Everything started so far, stopped in reverse order by stop() or when a later step fails.
-  const stops: (() => Promise<void> | void)[] = [() => telemetry.provider.shutdown()];
+  // The provider goes last: its shutdown makes the periodic readers' final export, bounded so that
+  // a collector that hangs cannot hold the exit.
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  const stops: (() => Promise<void> | void)[] = [
+    () =>
+      telemetry.provider.shutdown({ timeoutMillis: shutdownTimeoutMs }).catch((err: unknown) => {
+        logger.warn(
+          `final OTLP export abandoned after ${shutdownTimeoutMs} ms: ${err instanceof Error ? err.message : String(err)}`,
+        );
+      }),
+  ];
   const stopAll = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) await stop();
   };
@@ -187,6 +214,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       metricsServer = server;
       logger.info(`metrics API listening on ${server.url}/metrics`);
     }
+    for (const line of push.describe) logger.info(line);
 
     if (inferenceEnabled) {
       const models = new InferenceFrontend({
@@ -195,6 +223,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         recorder,
         logger,
         onMetricLine: (line) => ingest.apply(line, "worker"),
+        // A live worker's load time is written once, so it must not age; a dead one's may.
+        onWorkerLife: (workerName, alive) => {
+          const dims = recorder.definition("WorkerLoadTime")?.dimensions ?? [];
+          const series = { WorkerName: workerName, Level: "Host", Hostname: hostname };
+          if (alive) activity.pin("WorkerLoadTime", dims, series);
+          else activity.unpin("WorkerLoadTime", dims, series);
+        },
         workerTimings: options.workerTimings,
       });
       stops.push(() => models.stop());
@@ -244,6 +279,9 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     stop: () => (stopping ??= stopAll()),
   };
 }
+
+/** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
+const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
 
 /** Reads the certificate and key, and checks they form a usable pair before anything listens. */
 function readTls(settings: Settings): TlsFiles {

@@ -25,6 +25,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   privateKeyFile: undefined,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
+  seriesExpirySeconds: 0,
   maxSeriesPerMetric: 50_000,
   enableInferenceApi: undefined,
   models: Object.freeze([]),
@@ -118,6 +119,9 @@ const SETTERS: Record<string, Apply> = {
   },
   nvidia_smi_timeout_ms: (s, raw) => {
     s.nvidiaSmiTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
+  series_expiry_seconds: (s, raw) => {
+    s.seriesExpirySeconds = parseInteger(raw, 0, 10 * 365 * 24 * 3600);
   },
   max_series_per_metric: (s, raw) => {
     s.maxSeriesPerMetric = parseInteger(raw, 1, 10_000_000);
@@ -254,6 +258,7 @@ export function resolveSettings(opts: ResolveSettingsOptions): Settings {
     apply(settings, raw, { cwd, logger });
   }
   checkTls(settings, used, fileValues.has("keystore"));
+  checkExpiry(settings, used);
   return settings;
 }
 
@@ -341,6 +346,17 @@ function checkTls(settings: Settings, used: ReadonlyMap<string, RawValue>, keyst
       origin,
     );
   }
+}
+
+// Host gauges are only refreshed every metric_time_interval; a shorter expiry would hide them.
+function checkExpiry(settings: Settings, used: ReadonlyMap<string, RawValue>): void {
+  const expiry = settings.seriesExpirySeconds;
+  if (expiry === 0 || expiry >= 2 * settings.metricTimeInterval) return;
+  const raw = used.get("series_expiry_seconds");
+  throw new ConfigError(
+    `is shorter than twice metric_time_interval (${settings.metricTimeInterval} s), so host metrics would vanish between samples`,
+    raw?.origin ?? { key: "series_expiry_seconds" },
+  );
 }
 
 function fail(raw: RawValue, problem: string): never {

@@ -48,6 +48,8 @@ export interface Settings {
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
   nvidiaSmiTimeoutMs: number;
+  /** Seconds a series may go without updates before /metrics leaves it out; 0: never (TorchServe). */
+  seriesExpirySeconds: number;
   /** Series kept per metric; later ones are added into one overflow series. */
   maxSeriesPerMetric: number;
   /** Serve the inference address; undefined: only when `models` is not empty. */

@@ -1,4 +1,6 @@
+import type { MetricData } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
+import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
 import { renderOtelText } from "./otel-text.js";
 import { metricsByName, type PullReader } from "./pull-reader.js";
@@ -20,6 +22,8 @@ export interface ScrapeOptions {
   format: MetricsFormat;
   /** Sample names from `name[]`; undefined for everything. */
   filter: ReadonlySet<string> | undefined;
+  /** Leaves out series idle past series_expiry_seconds (TorchServe naming only). */
+  activity?: SeriesActivity;
   /** Hears the names of metrics whose series overflowed max_series_per_metric. */
   onOverflow?: (metric: string) => void;
 }
@@ -45,5 +49,15 @@ export async function scrape(
   }
   if (options.format === "otel") return renderOtelText(resourceMetrics, options.filter);
   const shown = options.mode === "legacy" ? families.filter((f) => LEGACY_FAMILIES.has(f.name)) : families;
-  return renderTorchServeText(shown, metricsByName(resourceMetrics), options.filter);
+  const data = metricsByName(resourceMetrics);
+  const { activity } = options;
+  if (activity?.enabled) {
+    for (const family of shown) {
+      const metric = data.get(family.name);
+      if (metric === undefined) continue;
+      const live = metric.dataPoints.filter((p) => activity.isLive(family.name, family.labels, p.attributes));
+      data.set(family.name, { ...metric, dataPoints: live } as MetricData);
+    }
+  }
+  return renderTorchServeText(shown, data, options.filter);
 }

@@ -22,6 +22,8 @@ export interface InferenceFrontendOptions {
   logger: Logger;
   /** Every `[METRICS]` line a managed worker prints. */
   onMetricLine(line: string): void;
+  /** Hears managed workers becoming ready and dying, by worker name (for series expiry). */
+  onWorkerLife?(workerName: string, alive: boolean): void;
   /** Working directory of managed workers; default this process's. */
   cwd?: string;
   /** Overrides for managed workers' supervision (tests use short times). */
@@ -114,8 +116,10 @@ export class InferenceFrontend {
       logger,
       ...workerTimings,
       onMetricLine: (line) => this.options.onMetricLine(line),
+      onExit: (exit) => this.options.onWorkerLife?.(exit.workerName, false),
       onReady: (ready) => {
         recorder.recordWorkerLoad({ workerName: ready.workerName, loadTimeMs: ready.loadTimeMs });
+        this.options.onWorkerLife?.(ready.workerName, true);
         onReady();
       },
     });

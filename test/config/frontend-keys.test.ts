@@ -26,6 +26,11 @@ describe("the inference frontend's keys", () => {
     ]);
   });
 
+  it("reads series_expiry_seconds and max_series_per_metric", () => {
+    const s = resolveText("series_expiry_seconds=600\nmax_series_per_metric=100\n");
+    expect([s.seriesExpirySeconds, s.maxSeriesPerMetric]).to.deep.equal([600, 100]);
+  });
+
   it("reads metric_log_files as a comma-separated list resolved against the working directory", () => {
     expect(
       resolveText("metric_log_files=logs/model_metrics.log, /var/log/w.log,\n").metricLogFiles,
@@ -41,6 +46,10 @@ describe("the inference frontend's keys", () => {
     ],
     ["request_duration_buckets=a", /is not a comma-separated list/],
     ["models={", /models: "\{" is not valid JSON/],
+    [
+      "series_expiry_seconds=60",
+      /series_expiry_seconds: "60" is shorter than twice metric_time_interval \(60 s\)/,
+    ],
   ];
   for (const [line, message] of refusals) {
     it(`refuses ${line}`, () => {

@@ -295,3 +295,44 @@ describe("the inference frontend in front of a worker given by url", function ()
     }
   });
 });
+
+describe("series expiry (series_expiry_seconds)", function () {
+  this.timeout(30_000);
+
+  it("leaves out a dead worker's and an idle model's series, keeping live workers' and host metrics", async () => {
+    const { service } = await startTestService(
+      {
+        models: [echoModel()],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+        seriesExpirySeconds: 1,
+        metricTimeInterval: 0.2,
+      },
+      { workerTimings: { backoff: { initialMs: 100, maxMs: 400 }, stopGraceMs: 1000 } },
+    );
+    try {
+      await service.workersReady();
+      const base = service.inferenceUrl ?? "";
+      await request(`${base}/predictions/echo`, { method: "POST", body: "x" });
+      await request(`${base}/predictions/echo?crash=1`, { method: "POST", body: "x" }).catch(() => undefined);
+      await until(
+        async () => count(await service.scrape(), 'WorkerLoadTime{WorkerName="W-') === 3,
+        "a restarted worker",
+      );
+      await new Promise((r) => setTimeout(r, 1300));
+      const text = await service.scrape();
+      expect(count(text, 'WorkerLoadTime{WorkerName="W-')).to.equal(2); // the dead worker's series is gone
+      expect(text).not.to.include('ts_inference_requests_total{model_name="echo"');
+      expect(text).to.match(/^MemoryUsed\{/m);
+      await request(`${base}/predictions/echo`, { method: "POST", body: "x" });
+      // Back with its whole history: expiry hides a series, the count itself goes on.
+      expect(
+        value(
+          await service.scrape(),
+          'ts_inference_requests_total{model_name="echo",model_version="default",',
+        ),
+      ).to.equal(3);
+    } finally {
+      await service.stop();
+    }
+  });
+});
