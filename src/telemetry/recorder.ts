@@ -1,6 +1,8 @@
 import type { Attributes } from "@opentelemetry/api";
 import type { MetricDefinition } from "../catalog/types.js";
 import type { Logger } from "../log.js";
+import type { GpuSample } from "../sources/gpu.js";
+import type { HostSample } from "../sources/host.js";
 import { QUEUE_DEPTH, REJECTED_LINES, REQUEST_DURATION } from "./extra-metrics.js";
 import type { CatalogInstrument } from "./instruments.js";
 
@@ -57,25 +59,6 @@ export interface WorkerLoadRecord {
 /** TorchServe's worker name: `W-<port>-<model>_<version>`. */
 export function workerName(port: number, model: string, version: string): string {
   return `W-${port}-${model}_${version}`;
-}
-
-/** A host reading, in TorchServe's units; see src/sources/host.ts. */
-export interface HostValues {
-  cpuUtilization: number | undefined;
-  memoryUsedMiB: number;
-  memoryAvailableMiB: number;
-  memoryUtilization: number;
-  diskUsedGiB: number;
-  diskAvailableGiB: number;
-  diskUtilization: number;
-}
-
-/** One GPU's reading; an undefined field gives no sample. */
-export interface GpuValues {
-  index: number;
-  utilization: number | undefined;
-  memoryUsedMiB: number | undefined;
-  memoryUtilization: number | undefined;
 }
 
 /**
@@ -183,7 +166,7 @@ export class MetricRecorder {
   }
 
   /** Records a host reading and GPU readings (DeviceId = the GPU's index). */
-  recordSystem(host: HostValues | undefined, gpus: readonly GpuValues[]): void {
+  recordSystem(host: HostSample | undefined, gpus: readonly GpuSample[]): void {
     const context = { Level: "Host" };
     if (host !== undefined) {
       if (host.cpuUtilization !== undefined)

@@ -1,12 +1,18 @@
 import { expect } from "chai";
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import type { MetricsService } from "../../src/service.js";
 import { request } from "../support/http.js";
+import {
+  instantQuery,
+  startPrometheus,
+  waitForScrapes,
+  type InstantSample,
+  type RunningPrometheus,
+} from "../support/prometheus.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
 
@@ -24,20 +30,6 @@ function plainExpositionOfCatalog(): string {
       return `# HELP ${m.name} help\n# TYPE ${m.name} ${m.type}\n${m.name}{${labels}} 1\n`;
     })
     .join("");
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== "object" || address === null) throw new Error("no port");
-  return address.port;
-}
-
-interface QueryResult {
-  status: string;
-  data: { result: { metric: Record<string, string>; value: [number, string] }[] };
 }
 
 describe("end to end with Debian's Prometheus", function () {
@@ -70,9 +62,10 @@ describe("end to end with Debian's Prometheus", function () {
   });
 
   describe("a real scrape", () => {
-    let prometheus: ChildProcess | undefined;
+    let prometheus: RunningPrometheus | undefined;
     let api: string;
     let dir: string;
+    const query = (promql: string): Promise<InstantSample[]> => instantQuery(api, promql);
 
     before(async function () {
       const binary = requireTool(this, "prometheus");
@@ -82,27 +75,19 @@ describe("end to end with Debian's Prometheus", function () {
         join(dir, "prometheus.yml"),
         `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${target}"]\n`,
       );
-      const port = await freePort();
-      api = `http://127.0.0.1:${port}/api/v1`;
-      prometheus = spawn(
-        binary,
-        [
-          `--config.file=${join(dir, "prometheus.yml")}`,
-          `--storage.tsdb.path=${join(dir, "data")}`,
-          `--web.listen-address=127.0.0.1:${port}`,
-        ],
-        { stdio: "ignore" },
-      );
-      await waitForTargetUp(api);
+      prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir);
+      api = prometheus.api;
+      // Two scrapes, so every series asked for exists whichever scrape a query sees.
+      await waitForScrapes(prometheus, "serve-metrics", 2);
     });
 
-    after(() => {
-      prometheus?.kill("SIGTERM");
+    after(async () => {
+      await prometheus?.stop();
       if (dir) rmSync(dir, { recursive: true, force: true });
     });
 
     it("reports the target up with TorchServe names, labels and values", async () => {
-      const requests = await query(api, "ts_inference_requests_total");
+      const requests = await query("ts_inference_requests_total");
       expect(requests.map((r) => r.metric)).to.deep.equal([
         {
           __name__: "ts_inference_requests_total",
@@ -114,43 +99,20 @@ describe("end to end with Debian's Prometheus", function () {
         },
       ]);
       expect(requests[0]?.value[1]).to.equal("1");
-      expect((await query(api, "ts_inference_latency_microseconds"))[0]?.value[1]).to.equal("290371.129");
-      expect((await query(api, 'PredictionTime{ModelName="resnet18",Level="Model"}'))[0]?.value[1]).to.equal(
+      expect((await query("ts_inference_latency_microseconds"))[0]?.value[1]).to.equal("290371.129");
+      expect((await query('PredictionTime{ModelName="resnet18",Level="Model"}'))[0]?.value[1]).to.equal(
         "83.13",
       );
-      expect((await query(api, "WorkerLoadTime"))[0]?.metric.WorkerName).to.equal("W-9000-resnet18_1.0");
+      expect((await query("WorkerLoadTime"))[0]?.metric.WorkerName).to.equal("W-9000-resnet18_1.0");
     });
 
     it("sees live host gauges and its own scrapes counted in Requests2XX", async () => {
-      const memory = await query(api, "MemoryUsed");
+      const memory = await query("MemoryUsed");
       expect(Number(memory[0]?.value[1])).to.be.greaterThan(0);
-      const cpu = await query(api, "CPUUtilization");
+      const cpu = await query("CPUUtilization");
       expect(Number(cpu[0]?.value[1])).to.be.within(0, 100);
-      const scrapes = await query(api, "Requests2XX");
+      const scrapes = await query("Requests2XX");
       expect(Number(scrapes[0]?.value[1])).to.be.at.least(1);
     });
   });
 });
-
-async function query(api: string, promql: string): Promise<QueryResult["data"]["result"]> {
-  const res = await request(`${api}/query?query=${encodeURIComponent(promql)}`);
-  const parsed = JSON.parse(res.body) as QueryResult;
-  expect(parsed.status).to.equal("success");
-  return parsed.data.result;
-}
-
-async function waitForTargetUp(api: string): Promise<void> {
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    try {
-      // Two scrapes, so every series asked for above exists whichever scrape the query sees.
-      const scrapes = await query(api, "count_over_time(up[1m])");
-      const up = await query(api, "up");
-      if (up[0]?.value[1] === "1" && Number(scrapes[0]?.value[1]) >= 2) return;
-    } catch {
-      // Prometheus is still starting.
-    }
-    if (Date.now() > deadline) throw new Error("Prometheus did not scrape the service within 30 s");
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}

@@ -2,11 +2,12 @@ import { expect } from "chai";
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { Agent, request as httpRequest, type IncomingHttpHeaders } from "node:http";
-import { createServer } from "node:net";
+
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { REPO_ROOT } from "../support/cli.js";
+import { freePort } from "../support/net.js";
 
 const WORKER = "examples/demo-worker/worker.js";
 
@@ -42,15 +43,6 @@ interface Worker {
   base: string;
   stdout: string[];
   stderr: string[];
-}
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== "object" || address === null) throw new Error("no port");
-  return address.port;
 }
 
 /** Starts the worker with plain `node` (no TypeScript loader), as the service starts it. */

@@ -4,6 +4,7 @@ import type { ModelWorkerConfig } from "../../src/config/types.js";
 import type { MetricsService } from "../../src/service.js";
 import type { MemoryLogger } from "../../src/log.js";
 import { request } from "../support/http.js";
+import { until } from "../support/net.js";
 import { startTestService } from "../support/service.js";
 
 const ECHO = "node test/fixtures/workers/echo-worker.js --port {port}";
@@ -39,14 +40,6 @@ async function refused(port: number): Promise<boolean> {
     });
     socket.on("error", () => resolve(true));
   });
-}
-
-async function until(check: () => Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 describe("the inference frontend in front of real worker processes", function () {

@@ -1,13 +1,14 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { ConfigError } from "../../src/config/errors.js";
 import type { MetricsService } from "../../src/service.js";
 import { request } from "../support/http.js";
+import { freePort } from "../support/net.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
 
@@ -30,15 +31,6 @@ const TORCHSERVE_PATTERNS = [
   /TYPE DiskAvailable gauge/g,
   /DiskAvailable\{Level="Host",Hostname=".+",\} \d+\.\d+/g,
 ];
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  if (typeof address !== "object" || address === null) throw new Error("no port");
-  return address.port;
-}
 
 function sampleValue(text: string, sample: string): number | undefined {
   const line = text.split("\n").find((l) => l.startsWith(`${sample} `) || l.startsWith(`${sample}{`));
