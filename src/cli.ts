@@ -25,7 +25,11 @@ async function main(): Promise<void> {
     process.stdout.write(`serve-metrics ${pkg.version}\n`);
     return;
   }
-  const service = await startMetricsService({ configFile: args.configFile, logger });
+  const service = await startMetricsService({
+    configFile: args.configFile,
+    otelConfigFile: args.otelConfigFile,
+    logger,
+  });
   const shutdown = (signal: string): void => {
     logger.info(`${signal}: stopping`);
     service.stop().then(
