@@ -25,6 +25,8 @@ export interface WorkerExit {
   workerName: string;
   code: number | null;
   signal: NodeJS.Signals | null;
+  /** When the next start comes, in ms (the backoff). */
+  restartInMs: number;
 }
 
 /** How to start and supervise one model worker. Times in milliseconds. */
@@ -150,6 +152,8 @@ export class ManagedWorker {
   private nextDelayMs: number;
   private lastPort: number | undefined;
   private waiters: Waiter[] = [];
+  /** Deaths since a worker was last ready; 0 while healthy. */
+  private failedStarts = 0;
   private firstReady: Promise<WorkerReady> | undefined;
   private stopping: Promise<void> | undefined;
 
@@ -257,10 +261,13 @@ export class ManagedWorker {
     } catch (error) {
       // Synchronous only for arguments Node refuses (e.g. a NUL byte); same outcome as a crash.
       const delay = this.takeDelay(undefined);
-      this.o.logger.warn(
-        `[${name}] could not start "${command}": ${message(error)}; retrying in ${delay} ms`,
-      );
-      this.notifyExit({ workerName: name, code: null, signal: null });
+      if (this.failedStarts === 0) {
+        this.o.logger.warn(
+          `[${name}] could not start "${command}": ${message(error)}; retrying in ${delay} ms`,
+        );
+      }
+      this.failedStarts++;
+      this.notifyExit({ workerName: name, code: null, signal: null, restartInMs: delay });
       this.restartTimer = setTimeout(() => void this.launch(), delay);
       return;
     }
@@ -367,7 +374,9 @@ export class ManagedWorker {
       loadTimeMs: Math.round(attempt.readyAt - attempt.spawnedAt),
     };
     this.ready = ready;
-    this.o.logger.info(`[${attempt.name}] ready in ${ready.loadTimeMs} ms`);
+    const after = this.failedStarts > 1 ? ` (after ${this.failedStarts - 1} more failed starts)` : "";
+    this.o.logger.info(`[${attempt.name}] ready in ${ready.loadTimeMs} ms${after}`);
+    this.failedStarts = 0;
     try {
       this.o.onReady(ready);
     } catch (error) {
@@ -445,8 +454,11 @@ export class ManagedWorker {
     const status = failure ?? (signal ? `killed by ${signal}` : `exited with code ${String(code)}`);
     const what =
       attempt.killReason === undefined ? status : `${attempt.killReason}, so it was stopped (${status})`;
-    this.o.logger.warn(`[${attempt.name}] ${what}; restarting in ${delay} ms`);
-    this.notifyExit({ workerName: attempt.name, code, signal });
+    // A crash loop is one state: warn when it begins (a ready worker died, or the first start
+    // failed), count the failed starts that follow, and say once when a worker is ready again.
+    if (this.failedStarts === 0) this.o.logger.warn(`[${attempt.name}] ${what}; restarting in ${delay} ms`);
+    this.failedStarts = attempt.readyAt === undefined ? this.failedStarts + 1 : 1;
+    this.notifyExit({ workerName: attempt.name, code, signal, restartInMs: delay });
     this.restartTimer = setTimeout(() => void this.launch(), delay);
   }
 
