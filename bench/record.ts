@@ -1,0 +1,180 @@
+import { hostname as osHostname } from "node:os";
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
+import { Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { InferenceRecord } from "../src/index.js";
+import { forceGc } from "./lib/gc.js";
+import { startServeMetricsService } from "./lib/peers.js";
+import { fmt, times, type Scenario } from "./lib/report.js";
+import { median, ratio, rotated } from "./lib/stats.js";
+
+/** Something that records one inference request the way its library is meant to be used. */
+interface Recorder {
+  name: string;
+  record(r: InferenceRecord): void;
+}
+
+const HOSTNAME = osHostname();
+// A few models, so that attribute sets vary as in a server with several models loaded.
+const MODELS = ["resnet", "bert", "llama", "whisper", "clip", "t5", "yolo", "sam"] as const;
+
+/** The inputs of op `i`: varied, cheap to make, the same sequence for every recorder. */
+function inferenceRecord(i: number): InferenceRecord {
+  return {
+    model: MODELS[i & 7] ?? "resnet",
+    version: "1.0",
+    status: 200,
+    latencyMs: 5 + (i % 97) / 10,
+    queueMs: (i % 13) / 10,
+    backendMs: 4 + (i % 89) / 10,
+  };
+}
+
+/**
+ * The cost of recording one inference request: serve-metrics' `recordInference` (Requests2XX,
+ * three ts_* counters, QueueTime, WorkerThreadTime and the duration histogram) against
+ * prom-client making the same seven updates, and the OpenTelemetry SDK's instruments called
+ * directly (what the recorder builds on). Batches of each in turn, several rounds, median ns/op.
+ */
+export const record: Scenario = async ({ quick, log }) => {
+  const ops = quick ? 10_000 : 50_000;
+  const rounds = quick ? 3 : 11;
+  const service = await startServeMetricsService();
+  const sdk = otelDirect(service.settings.requestDurationBuckets);
+  const recorders: Recorder[] = [
+    { name: "serve-metrics", record: (r) => service.recordInference(r) },
+    promClient(service.settings.requestDurationBuckets),
+    sdk.recorder,
+  ];
+  const samples = new Map<string, number[]>(recorders.map((r) => [r.name, []]));
+  try {
+    // Round 0 warms up: every call site optimized before anything counts.
+    for (let round = 0; round <= rounds; round++) {
+      log(`record: round ${round}/${rounds}`);
+      for (const recorder of rotated(recorders, round)) {
+        forceGc();
+        const started = process.hrtime.bigint();
+        for (let i = 0; i < ops; i++) recorder.record(inferenceRecord(i));
+        const ns = Number(process.hrtime.bigint() - started) / ops;
+        if (round > 0) samples.get(recorder.name)?.push(ns);
+      }
+    }
+  } finally {
+    await service.stop();
+    await sdk.stop();
+  }
+
+  const ns = (name: string): number => median(samples.get(name) ?? []);
+  const sm = ns("serve-metrics");
+  const rows = recorders.map((r) => [
+    r.name,
+    fmt(ns(r.name)),
+    fmt(Math.min(...(samples.get(r.name) ?? []))),
+    times(ratio(sm, ns(r.name))),
+  ]);
+  return {
+    title: "Record: one inference request",
+    notes: [
+      `${ops.toLocaleString("en-US")} requests per batch, ${rounds} rounds after a warm-up round, recorders in turn ` +
+        "with a rotating first and a forced GC before each batch; 8 models, so 8 attribute sets per metric. " +
+        "Each op makes the 7 updates of `recordInference`: Requests2XX, ts_inference_requests_total, " +
+        "ts_inference_latency_microseconds, ts_queue_latency_microseconds (counters), QueueTime, " +
+        "WorkerThreadTime (gauges), serve_request_duration_seconds (histogram).",
+    ],
+    tables: [{ header: ["recorder", "median ns/op", "best ns/op", "serve-metrics / this"], rows }],
+    checks: [],
+  };
+};
+
+/** prom-client, written the way its users write it: label objects literal at each call. */
+function promClient(buckets: readonly number[]): Recorder {
+  const registers = [new Registry()];
+  const modelLabels = ["model_name", "model_version", "hostname"] as const;
+  const hostLabels = ["Level", "Hostname"] as const;
+  const help = "bench";
+  const requests2xx = new Counter({ name: "Requests2XX", help, labelNames: hostLabels, registers });
+  const requests = new Counter({
+    name: "ts_inference_requests_total",
+    help,
+    labelNames: modelLabels,
+    registers,
+  });
+  const latency = new Counter({
+    name: "ts_inference_latency_microseconds",
+    help,
+    labelNames: modelLabels,
+    registers,
+  });
+  const queueLatency = new Counter({
+    name: "ts_queue_latency_microseconds",
+    help,
+    labelNames: modelLabels,
+    registers,
+  });
+  const queueTime = new Gauge({ name: "QueueTime", help, labelNames: hostLabels, registers });
+  const workerThreadTime = new Gauge({ name: "WorkerThreadTime", help, labelNames: hostLabels, registers });
+  const duration = new Histogram({
+    name: "serve_request_duration_seconds",
+    help,
+    labelNames: modelLabels,
+    buckets: [...buckets],
+    registers,
+  });
+  return {
+    name: "prom-client",
+    record: (r) => {
+      const queueMs = r.queueMs ?? 0;
+      const model = { model_name: r.model, model_version: r.version ?? "default", hostname: HOSTNAME };
+      const host = { Level: "Host", Hostname: HOSTNAME };
+      requests2xx.inc(host);
+      requests.inc(model);
+      latency.inc(model, r.latencyMs * 1000);
+      queueLatency.inc(model, queueMs * 1000);
+      queueTime.set(host, queueMs);
+      workerThreadTime.set(host, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
+      duration.observe(model, r.latencyMs / 1000);
+    },
+  };
+}
+
+/** A reader that never exports: instruments only aggregate when some reader collects from them. */
+class IdleReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {
+    // Nothing buffered.
+  }
+  protected override async onShutdown(): Promise<void> {
+    // Nothing to release.
+  }
+}
+
+/** The OpenTelemetry SDK's instruments called directly, attributes literal at each call. */
+function otelDirect(buckets: readonly number[]): { recorder: Recorder; stop(): Promise<void> } {
+  const provider = new MeterProvider({ readers: [new IdleReader()] });
+  const meter = provider.getMeter("bench");
+  const requests2xx = meter.createCounter("Requests2XX");
+  const requests = meter.createCounter("ts_inference_requests_total");
+  const latency = meter.createCounter("ts_inference_latency_microseconds");
+  const queueLatency = meter.createCounter("ts_queue_latency_microseconds");
+  const queueTime = meter.createGauge("QueueTime");
+  const workerThreadTime = meter.createGauge("WorkerThreadTime");
+  const duration = meter.createHistogram("serve_request_duration_seconds", {
+    advice: { explicitBucketBoundaries: [...buckets] },
+  });
+  return {
+    recorder: {
+      name: "otel sdk direct",
+      record: (r) => {
+        const queueMs = r.queueMs ?? 0;
+        const model = { model_name: r.model, model_version: r.version ?? "default", hostname: HOSTNAME };
+        const host = { Level: "Host", Hostname: HOSTNAME };
+        requests2xx.add(1, host);
+        requests.add(1, model);
+        latency.add(r.latencyMs * 1000, model);
+        queueLatency.add(queueMs * 1000, model);
+        queueTime.record(queueMs, host);
+        workerThreadTime.record(Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)), host);
+        duration.record(r.latencyMs / 1000, model);
+      },
+    },
+    stop: () => provider.shutdown(),
+  };
+}
