@@ -8,6 +8,8 @@ export function formatJavaDouble(value: number): string {
   if (value === -Infinity) return "-Inf";
   if (value === 0) return Object.is(value, -0) ? "-0.0" : "0.0";
   const magnitude = Math.abs(value);
+  // Counts and whole milliseconds are most samples; they need no digit inspection.
+  if (Number.isInteger(value) && magnitude < 1e7) return `${value}.0`;
   if (magnitude >= 1e-3 && magnitude < 1e7) {
     // JS prints this range without an exponent, using the same shortest round-trip digits as Java.
     const plain = String(value);

@@ -76,19 +76,36 @@ function renderSamples(
   return out;
 }
 
+/**
+ * Label text by attributes object. The SDK keeps one attributes object per series until the series
+ * is updated again, so unchanged series reuse their text across scrapes; a WeakMap lets retired
+ * objects go. Keyed by object alone: one object belongs to one series of one family.
+ */
+const labelText = new WeakMap<Attributes, string>();
+
 /** `a="1",b="2",`: every pair ends with a comma, as the Java client writes them. */
 function labelPairs(order: readonly string[], attributes: Attributes): string {
+  const cached = labelText.get(attributes);
+  if (cached !== undefined) return cached;
   let out = "";
+  let seen = 0;
   for (const key of order) {
     const value = attributes[key];
-    if (value !== undefined) out += `${key}="${escapeLabelValue(String(value))}",`;
-  }
-  for (const key of Object.keys(attributes)) {
-    if (!order.includes(key) && attributes[key] !== undefined) {
-      // Only SDK-added attributes (otel.metric.overflow) get here; dots are not valid in label names.
-      out += `${key.replace(/[^a-zA-Z0-9_]/g, "_")}="${escapeLabelValue(String(attributes[key]))}",`;
+    if (value !== undefined) {
+      out += `${key}="${escapeLabelValue(String(value))}",`;
+      seen++;
     }
   }
+  // Attributes beyond the declared labels are rare (the SDK's overflow marker); look only then.
+  if (Object.keys(attributes).length > seen) {
+    for (const key of Object.keys(attributes)) {
+      if (!order.includes(key) && attributes[key] !== undefined) {
+        // Dots are not valid in label names: otel.metric.overflow becomes otel_metric_overflow.
+        out += `${key.replace(/[^a-zA-Z0-9_]/g, "_")}="${escapeLabelValue(String(attributes[key]))}",`;
+      }
+    }
+  }
+  labelText.set(attributes, out);
   return out;
 }
 
@@ -97,7 +114,10 @@ function escapeHelp(text: string): string {
   return text.replace(/\\/g, "\\\\").replace(/\n/g, "\\n");
 }
 
+const NEEDS_ESCAPE = /[\\"\n]/;
+
 /** Label values escape backslash, double quote and newline. */
 function escapeLabelValue(text: string): string {
+  if (!NEEDS_ESCAPE.test(text)) return text;
   return text.replace(/\\/g, "\\\\").replace(/"/g, '\\"').replace(/\n/g, "\\n");
 }

@@ -22,8 +22,10 @@ export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener
     void reply(endpoint, req).then((r) => {
       // Counted before the bytes leave, so the client's next scrape already includes this response.
       endpoint.onResponse(r.status);
-      res.writeHead(r.status, { ...r.headers, "Content-Length": String(Buffer.byteLength(r.body)) });
-      res.end(req.method === "HEAD" ? undefined : r.body);
+      // Encoded once: measuring the string and then writing it would walk a large body twice.
+      const body = Buffer.from(r.body);
+      res.writeHead(r.status, { ...r.headers, "Content-Length": String(body.length) });
+      res.end(req.method === "HEAD" ? undefined : body);
     });
   };
 }
