@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { Logger } from "../log.js";
-import { jsonError, jsonReply, type Reply } from "../server/json-error.js";
+import { jsonError, jsonReply, writeReply, type Reply } from "../server/json-error.js";
 import type { MetricLineIngest } from "../sources/metric-ingest.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
 import type { InferenceFrontend } from "./frontend.js";
@@ -35,8 +35,7 @@ export function createInferenceHandler(deps: InferenceServerDeps): RequestListen
 
 function send(deps: InferenceServerDeps, req: IncomingMessage, res: ServerResponse, reply: Reply): void {
   deps.recorder.recordResponse(reply.status);
-  res.writeHead(reply.status, { ...reply.headers, "Content-Length": String(Buffer.byteLength(reply.body)) });
-  res.end(req.method === "HEAD" ? undefined : reply.body);
+  writeReply(req, res, reply);
 }
 
 async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -104,11 +103,9 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
       err instanceof QueueFullError
         ? `Model "${route.model}" version ${served.version} has no free worker and its queue is full (job_queue_size=${err.limit}).`
         : `Model "${route.model}" cannot take requests: ${(err as Error).message}`;
-    // recordInference counts the response itself, so the reply is written directly.
-    const reply = jsonError(503, message);
+    // recordInference counts the response itself, so the reply is written without send().
     record(503, performance.now() - arrival, 0);
-    res.writeHead(503, { ...reply.headers, "Content-Length": String(Buffer.byteLength(reply.body)) });
-    res.end(reply.body);
+    writeReply(req, res, jsonError(503, message));
     req.resume();
     return;
   }

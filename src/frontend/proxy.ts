@@ -1,7 +1,7 @@
 import { request as httpRequest, type Agent, type IncomingMessage, type ServerResponse } from "node:http";
 import { request as httpsRequest } from "node:https";
 import { performance } from "node:perf_hooks";
-import { errorBody } from "../server/json-error.js";
+import { jsonError, writeReply } from "../server/json-error.js";
 
 /** How one forwarded request ended. */
 export interface ForwardResult {
@@ -74,9 +74,7 @@ export function forward(
     });
     upstream.on("error", (err) => {
       if (!res.headersSent) {
-        const body = JSON.stringify(errorBody(502, `worker ${target.host} failed: ${err.message}`));
-        res.writeHead(502, { "Content-Type": "application/json", "Content-Length": Buffer.byteLength(body) });
-        res.end(body);
+        writeReply(req, res, jsonError(502, `worker ${target.host} failed: ${err.message}`));
       } else {
         res.destroy();
       }

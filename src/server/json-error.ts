@@ -1,3 +1,5 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+
 /** TorchServe's error types by status, for the JSON `type` field. */
 const ERROR_TYPES: Readonly<Record<number, string>> = {
   400: "BadRequestException",
@@ -49,4 +51,11 @@ export function jsonReply(status: number, value: unknown): Reply {
     headers: { "Content-Type": "application/json" },
     body: `${JSON.stringify(value, null, 2)}\n`,
   };
+}
+
+/** Writes a whole reply, encoded once, with its length; HEAD gets the headers only. */
+export function writeReply(req: IncomingMessage, res: ServerResponse, reply: Reply): void {
+  const body = Buffer.from(reply.body);
+  res.writeHead(reply.status, { ...reply.headers, "Content-Length": String(body.length) });
+  res.end(req.method === "HEAD" ? undefined : body);
 }

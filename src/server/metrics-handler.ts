@@ -1,7 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
-import { jsonError, type Reply } from "./json-error.js";
+import { jsonError, writeReply, type Reply } from "./json-error.js";
 
 /** What the metrics endpoint needs from the service. */
 export interface MetricsEndpoint {
@@ -22,10 +22,7 @@ export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener
     void reply(endpoint, req).then((r) => {
       // Counted before the bytes leave, so the client's next scrape already includes this response.
       endpoint.onResponse(r.status);
-      // Encoded once: measuring the string and then writing it would walk a large body twice.
-      const body = Buffer.from(r.body);
-      res.writeHead(r.status, { ...r.headers, "Content-Length": String(body.length) });
-      res.end(req.method === "HEAD" ? undefined : body);
+      writeReply(req, res, r);
     });
   };
 }

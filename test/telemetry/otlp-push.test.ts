@@ -10,6 +10,7 @@ import {
   type ReceiverMode,
   type ReceivedAttributes,
 } from "../support/otlp-receiver.js";
+import { until } from "../support/net.js";
 
 const SHIPPED = fileURLToPath(new URL("../../otel-config.yaml", import.meta.url));
 
@@ -121,14 +122,6 @@ function scrapedSeries(text: string): Series[] {
     else entry.value.sum = number(valueText);
   }
   return sortSeries([...plain, ...grouped.values()]);
-}
-
-async function until(check: () => boolean, what: string, ms = 8000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
