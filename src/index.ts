@@ -27,7 +27,8 @@ export type {
   MetricsFormat,
   ModelWorkerConfig,
 } from "./config/types.js";
-export { renderTorchServeText, TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
+export { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
+export { renderTorchServeText } from "./exposition/series-store.js";
 export type { FamilySpec } from "./exposition/torchserve-text.js";
 export { formatJavaDouble } from "./exposition/java-double.js";
 export { createConsoleLogger, createMemoryLogger } from "./log.js";

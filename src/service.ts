@@ -9,7 +9,7 @@ import { resolveSettings } from "./config/settings.js";
 import type { Settings } from "./config/types.js";
 import { MetricsLogWriter } from "./exposition/log-writer.js";
 import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
-import { scrape } from "./exposition/scrape.js";
+import { Scraper } from "./exposition/scrape.js";
 import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
@@ -126,13 +126,19 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         `further ones are added into its otel_metric_overflow="true" series`,
     );
   };
-  const render = (filter: ReadonlySet<string> | undefined): Promise<string> =>
-    scrape(
-      telemetry.reader,
-      telemetry.families,
-      { mode: settings.metricsMode, format: settings.metricsFormat, filter, onOverflow, activity },
-      logger,
-    );
+  const scraper = new Scraper(
+    telemetry.reader,
+    telemetry.families,
+    {
+      mode: settings.metricsMode,
+      format: settings.metricsFormat,
+      activity,
+      seriesLimit: (family) => telemetry.seriesLimit(family),
+      onOverflow,
+    },
+    logger,
+  );
+  const render = (filter: ReadonlySet<string> | undefined): Promise<string> => scraper.scrape(filter);
   const ingest = new MetricLineIngest({
     recorder,
     register: (def) => telemetry.register(def),
@@ -153,6 +159,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         );
       }),
   ];
+  if (push.readers.length > 0) {
+    const drain = setInterval(() => {
+      scraper.drain().catch((err: unknown) => logger.warn(`collection: ${String(err)}`));
+    }, DRAIN_INTERVAL_MS);
+    drain.unref();
+    stops.push(() => clearInterval(drain));
+  }
   const stopAll = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) await stop();
   };
@@ -279,6 +292,9 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     stop: () => (stopping ??= stopAll()),
   };
 }
+
+/** How often the pull reader collects when OTLP push is on, scraped or not (see Scraper.drain). */
+const DRAIN_INTERVAL_MS = 60_000;
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;

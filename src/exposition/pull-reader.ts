@@ -1,8 +1,15 @@
 import type { MetricData } from "@opentelemetry/sdk-metrics";
-import { MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
+import { AggregationTemporality, MetricReader, type ResourceMetrics } from "@opentelemetry/sdk-metrics";
 
 /** A reader that only collects on demand: each scrape calls {@link PullReader.collect}. */
 export class PullReader extends MetricReader {
+  constructor(
+    /** DELTA hands each collection only what was recorded since the previous one. */
+    readonly temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
+  ) {
+    super({ aggregationTemporalitySelector: () => temporality });
+  }
+
   protected override async onForceFlush(): Promise<void> {
     // Nothing is buffered: a pull reader has no pending export.
   }

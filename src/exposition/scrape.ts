@@ -1,10 +1,11 @@
-import type { MetricData } from "@opentelemetry/sdk-metrics";
+import type { Attributes } from "@opentelemetry/api";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
 import { renderOtelText } from "./otel-text.js";
-import { metricsByName, type PullReader } from "./pull-reader.js";
-import { renderTorchServeText, type FamilySpec } from "./torchserve-text.js";
+import type { PullReader } from "./pull-reader.js";
+import { SeriesStore } from "./series-store.js";
+import type { FamilySpec } from "./torchserve-text.js";
 
 /** The three counters legacy mode keeps on /metrics. */
 const LEGACY_FAMILIES = new Set([
@@ -16,48 +17,93 @@ const LEGACY_FAMILIES = new Set([
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
 
-/** What a scrape renders and how. */
+/** What scrapes render and how. */
 export interface ScrapeOptions {
   mode: MetricsMode;
+  /** `torchserve` needs a delta-temporality reader; `otel` a cumulative one. */
   format: MetricsFormat;
-  /** Sample names from `name[]`; undefined for everything. */
-  filter: ReadonlySet<string> | undefined;
   /** Leaves out series idle past series_expiry_seconds (TorchServe naming only). */
   activity?: SeriesActivity;
-  /** Hears the names of metrics whose series overflowed max_series_per_metric. */
+  /** Series kept per family (TorchServe naming; the SDK enforces it per collection only). */
+  seriesLimit?: (family: string) => number;
+  /** Hears the names of metrics whose series overflowed their limit. */
   onOverflow?: (metric: string) => void;
 }
 
-/** Collects from the pull reader and renders the text `/metrics` answers with. */
-export async function scrape(
-  reader: PullReader,
-  families: readonly FamilySpec[],
-  options: ScrapeOptions,
-  logger: Logger,
-): Promise<string> {
-  if (options.mode === "log") return "";
-  const { resourceMetrics, errors } = await reader.collect();
-  for (const err of errors) logger.warn(`collection: ${String(err)}`);
-  if (options.onOverflow !== undefined) {
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        // The SDK adds the overflow series when the limit is first passed, so it is the last one.
-        const last = metric.dataPoints[metric.dataPoints.length - 1];
-        if (last?.attributes[OVERFLOW_ATTRIBUTE] === true) options.onOverflow(metric.descriptor.name);
+/**
+ * Collects from the pull reader and renders the text `/metrics` answers with. In TorchServe
+ * naming the reader hands over deltas, which a {@link SeriesStore} adds up, so a scrape costs
+ * what changed since the last one plus joining cached text.
+ */
+export class Scraper {
+  private readonly store: SeriesStore | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly reader: PullReader,
+    private readonly families: readonly FamilySpec[],
+    private readonly options: ScrapeOptions,
+    private readonly logger: Logger,
+  ) {
+    if (options.format === "torchserve") {
+      this.store = new SeriesStore({
+        families,
+        limitOf: options.seriesLimit,
+        onOverflow: options.onOverflow,
+      });
+    }
+  }
+
+  /** The exposition for a `name[]` filter (undefined: everything); empty in log mode. */
+  scrape(filter: ReadonlySet<string> | undefined): Promise<string> {
+    if (this.options.mode === "log") return Promise.resolve("");
+    // A delta collection holds only what came after the previous one: if two scrapes overlapped,
+    // the later could render before the earlier's deltas were in the store.
+    const result = this.queue.then(() => this.collect(filter));
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  /**
+   * Collects without rendering. Every other reader's collection is also kept for this one until
+   * it collects, so with OTLP push on and nobody scraping that backlog would grow without end.
+   */
+  drain(): Promise<void> {
+    const result = this.queue.then(async () => {
+      const { resourceMetrics, errors } = await this.reader.collect();
+      for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
+      this.store?.apply(resourceMetrics);
+    });
+    this.queue = result.catch(() => undefined);
+    return result;
+  }
+
+  private async collect(filter: ReadonlySet<string> | undefined): Promise<string> {
+    const { resourceMetrics, errors } = await this.reader.collect();
+    for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
+    if (this.store === undefined) {
+      const { onOverflow } = this.options;
+      if (onOverflow !== undefined) {
+        for (const scope of resourceMetrics.scopeMetrics) {
+          for (const metric of scope.metrics) {
+            // The SDK adds the overflow series when the limit is first passed, so it is the last one.
+            const last = metric.dataPoints[metric.dataPoints.length - 1];
+            if (last?.attributes[OVERFLOW_ATTRIBUTE] === true) onOverflow(metric.descriptor.name);
+          }
+        }
       }
+      return renderOtelText(resourceMetrics, filter);
     }
+    this.store.apply(resourceMetrics);
+    const shown =
+      this.options.mode === "legacy"
+        ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
+        : this.families;
+    const { activity } = this.options;
+    const isLive = activity?.enabled
+      ? (family: FamilySpec, attributes: Attributes) =>
+          activity.isLive(family.name, family.labels, attributes)
+      : undefined;
+    return this.store.render(shown, filter, isLive);
   }
-  if (options.format === "otel") return renderOtelText(resourceMetrics, options.filter);
-  const shown = options.mode === "legacy" ? families.filter((f) => LEGACY_FAMILIES.has(f.name)) : families;
-  const data = metricsByName(resourceMetrics);
-  const { activity } = options;
-  if (activity?.enabled) {
-    for (const family of shown) {
-      const metric = data.get(family.name);
-      if (metric === undefined) continue;
-      const live = metric.dataPoints.filter((p) => activity.isLive(family.name, family.labels, p.attributes));
-      data.set(family.name, { ...metric, dataPoints: live } as MetricData);
-    }
-  }
-  return renderTorchServeText(shown, data, options.filter);
 }

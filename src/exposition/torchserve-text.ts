@@ -1,5 +1,4 @@
 import type { Attributes } from "@opentelemetry/api";
-import { DataPointType, type MetricData } from "@opentelemetry/sdk-metrics";
 import type { MetricType } from "../catalog/types.js";
 import { formatJavaDouble } from "./java-double.js";
 
@@ -16,77 +15,63 @@ export interface FamilySpec {
 /** Content type of TorchServe's (Prometheus text 0.0.4) exposition. */
 export const TORCHSERVE_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-/**
- * Renders collected metrics as TorchServe's Prometheus text, families in `families` order.
- * With a `filter` (sample names), only matching samples are printed and families left empty
- * vanish; without one, a family with no series still prints its HELP and TYPE.
- */
-export function renderTorchServeText(
-  families: readonly FamilySpec[],
-  data: ReadonlyMap<string, MetricData>,
-  filter?: ReadonlySet<string>,
-): string {
-  let out = "";
-  for (const family of families) {
-    const samples = renderSamples(family, data.get(family.name), filter);
-    if (filter !== undefined && samples === "") continue;
-    out += `# HELP ${family.name} Torchserve prometheus ${family.type} metric with unit: ${escapeHelp(family.unit)}\n`;
-    out += `# TYPE ${family.name} ${family.type}\n`;
-    out += samples;
-  }
-  return out;
+/** A histogram series' cumulative state, buckets not yet summed. */
+export interface HistogramValue {
+  boundaries: readonly number[];
+  /** One count per bucket, the last one for +Inf. */
+  counts: number[];
+  sum: number;
+  count: number;
 }
 
-function renderSamples(
-  family: FamilySpec,
-  metric: MetricData | undefined,
-  filter?: ReadonlySet<string>,
+/** Which of a histogram's sample names to print. */
+export interface HistogramParts {
+  bucket: boolean;
+  count: boolean;
+  sum: boolean;
+}
+
+/** The HELP and TYPE lines that open a family. */
+export function familyHeader(family: FamilySpec): string {
+  return (
+    `# HELP ${family.name} Torchserve prometheus ${family.type} metric with unit: ${escapeHelp(family.unit)}\n` +
+    `# TYPE ${family.name} ${family.type}\n`
+  );
+}
+
+/** A counter's or gauge's sample line; `labels` as {@link labelPairs} writes them. */
+export function scalarSample(name: string, labels: string, value: number): string {
+  return `${name}${labels === "" ? "" : `{${labels}}`} ${formatJavaDouble(value)}\n`;
+}
+
+/** A histogram series' `_bucket` (cumulative, `le` last), `_count` and `_sum` lines, as asked. */
+export function histogramSamples(
+  name: string,
+  labels: string,
+  value: HistogramValue,
+  parts: HistogramParts,
 ): string {
-  if (metric === undefined) return "";
-  const name = family.name;
-  const want = (sample: string): boolean => filter === undefined || filter.has(sample);
   let out = "";
-  if (metric.dataPointType === DataPointType.HISTOGRAM) {
-    const wantBucket = want(`${name}_bucket`);
-    const wantCount = want(`${name}_count`);
-    const wantSum = want(`${name}_sum`);
-    if (!wantBucket && !wantCount && !wantSum) return "";
-    for (const point of metric.dataPoints) {
-      const labels = labelPairs(family.labels, point.attributes);
-      const { boundaries, counts } = point.value.buckets;
-      if (wantBucket) {
-        let cumulative = 0;
-        for (let i = 0; i < counts.length; i++) {
-          cumulative += counts[i] ?? 0;
-          const bound = i < boundaries.length ? formatJavaDouble(boundaries[i] ?? Infinity) : "+Inf";
-          out += `${name}_bucket{${labels}le="${bound}",} ${formatJavaDouble(cumulative)}\n`;
-        }
-      }
-      const braces = labels === "" ? "" : `{${labels}}`;
-      if (wantCount) out += `${name}_count${braces} ${formatJavaDouble(point.value.count)}\n`;
-      if (wantSum) out += `${name}_sum${braces} ${formatJavaDouble(point.value.sum ?? 0)}\n`;
+  if (parts.bucket) {
+    const { boundaries, counts } = value;
+    let cumulative = 0;
+    for (let i = 0; i < counts.length; i++) {
+      cumulative += counts[i] ?? 0;
+      const bound = i < boundaries.length ? formatJavaDouble(boundaries[i] ?? Infinity) : "+Inf";
+      out += `${name}_bucket{${labels}le="${bound}",} ${formatJavaDouble(cumulative)}\n`;
     }
-    return out;
   }
-  if (metric.dataPointType === DataPointType.EXPONENTIAL_HISTOGRAM || !want(name)) return "";
-  for (const point of metric.dataPoints) {
-    const labels = labelPairs(family.labels, point.attributes);
-    out += `${name}${labels === "" ? "" : `{${labels}}`} ${formatJavaDouble(point.value)}\n`;
-  }
+  const braces = labels === "" ? "" : `{${labels}}`;
+  if (parts.count) out += `${name}_count${braces} ${formatJavaDouble(value.count)}\n`;
+  if (parts.sum) out += `${name}_sum${braces} ${formatJavaDouble(value.sum)}\n`;
   return out;
 }
 
 /**
- * Label text by attributes object. The SDK keeps one attributes object per series until the series
- * is updated again, so unchanged series reuse their text across scrapes; a WeakMap lets retired
- * objects go. Keyed by object alone: one object belongs to one series of one family.
+ * `a="1",b="2",`: every pair ends with a comma, as the Java client writes them. Labels in `order`
+ * come first; any other attribute follows in its own order, its name made a valid label name.
  */
-const labelText = new WeakMap<Attributes, string>();
-
-/** `a="1",b="2",`: every pair ends with a comma, as the Java client writes them. */
-function labelPairs(order: readonly string[], attributes: Attributes): string {
-  const cached = labelText.get(attributes);
-  if (cached !== undefined) return cached;
+export function labelPairs(order: readonly string[], attributes: Attributes): string {
   let out = "";
   let seen = 0;
   for (const key of order) {
@@ -105,7 +90,6 @@ function labelPairs(order: readonly string[], attributes: Attributes): string {
       }
     }
   }
-  labelText.set(attributes, out);
   return out;
 }
 

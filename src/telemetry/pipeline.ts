@@ -1,6 +1,7 @@
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Attributes } from "@opentelemetry/api";
 import {
+  AggregationTemporality,
   InstrumentType,
   MeterProvider,
   type MetricReader,
@@ -27,6 +28,8 @@ export interface Telemetry {
   recorder: MetricRecorder;
   /** TorchServe families in catalog order (run-time registrations last), for the TorchServe renderer. */
   families: readonly FamilySpec[];
+  /** Series kept per family: max_series_per_metric, or a configured view's cardinality limit. */
+  seriesLimit(family: string): number;
   /** Adds a metric after start (model_metrics_auto_detect); throws if the name is taken. */
   register(def: MetricDefinition): void;
 }
@@ -53,13 +56,19 @@ export interface TelemetryOptions {
   maxSeriesPerMetric?: number;
 }
 
-/** Builds one MeterProvider with a pull reader and one instrument per metric. */
+/**
+ * Builds one MeterProvider with a pull reader and one instrument per metric. In TorchServe naming
+ * the pull reader takes deltas (which the scraper's series store adds up); in OTel naming it stays cumulative.
+ */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { metrics, format, hostname, logger } = options;
   const limit = options.maxSeriesPerMetric ?? 50_000;
   const namer = new InstrumentNamer();
   const names = metrics.map((def) => ({ def, otel: namer.name(def) }));
-  const reader = new PullReader();
+  const reader = new PullReader(
+    format === "torchserve" ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
+  );
+  const limits = new Map<string, number>();
   const provider = new MeterProvider({
     resource: resourceFromAttributes({
       "service.name": "serve-metrics",
@@ -72,6 +81,9 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
         const merged = (options.views ?? [])
           .filter((v) => selects(v, otel.name, def.type))
           .reduce<ViewOptions>((acc, v) => ({ ...acc, ...withoutSelectors(v) }), {});
+        if (merged.aggregationCardinalityLimit !== undefined) {
+          limits.set(def.name, merged.aggregationCardinalityLimit - 1);
+        }
         return {
           // The SDK's limit counts the overflow series too.
           aggregationCardinalityLimit: limit + 1,
@@ -98,6 +110,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     reader,
     recorder: new MetricRecorder(instruments, hostname, logger),
     families,
+    seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
       if (instruments.has(def.name)) throw new Error(`metric ${def.name} is already registered`);
       // Views are fixed once the provider exists, so a late metric is created under its exposed name.

@@ -8,7 +8,7 @@ import {
 import { expect } from "chai";
 import { parseCatalog } from "../../src/catalog/load.js";
 import { metricsByName } from "../../src/exposition/pull-reader.js";
-import { renderTorchServeText } from "../../src/exposition/torchserve-text.js";
+import { renderTorchServeText } from "../../src/exposition/series-store.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 

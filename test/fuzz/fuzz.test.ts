@@ -9,7 +9,7 @@ import { ConfigError } from "../../src/config/errors.js";
 import { resolveSettings } from "../../src/config/settings.js";
 import { parseNameFilter } from "../../src/exposition/name-filter.js";
 import { metricsByName } from "../../src/exposition/pull-reader.js";
-import { renderTorchServeText } from "../../src/exposition/torchserve-text.js";
+import { renderTorchServeText } from "../../src/exposition/series-store.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { parseMetricLine } from "../../src/sources/metric-line.js";
 import { createTelemetry } from "../../src/telemetry/pipeline.js";

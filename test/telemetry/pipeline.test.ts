@@ -2,7 +2,7 @@ import { AggregationType, InstrumentType } from "@opentelemetry/sdk-metrics";
 import { expect } from "chai";
 import { parseCatalog } from "../../src/catalog/load.js";
 import { metricsByName } from "../../src/exposition/pull-reader.js";
-import { renderTorchServeText } from "../../src/exposition/torchserve-text.js";
+import { renderTorchServeText } from "../../src/exposition/series-store.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { createTelemetry, type TelemetryOptions } from "../../src/telemetry/pipeline.js";
 

@@ -1,7 +1,7 @@
 import { expect } from "chai";
 import { loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
 import type { Catalog } from "../../src/catalog/types.js";
-import { scrape } from "../../src/exposition/scrape.js";
+import { Scraper } from "../../src/exposition/scrape.js";
 import { createMemoryLogger, type MemoryLogger } from "../../src/log.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 import { MetricRecordError, workerName } from "../../src/telemetry/recorder.js";
@@ -13,8 +13,8 @@ function setup(catalog: Catalog = loadDefaultCatalog()): {
 } {
   const logger = createMemoryLogger();
   const t = createTelemetry({ metrics: catalog.metrics, format: "torchserve", hostname: "h", logger });
-  const text = () =>
-    scrape(t.reader, t.families, { mode: "prometheus", format: "torchserve", filter: undefined }, logger);
+  const scraper = new Scraper(t.reader, t.families, { mode: "prometheus", format: "torchserve" }, logger);
+  const text = () => scraper.scrape(undefined);
   return { t, logger, text };
 }
 

@@ -1,0 +1,146 @@
+import type { Attributes } from "@opentelemetry/api";
+import { AggregationTemporality, MeterProvider } from "@opentelemetry/sdk-metrics";
+import { expect } from "chai";
+import fc from "fast-check";
+import { metricsByName, PullReader } from "../../src/exposition/pull-reader.js";
+import { renderTorchServeText, SeriesStore } from "../../src/exposition/series-store.js";
+import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
+
+const FAMILIES: FamilySpec[] = [
+  { name: "Count", type: "counter", unit: "Count", labels: ["Model", "Level"] },
+  { name: "Bare", type: "counter", unit: "Count", labels: [] },
+  { name: "Depth", type: "gauge", unit: "Count", labels: ["Model"] },
+  { name: "Latency", type: "histogram", unit: "ms", labels: ["Model", "Level"] },
+];
+const SAMPLE_NAMES = ["Count", "Bare", "Depth", "Latency_bucket", "Latency_count", "Latency_sum", "Other"];
+
+/** One provider read by the SDK's own cumulative reader and by a delta reader feeding a store. */
+function pipeline(limit = Infinity) {
+  const cumulative = new PullReader(AggregationTemporality.CUMULATIVE);
+  const delta = new PullReader(AggregationTemporality.DELTA);
+  const provider = new MeterProvider({ readers: [cumulative, delta] });
+  const meter = provider.getMeter("t");
+  const count = meter.createCounter("Count");
+  const bare = meter.createCounter("Bare");
+  const depth = meter.createGauge("Depth");
+  const latency = meter.createHistogram("Latency", { advice: { explicitBucketBoundaries: [1, 10] } });
+  const overflowed: string[] = [];
+  const store = new SeriesStore({
+    families: FAMILIES,
+    limitOf: () => limit,
+    onOverflow: (f) => overflowed.push(f),
+  });
+  return {
+    record: {
+      Count: count.add.bind(count),
+      Bare: bare.add.bind(bare),
+      Depth: depth.record.bind(depth),
+      Latency: latency.record.bind(latency),
+    },
+    overflowed,
+    store,
+    /** The SDK's cumulative collection, rendered. */
+    reference: async (filter?: ReadonlySet<string>) =>
+      renderTorchServeText(FAMILIES, metricsByName((await cumulative.collect()).resourceMetrics), filter),
+    /** The delta collection added into the store, rendered. */
+    stored: async (filter?: ReadonlySet<string>) => {
+      store.apply((await delta.collect()).resourceMetrics);
+      return store.render(FAMILIES, filter);
+    },
+  };
+}
+
+const MODELS = ["a", 'b"q', "c\\d", "e\nf", ""];
+const LEVELS = ["Model", "Host", undefined];
+
+/** The same label values in either key order: the SDK's series identity ignores the order. */
+function attributes(model: string, level: string | undefined, reversed: boolean): Attributes {
+  const pairs: [string, string][] = [["Model", model]];
+  if (level !== undefined) pairs.push(["Level", level]);
+  return Object.fromEntries(reversed ? pairs.reverse() : pairs);
+}
+
+const step = fc.oneof(
+  fc.record({
+    kind: fc.constant("record" as const),
+    metric: fc.constantFrom("Count", "Bare", "Depth", "Latency"),
+    value: fc.oneof(fc.integer({ min: 0, max: 1000 }), fc.double({ min: 0, max: 1e9, noNaN: true })),
+    model: fc.constantFrom(...MODELS),
+    level: fc.constantFrom(...LEVELS),
+    reversed: fc.boolean(),
+  }),
+  fc.record({
+    kind: fc.constant("scrape" as const),
+    filter: fc.option(fc.subarray(SAMPLE_NAMES), { nil: undefined }),
+  }),
+);
+
+describe("SeriesStore", () => {
+  it("renders, from delta collections, exactly what the SDK's cumulative collection renders", async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(step, { maxLength: 40 }), async (steps) => {
+        const p = pipeline();
+        for (const s of [...steps, { kind: "scrape" as const, filter: undefined }]) {
+          if (s.kind === "record") {
+            const attrs = s.metric === "Bare" ? {} : attributes(s.model, s.level, s.reversed);
+            p.record[s.metric](s.value, attrs);
+            continue;
+          }
+          const filter = s.filter && new Set(s.filter);
+          // Both readers collect at the same moment, so both see the same recordings.
+          const [expected, actual] = [await p.reference(filter), await p.stored(filter)];
+          expect(actual).to.equal(expected);
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("reuses a series' text until it changes, and a family's text until one of its series does", async () => {
+    const p = pipeline();
+    p.record.Count(1, { Model: "a", Level: "Model" });
+    p.record.Count(1, { Model: "b", Level: "Model" });
+    p.record.Depth(5, { Model: "a" });
+    const first = await p.stored();
+    expect(first).to.include('Count{Model="a",Level="Model",} 1.0\nCount{Model="b",Level="Model",} 1.0\n');
+    expect(await p.stored()).to.equal(first);
+    p.record.Count(2, { Level: "Model", Model: "b" });
+    p.record.Depth(7, { Model: "a" });
+    const second = await p.stored();
+    expect(second).to.include('Count{Model="a",Level="Model",} 1.0\nCount{Model="b",Level="Model",} 3.0\n');
+    expect(second).to.include('Depth{Model="a",} 7.0\n');
+    expect(second).to.equal(await p.reference());
+  });
+
+  it("holds its limit across collections, adding later series into one overflow series, reported once", async () => {
+    const p = pipeline(2);
+    p.record.Count(1, { Model: "a", Level: "Model" });
+    p.record.Count(1, { Model: "b", Level: "Model" });
+    await p.stored();
+    // The SDK's own limit counts series per collection interval, so these arrive as new series.
+    p.record.Count(5, { Model: "c", Level: "Model" });
+    p.record.Count(1, { Model: "a", Level: "Model" });
+    await p.stored();
+    p.record.Count(2, { Model: "d", Level: "Model" });
+    p.record.Count(3, { Model: "c", Level: "Model" });
+    const lines = (await p.stored(new Set(["Count"]))).split("\n").filter((l) => l.startsWith("Count{"));
+    expect(lines).to.deep.equal([
+      'Count{Model="a",Level="Model",} 2.0',
+      'Count{Model="b",Level="Model",} 1.0',
+      'Count{otel_metric_overflow="true",} 10.0',
+    ]);
+    expect(p.overflowed).to.deep.equal(["Count"]);
+  });
+
+  it("leaves out the series isLive refuses, and only those", async () => {
+    const p = pipeline();
+    p.record.Depth(1, { Model: "a" });
+    p.record.Depth(2, { Model: "b" });
+    await p.stored();
+    const text = p.store.render(FAMILIES, new Set(["Depth"]), (_family, attrs) => attrs.Model !== "a");
+    expect(text).to.equal(
+      "# HELP Depth Torchserve prometheus gauge metric with unit: Count\n# TYPE Depth gauge\n" +
+        'Depth{Model="b",} 2.0\n',
+    );
+  });
+});
