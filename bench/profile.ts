@@ -1,5 +1,6 @@
 /**
- * CPU profile of the scrape path: `node --import tsx bench/profile.ts [--series 10000] [--scrapes 200]`.
+ * CPU profile of the scrape path: `node --import tsx bench/profile.ts [--series 10000] [--scrapes 200] [--changed]`.
+ * With `--changed` every series gets a new value before each scrape (that recording is profiled too).
  * Runs bench/child/scrape-load.ts under `node --cpu-prof`, writes the profile under bench/profiles/
  * (open it in Chrome DevTools or VS Code) and prints the functions with the most self time.
  */
@@ -76,15 +77,20 @@ function location(url: string, line: number): string {
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
-    options: { series: { type: "string", default: "10000" }, scrapes: { type: "string", default: "200" } },
+    options: {
+      series: { type: "string", default: "10000" },
+      scrapes: { type: "string", default: "200" },
+      changed: { type: "boolean", default: false },
+    },
   });
+  const variant = values.changed ? "changed" : "unchanged";
   const dir = "bench/profiles";
-  const name = `scrape-${values.series}.cpuprofile`;
+  const name = `scrape-${values.series}-${variant}.cpuprofile`;
   mkdirSync(dir, { recursive: true });
   const child = await startChild<{ ms: number[]; fromUs: number; toUs: number }>(
     ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-name", name, ...TSX],
     "bench/child/scrape-load.ts",
-    [values.series, values.scrapes],
+    [values.series, values.scrapes, variant],
     { timeoutMs: 600_000 },
   );
   // The profile is written when the child exits by itself, so wait for that rather than stop it.
@@ -96,7 +102,7 @@ async function main(): Promise<void> {
   const { fromUs, toUs } = child.ready;
   const top = selfTimes(JSON.parse(readFileSync(path, "utf8")) as CpuProfile, fromUs, toUs).slice(0, 20);
   process.stdout.write(
-    `${values.scrapes} scrapes of ${values.series} series, median ${fmt(median(child.ready.ms))} ms; ` +
+    `${values.scrapes} scrapes of ${values.series} ${variant} series, median ${fmt(median(child.ready.ms))} ms; ` +
       `profile: ${path}; self time of the ${fmt((toUs - fromUs) / 1000)} ms of scrapes only ` +
       "(module loading, setup and 10 warm-up scrapes left out):\n\n",
   );

@@ -32,6 +32,36 @@ function endToEnd(headers: IncomingMessage["headers"]): Record<string, string | 
   return out;
 }
 
+interface Target {
+  protocol: string;
+  hostname: string;
+  port: string;
+  host: string;
+  /** The base URL's path without its trailing slash, put before each request's path. */
+  prefix: string;
+}
+
+/** Worker base URLs parsed once: a handful per model, parsed on every request otherwise. */
+const targets = new Map<string, Target>();
+
+function parsedTarget(baseUrl: string): Target {
+  let target = targets.get(baseUrl);
+  if (target === undefined) {
+    const url = new URL(baseUrl);
+    target = {
+      protocol: url.protocol,
+      hostname: url.hostname,
+      port: url.port,
+      host: url.host,
+      prefix: url.pathname.replace(/\/$/, ""),
+    };
+    // Restarted workers come back on new ports; a bound keeps that from growing without end.
+    if (targets.size >= 1024) targets.clear();
+    targets.set(baseUrl, target);
+  }
+  return target;
+}
+
 /**
  * Forwards `req` unchanged (method, path, query, headers, streamed body) to the worker at
  * `baseUrl` and streams its response back. Never rejects: a worker that cannot be reached gets the
@@ -43,7 +73,7 @@ export function forward(
   baseUrl: string,
   agent: Agent | undefined,
 ): Promise<ForwardResult> {
-  const target = new URL(baseUrl);
+  const target = parsedTarget(baseUrl);
   const started = performance.now();
   const send = target.protocol === "https:" ? httpsRequest : httpRequest;
   return new Promise((resolve) => {
@@ -58,7 +88,7 @@ export function forward(
       hostname: target.hostname,
       port: target.port,
       method: req.method,
-      path: `${target.pathname.replace(/\/$/, "")}${req.url ?? "/"}`,
+      path: `${target.prefix}${req.url ?? "/"}`,
       headers: { ...endToEnd(req.headers), host: target.host },
       agent,
     });

@@ -61,6 +61,25 @@ export function workerName(port: number, model: string, version: string): string
   return `W-${port}-${model}_${version}`;
 }
 
+/** One series of one instrument, its attributes resolved. */
+interface BoundSeries {
+  instrument: CatalogInstrument;
+  attributes: Attributes;
+}
+
+/** What recordInference records besides the response class, in this order. */
+const INFERENCE_METRICS = [
+  "ts_inference_requests_total",
+  "ts_inference_latency_microseconds",
+  "ts_queue_latency_microseconds",
+  "QueueTime",
+  "WorkerThreadTime",
+  REQUEST_DURATION,
+] as const;
+
+/** Model versions whose series recordInference keeps resolved. */
+const MAX_CACHED_MODELS = 1000;
+
 /**
  * Records into the catalog's instruments. Labels are bound by name and written in catalog order;
  * the frontend's own metrics fill their labels from context, so a custom catalog may drop a
@@ -69,6 +88,9 @@ export function workerName(port: number, model: string, version: string): string
 export class MetricRecorder {
   private readonly warned = new Set<string>();
   private readonly listeners: ((event: RecordEvent) => void)[] = [];
+  /** Resolved series of recordInference by model and version, and of recordResponse by family. */
+  private readonly inference = new Map<string, readonly (BoundSeries | undefined)[]>();
+  private readonly responses = new Map<string, BoundSeries | null>();
 
   constructor(
     private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
@@ -129,25 +151,42 @@ export class MetricRecorder {
         : status >= 400 && status < 500
           ? "Requests4XX"
           : "Requests5XX";
-    this.recordBuiltin(family, 1, { Level: "Host" });
+    let series = this.responses.get(family);
+    if (series === undefined) {
+      series = this.bind(family, { Level: "Host" }) ?? null;
+      this.responses.set(family, series);
+    }
+    this.recordBound(series ?? undefined, 1);
   }
 
   /** Records one inference request: its response class, the ts_* counters and the frontend gauges. */
   recordInference(r: InferenceRecord): void {
     const queueMs = r.queueMs ?? 0;
-    const context = {
-      model_name: r.model,
-      model_version: r.version ?? "default",
-      ModelName: r.model,
-      Level: "Host",
-    };
+    const [requests, latency, queue, queueTime, workerThread, duration] = this.inferenceSeries(
+      r.model,
+      r.version ?? "default",
+    );
     this.recordResponse(r.status);
-    this.recordBuiltin("ts_inference_requests_total", 1, context);
-    this.recordBuiltin("ts_inference_latency_microseconds", r.latencyMs * 1000, context);
-    this.recordBuiltin("ts_queue_latency_microseconds", queueMs * 1000, context);
-    this.recordBuiltin("QueueTime", queueMs, context);
-    this.recordBuiltin("WorkerThreadTime", Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)), context);
-    this.recordBuiltin(REQUEST_DURATION, r.latencyMs / 1000, context);
+    this.recordBound(requests, 1);
+    this.recordBound(latency, r.latencyMs * 1000);
+    this.recordBound(queue, queueMs * 1000);
+    this.recordBound(queueTime, queueMs);
+    this.recordBound(workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
+    this.recordBound(duration, r.latencyMs / 1000);
+  }
+
+  /** The series of {@link INFERENCE_METRICS} for one model version, resolved on its first request. */
+  private inferenceSeries(model: string, version: string): readonly (BoundSeries | undefined)[] {
+    const key = `${model}\u0000${version}`;
+    let series = this.inference.get(key);
+    if (series === undefined) {
+      const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
+      series = INFERENCE_METRICS.map((name) => this.bind(name, context));
+      // Models come from configuration, but the public API takes any name: keep the cache bounded.
+      if (this.inference.size >= MAX_CACHED_MODELS) this.inference.clear();
+      this.inference.set(key, series);
+    }
+    return series;
   }
 
   /** Sets how many requests for `model` wait for a worker. */
@@ -189,8 +228,17 @@ export class MetricRecorder {
 
   /** Records one of the service's own metrics, taking each declared label from `context`. */
   private recordBuiltin(name: string, value: number, context: Readonly<Record<string, string>>): void {
+    this.recordBound(this.bind(name, context), value);
+  }
+
+  /**
+   * The instrument and attributes of one of the service's own series, each declared label taken
+   * from `context`; undefined (warned about once) when the catalog dropped the metric or asks for
+   * a label the service cannot fill.
+   */
+  private bind(name: string, context: Readonly<Record<string, string>>): BoundSeries | undefined {
     const instrument = this.instruments.get(name);
-    if (instrument === undefined) return; // dropped from a custom catalog: not exposed
+    if (instrument === undefined) return undefined; // dropped from a custom catalog: not exposed
     const attributes: Attributes = {};
     for (const dim of instrument.definition.dimensions) {
       const v = context[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
@@ -199,10 +247,18 @@ export class MetricRecorder {
           name,
           `${name}: not recorded, the catalog asks for dimension ${dim} which serve-metrics cannot fill`,
         );
-        return;
+        return undefined;
       }
       attributes[dim] = v;
     }
+    // Shared by every update of the series, and handed to listeners: nobody may change it.
+    return { instrument, attributes: Object.freeze(attributes) };
+  }
+
+  private recordBound(series: BoundSeries | undefined, value: number): void {
+    if (series === undefined) return;
+    const { instrument, attributes } = series;
+    const name = instrument.definition.name;
     if (!Number.isFinite(value) || (instrument.definition.type === "counter" && value < 0)) {
       this.warnOnce(`${name}:value`, `${name}: dropped value ${value} (not a finite, allowed number)`);
       return;
