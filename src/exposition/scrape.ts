@@ -1,4 +1,3 @@
-import type { Attributes } from "@opentelemetry/api";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
@@ -101,8 +100,7 @@ export class Scraper {
         : this.families;
     const { activity } = this.options;
     const isLive = activity?.enabled
-      ? (family: FamilySpec, attributes: Attributes) =>
-          activity.isLive(family.name, family.labels, attributes)
+      ? (family: FamilySpec, labels: string) => activity.isLive(family.name, labels)
       : undefined;
     return this.store.render(shown, filter, isLive);
   }

@@ -12,29 +12,23 @@ import {
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
-const OVERFLOW_ATTRIBUTES: Attributes = { [OVERFLOW_ATTRIBUTE]: true };
-/** No series key can equal it: keys end with a NUL. */
-const OVERFLOW_KEY = "overflow";
+/** The overflow series' labels, whatever the family's. */
+const OVERFLOW_LABELS = labelPairs([], { [OVERFLOW_ATTRIBUTE]: true });
 const ALL_PARTS: HistogramParts = { bucket: true, count: true, sum: true };
-
-/** One series: its label text, cumulative value, and sample text until the value changes. */
-interface Series {
-  readonly attributes: Attributes;
-  readonly labels: string;
-  value: number | HistogramValue;
-  text: string | undefined;
-}
 
 interface FamilyState {
   readonly spec: FamilySpec;
   readonly header: string;
   readonly limit: number;
-  /** In first-seen order, which is the order the samples are printed in. */
-  readonly series: Map<string, Series>;
+  /**
+   * Cumulative values by label text (`a="1",`), which is what tells series apart in the text and
+   * costs no more memory than the text itself; in first-seen order, the order they are printed in.
+   */
+  readonly series: Map<string, number | HistogramValue>;
   /** Series besides the overflow series. */
   real: number;
   histogram: boolean;
-  /** Every series' text joined, until one of them changes. */
+  /** The family's samples, until one of its series changes. */
   text: string | undefined;
 }
 
@@ -50,8 +44,8 @@ export interface SeriesStoreOptions {
 
 /**
  * The cumulative state behind TorchServe's text, fed with the SDK's delta collections, so a scrape
- * touches only the series that changed since the last one and reuses the text of all others.
- * Output is the same as rendering the SDK's own cumulative collection.
+ * costs the series that changed since the last one, and the text of a family none of whose series
+ * changed is reused whole. Output is the same as rendering the SDK's own cumulative collection.
  */
 export class SeriesStore {
   private readonly states = new Map<string, FamilyState>();
@@ -72,42 +66,42 @@ export class SeriesStore {
     const spec = this.spec(metric.descriptor.name);
     if (spec === undefined) return;
     const state = this.state(spec);
+    const { series } = state;
     switch (metric.dataPointType) {
       case DataPointType.SUM:
         for (const point of metric.dataPoints) {
-          const key = this.locate(state, point.attributes);
-          const series = state.series.get(key);
-          if (series === undefined) this.create(state, key, point.attributes, point.value);
-          else this.update(state, series, (series.value as number) + point.value);
+          const labels = this.locate(state, point.attributes);
+          const total = series.get(labels);
+          this.set(state, labels, total === undefined ? point.value : (total as number) + point.value);
         }
-        return;
+        break;
       case DataPointType.GAUGE:
-        for (const point of metric.dataPoints) {
-          const key = this.locate(state, point.attributes);
-          const series = state.series.get(key);
-          if (series === undefined) this.create(state, key, point.attributes, point.value);
-          else this.update(state, series, point.value);
-        }
-        return;
+        for (const point of metric.dataPoints)
+          this.set(state, this.locate(state, point.attributes), point.value);
+        break;
       case DataPointType.HISTOGRAM:
         state.histogram = true;
         for (const point of metric.dataPoints) {
           const { buckets, count, sum = 0 } = point.value;
-          const key = this.locate(state, point.attributes);
-          const series = state.series.get(key);
-          if (series === undefined) {
-            const value = { boundaries: buckets.boundaries, counts: [...buckets.counts], sum, count };
-            this.create(state, key, point.attributes, value);
+          const labels = this.locate(state, point.attributes);
+          const total = series.get(labels) as HistogramValue | undefined;
+          if (total === undefined) {
+            this.set(state, labels, {
+              boundaries: buckets.boundaries,
+              counts: [...buckets.counts],
+              sum,
+              count,
+            });
             continue;
           }
-          const total = series.value as HistogramValue;
-          for (let i = 0; i < total.counts.length; i++)
+          for (let i = 0; i < total.counts.length; i++) {
             total.counts[i] = (total.counts[i] ?? 0) + (buckets.counts[i] ?? 0);
+          }
           total.sum += sum;
           total.count += count;
-          this.update(state, series, total);
+          state.text = undefined;
         }
-        return;
+        break;
       default:
       // Exponential histograms have no TorchServe text: their family shows HELP and TYPE only.
     }
@@ -121,7 +115,7 @@ export class SeriesStore {
   render(
     families: readonly FamilySpec[],
     filter?: ReadonlySet<string>,
-    isLive?: (family: FamilySpec, attributes: Attributes) => boolean,
+    isLive?: (family: FamilySpec, labels: string) => boolean,
   ): string {
     let out = "";
     for (const spec of families) {
@@ -137,7 +131,7 @@ export class SeriesStore {
   private samples(
     state: FamilyState,
     filter: ReadonlySet<string> | undefined,
-    isLive: ((family: FamilySpec, attributes: Attributes) => boolean) | undefined,
+    isLive: ((family: FamilySpec, labels: string) => boolean) | undefined,
   ): string {
     const { name } = state.spec;
     let parts = ALL_PARTS;
@@ -149,69 +143,49 @@ export class SeriesStore {
           sum: filter.has(`${name}_sum`),
         };
         if (!parts.bucket && !parts.count && !parts.sum) return "";
+        if (parts.bucket && parts.count && parts.sum) parts = ALL_PARTS;
       } else if (!filter.has(name)) {
         return "";
       }
     }
-    const whole = parts === ALL_PARTS || (parts.bucket && parts.count && parts.sum);
-    if (whole && isLive === undefined) return (state.text ??= this.join(state));
-    let out = "";
-    for (const series of state.series.values()) {
-      if (isLive !== undefined && !isLive(state.spec, series.attributes)) continue;
-      out += whole
-        ? this.text(state, series)
-        : histogramSamples(name, series.labels, series.value as HistogramValue, parts);
-    }
-    return out;
+    if (parts === ALL_PARTS && isLive === undefined) return (state.text ??= flatten(this.join(state, parts)));
+    return this.join(state, parts, isLive);
   }
 
-  private join(state: FamilyState): string {
-    let out = "";
-    for (const series of state.series.values()) out += this.text(state, series);
-    return out;
-  }
-
-  private text(state: FamilyState, series: Series): string {
-    if (series.text !== undefined) return series.text;
-    const { name } = state.spec;
-    series.text =
-      typeof series.value === "number"
-        ? scalarSample(name, series.labels, series.value)
-        : histogramSamples(name, series.labels, series.value, ALL_PARTS);
-    return series.text;
-  }
-
-  /** The key a point adds into: its own series, or the overflow series past the limit. */
-  private locate(state: FamilyState, attributes: Attributes): string {
-    if (attributes[OVERFLOW_ATTRIBUTE] === true) return OVERFLOW_KEY;
-    const key = seriesKey(state.spec.labels, attributes);
-    return state.real < state.limit || state.series.has(key) ? key : OVERFLOW_KEY;
-  }
-
-  private create(
+  private join(
     state: FamilyState,
-    key: string,
-    attributes: Attributes,
-    value: number | HistogramValue,
-  ): void {
-    if (key === OVERFLOW_KEY) {
-      attributes = OVERFLOW_ATTRIBUTES;
-      this.options.onOverflow?.(state.spec.name);
-    } else {
-      state.real++;
+    parts: HistogramParts,
+    isLive?: (family: FamilySpec, labels: string) => boolean,
+  ): string {
+    const { spec } = state;
+    let out = "";
+    for (const [labels, value] of state.series) {
+      if (isLive !== undefined && !isLive(spec, labels)) continue;
+      out +=
+        typeof value === "number"
+          ? scalarSample(spec.name, labels, value)
+          : histogramSamples(spec.name, labels, value, parts);
     }
-    state.series.set(key, {
-      attributes,
-      labels: labelPairs(state.spec.labels, attributes),
-      value,
-      text: undefined,
-    });
-    state.text = undefined;
+    return out;
   }
 
-  private update(state: FamilyState, series: Series, value: number | HistogramValue): void {
-    series.value = value;
-    series.text = undefined;
+  /** The series a point adds into: its own, or the overflow series past the limit. */
+  private locate(state: FamilyState, attributes: Attributes): string {
+    if (attributes[OVERFLOW_ATTRIBUTE] === true) return this.overflow(state);
+    const labels = labelPairs(state.spec.labels, attributes);
+    if (state.series.has(labels)) return labels;
+    if (state.real >= state.limit) return this.overflow(state);
+    state.real++;
+    return flatten(labels);
+  }
+
+  private overflow(state: FamilyState): string {
+    if (!state.series.has(OVERFLOW_LABELS)) this.options.onOverflow?.(state.spec.name);
+    return OVERFLOW_LABELS;
+  }
+
+  private set(state: FamilyState, labels: string, value: number | HistogramValue): void {
+    state.series.set(labels, value);
     state.text = undefined;
   }
 
@@ -245,28 +219,12 @@ export class SeriesStore {
 }
 
 /**
- * A series' identity: declared label values in order, then any other attribute by name. Like the
- * SDK's, it does not depend on the order the attributes were given in.
+ * A flat copy of a string. Text built with `+=` is a rope: a tree of small pieces that takes
+ * several times the memory of its characters. Kept text (a series' labels, a family's samples)
+ * is flattened once; `replace` returns a new, flat string.
  */
-function seriesKey(order: readonly string[], attributes: Attributes): string {
-  let key = "";
-  let seen = 0;
-  for (const label of order) {
-    const value = attributes[label];
-    if (value === undefined) {
-      key += "\u0001\u0000";
-    } else {
-      key += `${String(value)}\u0000`;
-      seen++;
-    }
-  }
-  if (Object.keys(attributes).length > seen) {
-    for (const name of Object.keys(attributes).sort()) {
-      const value = attributes[name];
-      if (!order.includes(name) && value !== undefined) key += `${name}\u0001${String(value)}\u0000`;
-    }
-  }
-  return key;
+function flatten(text: string): string {
+  return text.replace(/^/, "");
 }
 
 /**

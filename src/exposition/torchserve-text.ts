@@ -69,7 +69,8 @@ export function histogramSamples(
 
 /**
  * `a="1",b="2",`: every pair ends with a comma, as the Java client writes them. Labels in `order`
- * come first; any other attribute follows in its own order, its name made a valid label name.
+ * come first; any other attribute follows by name, its name made a valid label name. The text is
+ * the same for the same attributes in any order, so it also serves as the series' identity.
  */
 export function labelPairs(order: readonly string[], attributes: Attributes): string {
   let out = "";
@@ -83,7 +84,7 @@ export function labelPairs(order: readonly string[], attributes: Attributes): st
   }
   // Attributes beyond the declared labels are rare (the SDK's overflow marker); look only then.
   if (Object.keys(attributes).length > seen) {
-    for (const key of Object.keys(attributes)) {
+    for (const key of Object.keys(attributes).sort()) {
       if (!order.includes(key) && attributes[key] !== undefined) {
         // Dots are not valid in label names: otel.metric.overflow becomes otel_metric_overflow.
         out += `${key.replace(/[^a-zA-Z0-9_]/g, "_")}="${escapeLabelValue(String(attributes[key]))}",`;

@@ -1,11 +1,5 @@
 import type { Attributes } from "@opentelemetry/api";
-
-/** A series' identity within its metric: its label values in declaration order. */
-function seriesKey(dimensions: readonly string[], attributes: Attributes): string {
-  let key = "";
-  for (const dim of dimensions) key += `${String(attributes[dim] ?? "")}\u0000`;
-  return key;
-}
+import { labelPairs } from "../exposition/torchserve-text.js";
 
 /**
  * When each series was last updated, so `/metrics` can leave out series idle for longer than
@@ -30,24 +24,27 @@ export class SeriesActivity {
   touch(metric: string, dimensions: readonly string[], attributes: Attributes): void {
     if (!this.enabled) return;
     const series = this.seriesOf(metric);
-    const key = seriesKey(dimensions, attributes);
+    const key = labelPairs(dimensions, attributes);
     if (series.get(key) !== Infinity) series.set(key, this.now());
   }
 
   /** Keeps a series whatever its idle time (until {@link unpin}). */
   pin(metric: string, dimensions: readonly string[], attributes: Attributes): void {
-    if (this.enabled) this.seriesOf(metric).set(seriesKey(dimensions, attributes), Infinity);
+    if (this.enabled) this.seriesOf(metric).set(labelPairs(dimensions, attributes), Infinity);
   }
 
   /** Lets a pinned series age from now on (a worker died). */
   unpin(metric: string, dimensions: readonly string[], attributes: Attributes): void {
-    if (this.enabled) this.seriesOf(metric).set(seriesKey(dimensions, attributes), this.now());
+    if (this.enabled) this.seriesOf(metric).set(labelPairs(dimensions, attributes), this.now());
   }
 
-  /** Whether a series should still be shown; series never touched (e.g. overflow) are shown. */
-  isLive(metric: string, dimensions: readonly string[], attributes: Attributes): boolean {
+  /**
+   * Whether a series, by its label text ({@link labelPairs}), should still be shown; series never
+   * touched (e.g. overflow) are shown.
+   */
+  isLive(metric: string, labels: string): boolean {
     if (!this.enabled) return true;
-    const last = this.seen.get(metric)?.get(seriesKey(dimensions, attributes));
+    const last = this.seen.get(metric)?.get(labels);
     return last === undefined || this.now() - last <= this.expireAfterMs;
   }
 

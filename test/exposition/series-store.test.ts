@@ -96,7 +96,7 @@ describe("SeriesStore", () => {
     );
   });
 
-  it("reuses a series' text until it changes, and a family's text until one of its series does", async () => {
+  it("keeps counting across collections and reuses a family's text until one of its series changes", async () => {
     const p = pipeline();
     p.record.Count(1, { Model: "a", Level: "Model" });
     p.record.Count(1, { Model: "b", Level: "Model" });
@@ -137,7 +137,7 @@ describe("SeriesStore", () => {
     p.record.Depth(1, { Model: "a" });
     p.record.Depth(2, { Model: "b" });
     await p.stored();
-    const text = p.store.render(FAMILIES, new Set(["Depth"]), (_family, attrs) => attrs.Model !== "a");
+    const text = p.store.render(FAMILIES, new Set(["Depth"]), (_family, labels) => labels !== 'Model="a",');
     expect(text).to.equal(
       "# HELP Depth Torchserve prometheus gauge metric with unit: Count\n# TYPE Depth gauge\n" +
         'Depth{Model="b",} 2.0\n',
