@@ -10,6 +10,7 @@ import { markdownTable, type Check, type Scenario, type ScenarioReport } from ".
 // Imported on demand, so `--only record` does not load what the other scenarios need.
 const SCENARIOS: Readonly<Record<string, () => Promise<Scenario>>> = {
   scrape: async () => (await import("./scrape.js")).scrape,
+  lines: async () => (await import("./lines.js")).lines,
   record: async () => (await import("./record.js")).record,
   frontend: async () => (await import("./frontend.js")).frontend,
   idle: async () => (await import("./idle.js")).idle,
