@@ -17,7 +17,7 @@ const LINES_PER_POST = 5_000;
 /** The `[METRICS]` line of series `i` in `round`, as a TorchServe worker writes it. */
 function line(i: number, round: number): string {
   const value = ((i * 7 + round * 13) % 1000) / 10 + 0.25;
-  return `[METRICS]BenchLatency.Milliseconds:${value}|#ModelName:m${i},Level:Model|#hostname:${HOSTNAME},requestID:r${i},timestamp:1700000000`;
+  return `[METRICS]BenchLatency.Milliseconds:${value}|#ModelName:m${i},Level:Model|#type:GAUGE|#hostname:${HOSTNAME},1700000000,r${i}`;
 }
 
 async function setSeries(peer: LinesPeer, series: number, round: number): Promise<void> {
@@ -100,7 +100,7 @@ export const lines: Scenario = async ({ quick, log }) => {
     title: "Scrape: series from POST /metric-lines, each peer in its own process",
     notes: [
       "serve-metrics started with `model_metrics_auto_detect=true`; " +
-        `${count(series)} \`[METRICS]BenchLatency.Milliseconds:<v>|#ModelName:m<i>,Level:Model|#hostname:<host>,...\` ` +
+        `${count(series)} \`[METRICS]BenchLatency.Milliseconds:<v>|#ModelName:m<i>,Level:Model|#type:GAUGE|#hostname:<host>,<time>,<id>\` ` +
         "lines POSTed to its `/metric-lines` (5,000 per request), which auto-detects BenchLatency as a gauge. " +
         "A prom-client process sets the same series in a `Gauge` from the same lines. Both run in their own " +
         "processes (bench/child/lines-peer.ts); GETs on one keep-alive connection each, in turn with a rotating " +

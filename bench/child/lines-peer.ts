@@ -40,9 +40,9 @@ if (kind === "serve-metrics") {
     labelNames: ["ModelName", "Level", "Hostname"] as const,
     registers: [registry],
   });
-  // Only the benchmark's own lines: `[METRICS]BenchLatency.Milliseconds:<v>|#ModelName:<m>,Level:<l>|#hostname:<h>,...`
+  // Only the benchmark's own lines: `[METRICS]BenchLatency.Milliseconds:<v>|#ModelName:<m>,Level:<l>|#type:GAUGE|#hostname:<h>,...`
   const LINE =
-    /^\[METRICS\]BenchLatency\.Milliseconds:([^|]+)\|#ModelName:([^,]+),Level:([^|]+)\|#hostname:([^,]+),/;
+    /^\[METRICS\]BenchLatency\.Milliseconds:([^|]+)\|#ModelName:([^,]+),Level:([^|]+)\|#type:GAUGE\|#hostname:([^,]+),/;
   const server = await serve((req: IncomingMessage, res) => {
     if (req.method === "POST") {
       const chunks: Buffer[] = [];
