@@ -79,6 +79,9 @@ export const record: Scenario = async ({ quick, log }) => {
         "Each op makes the 7 updates of `recordInference`: Requests2XX, ts_inference_requests_total, " +
         "ts_inference_latency_microseconds, ts_queue_latency_microseconds (counters), QueueTime, " +
         "WorkerThreadTime (gauges), serve_request_duration_seconds (histogram).",
+      "serve-metrics adds the six counter and gauge updates up itself and hands them to the SDK at the next " +
+        "collection (src/telemetry/pending-updates.ts): one SDK update per changed series per scrape or push, " +
+        "paid in the scrape, not here; the histogram goes to the SDK on every request.",
     ],
     tables: [{ header: ["recorder", "median ns/op", "best ns/op", "serve-metrics / this"], rows }],
     checks: [],

@@ -14,6 +14,7 @@ import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
 import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
 import { InstrumentNamer } from "./naming.js";
+import { PendingUpdates } from "./pending-updates.js";
 import { MetricRecorder } from "./recorder.js";
 
 /** The meter's (instrumentation scope's) name. */
@@ -108,7 +109,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   return {
     provider,
     reader,
-    recorder: new MetricRecorder(instruments, hostname, logger),
+    recorder: new MetricRecorder(instruments, hostname, logger, new PendingUpdates(meter)),
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {

@@ -5,6 +5,7 @@ import type { GpuSample } from "../sources/gpu.js";
 import type { HostSample } from "../sources/host.js";
 import { QUEUE_DEPTH, REJECTED_LINES, REQUEST_DURATION } from "./extra-metrics.js";
 import type { CatalogInstrument } from "./instruments.js";
+import type { PendingSeries, PendingUpdates } from "./pending-updates.js";
 
 /** A metric update that cannot be applied; says which metric and why. */
 export class MetricRecordError extends Error {
@@ -61,11 +62,8 @@ export function workerName(port: number, model: string, version: string): string
   return `W-${port}-${model}_${version}`;
 }
 
-/** One series of one instrument, its attributes resolved. */
-interface BoundSeries {
-  instrument: CatalogInstrument;
-  attributes: Attributes;
-}
+/** One series of one instrument, its attributes resolved once. */
+type BoundSeries = PendingSeries;
 
 /** What recordInference records besides the response class, in this order. */
 const INFERENCE_METRICS = [
@@ -96,6 +94,8 @@ export class MetricRecorder {
     private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
     private readonly hostname: string,
     private readonly logger: Logger,
+    /** Where the service's own counter and gauge series wait for the next collection. */
+    private readonly pending: PendingUpdates,
   ) {}
 
   /** Hears every update applied from now on (after it reached the instrument). */
@@ -228,7 +228,10 @@ export class MetricRecorder {
 
   /** Records one of the service's own metrics, taking each declared label from `context`. */
   private recordBuiltin(name: string, value: number, context: Readonly<Record<string, string>>): void {
-    this.recordBound(this.bind(name, context), value);
+    const series = this.bind(name, context);
+    if (series !== undefined && this.accepts(series.instrument, value)) {
+      this.apply(series.instrument, value, series.attributes, {});
+    }
   }
 
   /**
@@ -252,18 +255,35 @@ export class MetricRecorder {
       attributes[dim] = v;
     }
     // Shared by every update of the series, and handed to listeners: nobody may change it.
-    return { instrument, attributes: Object.freeze(attributes) };
+    return { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false };
   }
 
+  /**
+   * Records into a series bound once and kept (so each one waits in {@link PendingUpdates} at
+   * most once): counters and gauges wait for the next collection, histograms go straight in.
+   */
   private recordBound(series: BoundSeries | undefined, value: number): void {
-    if (series === undefined) return;
+    if (series === undefined || !this.accepts(series.instrument, value)) return;
     const { instrument, attributes } = series;
-    const name = instrument.definition.name;
-    if (!Number.isFinite(value) || (instrument.definition.type === "counter" && value < 0)) {
-      this.warnOnce(`${name}:value`, `${name}: dropped value ${value} (not a finite, allowed number)`);
-      return;
+    switch (instrument.definition.type) {
+      case "counter":
+        this.pending.add(series, value);
+        break;
+      case "gauge":
+        this.pending.set(series, value);
+        break;
+      case "histogram":
+        instrument.record(value, attributes);
     }
-    this.apply(instrument, value, attributes, {});
+    this.notify(instrument, value, attributes, {});
+  }
+
+  /** Whether a builtin value fits its metric; warns once per metric when not. */
+  private accepts(instrument: CatalogInstrument, value: number): boolean {
+    if (Number.isFinite(value) && (instrument.definition.type !== "counter" || value >= 0)) return true;
+    const name = instrument.definition.name;
+    this.warnOnce(`${name}:value`, `${name}: dropped value ${value} (not a finite, allowed number)`);
+    return false;
   }
 
   private apply(
@@ -272,7 +292,18 @@ export class MetricRecorder {
     attributes: Attributes,
     line: LineContext,
   ): void {
+    // A gauge keeps its last value: one still waiting must not land after this newer one.
+    if (this.pending.holdsGauge(instrument)) this.pending.flush();
     instrument.record(value, attributes);
+    this.notify(instrument, value, attributes, line);
+  }
+
+  private notify(
+    instrument: CatalogInstrument,
+    value: number,
+    attributes: Attributes,
+    line: LineContext,
+  ): void {
     for (const listener of this.listeners) {
       listener({
         definition: instrument.definition,
