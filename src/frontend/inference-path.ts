@@ -10,6 +10,24 @@ export interface InferencePath {
   kind: InferenceKind;
 }
 
+/** A path of plain segments, the common case, whose pathname a URL parse would return unchanged. */
+const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9_\-/]*(?=\?|$)/;
+
+/**
+ * The pathname of a request target as a WHATWG URL parse gives it (dot segments resolved, odd
+ * characters percent-encoded), or undefined when it is no valid URL. Plain paths skip the parse,
+ * which would otherwise cost every inference request a few microseconds.
+ */
+export function requestPathname(target: string): string | undefined {
+  const plain = PLAIN_PATH.exec(target);
+  if (plain !== null) return plain[0];
+  try {
+    return new URL(target, "http://inference.invalid").pathname;
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * Parses TorchServe's inference paths: `POST /predictions/{model}[/{version}]`,
  * `/explanations/{model}[/{version}]`, KServe v1 `/v1/models/{model}:predict|:explain` and v2

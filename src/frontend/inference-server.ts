@@ -5,7 +5,7 @@ import { jsonError, jsonReply, writeReply, type Reply } from "../server/json-err
 import type { MetricLineIngest } from "../sources/metric-ingest.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
 import type { InferenceFrontend } from "./frontend.js";
-import { parseInferencePath } from "./inference-path.js";
+import { parseInferencePath, requestPathname } from "./inference-path.js";
 import { forward } from "./proxy.js";
 import { QueueFullError } from "./worker-pool.js";
 
@@ -40,10 +40,8 @@ function send(deps: InferenceServerDeps, req: IncomingMessage, res: ServerRespon
 
 async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
   const arrival = performance.now();
-  let pathname: string;
-  try {
-    pathname = new URL(req.url ?? "/", "http://inference.invalid").pathname;
-  } catch {
+  const pathname = requestPathname(req.url ?? "/");
+  if (pathname === undefined) {
     send(deps, req, res, jsonError(400, `Request target ${JSON.stringify(req.url)} is not a valid URL.`));
     return;
   }

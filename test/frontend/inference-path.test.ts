@@ -1,5 +1,64 @@
 import { expect } from "chai";
-import { parseInferencePath, type InferencePath } from "../../src/frontend/inference-path.js";
+import fc from "fast-check";
+import {
+  parseInferencePath,
+  requestPathname,
+  type InferencePath,
+} from "../../src/frontend/inference-path.js";
+
+describe("requestPathname", () => {
+  /** What the WHATWG parser makes of a request target, as the frontend used to compute it. */
+  const whatwg = (target: string): string | undefined => {
+    try {
+      return new URL(target, "http://inference.invalid").pathname;
+    } catch {
+      return undefined;
+    }
+  };
+
+  it("gives the WHATWG URL pathname for any request target, plain or not", () => {
+    const pieces = fc.constantFrom(
+      "/",
+      "//",
+      "a",
+      "Z9",
+      "_",
+      "-",
+      ".",
+      "..",
+      "%2F",
+      "%",
+      "?",
+      "#",
+      "\\",
+      " ",
+      "é",
+      ":",
+      "predictions",
+    );
+    fc.assert(
+      fc.property(
+        fc.oneof(
+          fc.array(pieces, { maxLength: 8 }).map((p) => p.join("")),
+          fc.string(),
+        ),
+        (target) => {
+          expect(requestPathname(target)).to.equal(whatwg(target));
+        },
+      ),
+      { numRuns: 5000 },
+    );
+    for (const target of [
+      "/predictions/m?x=1",
+      "//evil/predictions/m",
+      "/a/../predictions/m",
+      "/p%20x",
+      "/",
+    ]) {
+      expect(requestPathname(target), target).to.equal(whatwg(target));
+    }
+  });
+});
 
 describe("parseInferencePath", () => {
   const accepted: [string, InferencePath][] = [
