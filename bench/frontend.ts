@@ -1,4 +1,5 @@
 import autocannon from "autocannon";
+import { builtIsFresh } from "./lib/built.js";
 import { startChild, TSX, type Child } from "./lib/child.js";
 import { pacedLoad } from "./lib/paced.js";
 import { fmt, times, type Check, type Scenario, type Table } from "./lib/report.js";
@@ -181,7 +182,10 @@ export const frontend: Scenario = async ({ quick, log }) => {
           "(bench/child/worker.ts: reads the body, answers a fixed JSON) directly, through serve-metrics' " +
           `inference frontend (a \`url\` model with ${CONNECTIONS} worker slots) and through http-proxy ` +
           `(keep-alive agent, ${CONNECTIONS} sockets); each proxy in its own process, autocannon in this one. ` +
-          "Targets in turn with a rotating first.",
+          "Targets in turn with a rotating first. serve-metrics ran " +
+          (builtIsFresh()
+            ? "from `dist/` (built by `npm run bench`), as `npm start` runs it."
+            : "from `src/` through tsx."),
         "Latencies are autocannon's per-response times (sub-millisecond; its histogram keeps whole " +
           "milliseconds). autocannon's `overallRate` lets every connection send its quota for the second " +
           "back to back and then wait, so half the rate means full load half of each second: those " +

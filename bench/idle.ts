@@ -1,7 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { builtIsFresh } from "./lib/built.js";
 import { startChild, TSX, type Child } from "./lib/child.js";
 import { KeepAliveClient } from "./lib/http-client.js";
 import { cpuPercent, procSample, type ProcSample } from "./lib/proc.js";
@@ -82,17 +83,7 @@ export const idle: Scenario = async ({ quick, log }) => {
 
 /** The built CLI when it is at least as new as every source file, else the sources through tsx. */
 function cliEntry(): { nodeArgs: readonly string[]; script: string } {
-  const built = "dist/cli.js";
-  if (existsSync(built) && statSync(built).mtimeMs >= newestMtime("src"))
-    return { nodeArgs: [], script: built };
-  return { nodeArgs: TSX, script: "src/cli.ts" };
-}
-
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
-  }
-  return newest;
+  return builtIsFresh("dist/cli.js")
+    ? { nodeArgs: [], script: "dist/cli.js" }
+    : { nodeArgs: TSX, script: "src/cli.ts" };
 }

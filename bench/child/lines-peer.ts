@@ -7,8 +7,10 @@
  */
 import type { IncomingMessage } from "node:http";
 import { Gauge, Registry } from "prom-client";
-import { createMemoryLogger, startMetricsService } from "../../src/index.js";
+import { serveMetricsApi } from "../lib/built.js";
 import { close, serve, urlOf } from "../lib/peers.js";
+
+const { createMemoryLogger, startMetricsService } = await serveMetricsApi();
 
 const [kind] = process.argv.slice(2);
 let stop: () => Promise<void>;

@@ -5,8 +5,10 @@
  */
 import { Agent } from "node:http";
 import httpProxy from "http-proxy";
-import { createMemoryLogger, startMetricsService } from "../../src/index.js";
+import { serveMetricsApi } from "../lib/built.js";
 import { close, serve, urlOf } from "../lib/peers.js";
+
+const { createMemoryLogger, startMetricsService } = await serveMetricsApi();
 
 const [kind, workerUrl, connectionsArg] = process.argv.slice(2);
 const connections = Number(connectionsArg);

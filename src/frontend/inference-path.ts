@@ -90,7 +90,7 @@ function splitSegments(pathname: string): string[] | undefined {
   const raw = path.slice(1).split("/");
   if (raw.includes("")) return undefined;
   try {
-    return raw.map((segment) => decodeURIComponent(segment));
+    return raw.map((segment) => (segment.includes("%") ? decodeURIComponent(segment) : segment));
   } catch {
     return undefined; // URIError: a stray `%` or invalid UTF-8
   }
