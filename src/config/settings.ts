@@ -31,7 +31,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   models: Object.freeze([]),
   jobQueueSize: 100,
   metricLogFiles: Object.freeze([]),
-  metricLinesMaxBytes: 1024 * 1024,
+  metricLinesMaxBytes: 8 * 1024 * 1024,
   requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
   sourceFile: undefined,
 } satisfies Settings);

@@ -29,7 +29,7 @@ describe("DEFAULT_SETTINGS", () => {
       models: [],
       jobQueueSize: 100,
       metricLogFiles: [],
-      metricLinesMaxBytes: 1048576,
+      metricLinesMaxBytes: 8388608,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
       sourceFile: undefined,
     } satisfies Settings);
@@ -130,7 +130,7 @@ describe("resolveSettings", () => {
         models: [],
         jobQueueSize: 100,
         metricLogFiles: [],
-        metricLinesMaxBytes: 1048576,
+        metricLinesMaxBytes: 8388608,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: configPath(),
       } satisfies Settings);
@@ -370,7 +370,7 @@ describe("resolveSettings", () => {
         models: [],
         jobQueueSize: 100,
         metricLogFiles: [],
-        metricLinesMaxBytes: 1048576,
+        metricLinesMaxBytes: 8388608,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: undefined,
       } satisfies Settings);
