@@ -27,6 +27,7 @@ const settle = async (): Promise<{ heap: number; rss: number }> => {
 const before = await settle();
 peer.setSeries(series, 0);
 const after = await settle();
-process.stdout.write(`${JSON.stringify({ kind, series, before, after })}\n`);
+const steady = await settle();
+process.stdout.write(`${JSON.stringify({ kind, series, before, after, steady })}\n`);
 client.close();
 await peer.stop();
