@@ -41,6 +41,9 @@ interface Target {
   prefix: string;
 }
 
+/** Bodies (either way) of at most this many bytes, with a Content-Length, are read whole and sent at once. */
+const WHOLE_BODY_BYTES = 64 * 1024;
+
 /** Worker base URLs parsed once: a handful per model, parsed on every request otherwise. */
 const targets = new Map<string, Target>();
 
@@ -63,9 +66,11 @@ function parsedTarget(baseUrl: string): Target {
 }
 
 /**
- * Forwards `req` unchanged (method, path, query, headers, streamed body) to the worker at
- * `baseUrl` and streams its response back. Never rejects: a worker that cannot be reached gets the
- * client a 502 JSON error; one that dies mid-response cuts the client's connection (counted as 502).
+ * Forwards `req` unchanged (method, path, query, headers, body) to the worker at `baseUrl` and its
+ * response back. Bodies of known size up to 64 KiB are read whole and sent in one write (most
+ * inference requests and answers: a pipe costs more than the copy); others stream. Never rejects:
+ * a worker that cannot be reached, or dies before a whole small answer, gets the client a 502 JSON
+ * error; one that dies mid-stream cuts the client's connection (counted as 502).
  */
 export function forward(
   req: IncomingMessage,
@@ -93,7 +98,27 @@ export function forward(
       agent,
     });
     upstream.on("response", (answer) => {
-      res.writeHead(answer.statusCode ?? 502, endToEnd(answer.headers));
+      const status = answer.statusCode ?? 502;
+      const length = Number(answer.headers["content-length"]);
+      if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
+        // A small answer of known size goes out in one write, headers included, without a pipe.
+        const chunks: Buffer[] = [];
+        answer.on("data", (chunk: Buffer) => chunks.push(chunk));
+        answer.on("end", () => {
+          res.writeHead(status, endToEnd(answer.headers));
+          res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+          settle(status);
+        });
+        answer.on("error", (err) => {
+          // Nothing was sent yet, so the client gets a proper error rather than a cut connection.
+          if (!res.headersSent)
+            writeReply(req, res, jsonError(502, `worker ${target.host} failed: ${err.message}`));
+          else res.destroy();
+          settle(502);
+        });
+        return;
+      }
+      res.writeHead(status, endToEnd(answer.headers));
       answer.pipe(res);
       answer.on("end", () => settle(answer.statusCode ?? 502));
       answer.on("error", () => {
@@ -114,6 +139,14 @@ export function forward(
     res.on("close", () => {
       if (!res.writableFinished) upstream.destroy();
     });
-    req.pipe(upstream);
+    const length = Number(req.headers["content-length"]);
+    if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
+      // A small body of known size goes to the worker in one write with the headers, without a pipe.
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => upstream.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    } else {
+      req.pipe(upstream);
+    }
   });
 }

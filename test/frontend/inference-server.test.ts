@@ -214,6 +214,49 @@ describe("the inference frontend in front of real worker processes", function ()
     expect(next.map((r) => r.status)).to.deep.equal([200, 200]);
   });
 
+  it("forwards bodies of any size and framing intact, with and without Content-Length", async () => {
+    const { request: send } = await import("node:http");
+    const roundTrip = (body: string, chunked: boolean) =>
+      new Promise<{ status: number; length: string | undefined; body: string }>((resolve, reject) => {
+        const req = send(`${base}/predictions/echo`, { method: "POST" }, (r) => {
+          const chunks: Buffer[] = [];
+          r.on("data", (d: Buffer) => chunks.push(d));
+          r.on("end", () =>
+            resolve({
+              status: r.statusCode ?? 0,
+              length: r.headers["content-length"],
+              body: Buffer.concat(chunks).toString("utf8"),
+            }),
+          );
+        });
+        req.on("error", reject);
+        // Writing before end() sends the body chunked, with no Content-Length.
+        if (chunked) req.write(body.slice(0, 7));
+        req.end(chunked ? body.slice(7) : body);
+      });
+    // Small bodies go through in one write each way; bodies over 64 KiB (or of unknown size) stream.
+    for (const size of [0, 11, 70_000, 300_000]) {
+      const body = Array.from({ length: size }, (_, i) => "abcdefghijklmnopqrstuvwxyzé"[i % 27]).join("");
+      for (const chunked of [false, true]) {
+        const res = await roundTrip(body, chunked);
+        expect(res.status, `${size} ${chunked}`).to.equal(200);
+        expect((JSON.parse(res.body) as { body: string }).body, `${size} ${chunked}`).to.equal(body);
+        expect(Number(res.length)).to.equal(Buffer.byteLength(res.body));
+      }
+    }
+  });
+
+  it("answers a worker that dies before the body it announced is complete with a 502 JSON error", async () => {
+    const workers = count(await service.scrape(), 'WorkerLoadTime{WorkerName="W-');
+    const res = await request(`${base}/predictions/echo?crash=sized`, { method: "POST", body: "x" });
+    expect(res.status).to.equal(502);
+    expect(JSON.parse(res.body)).to.include({ code: 502 });
+    await until(
+      async () => count(await service.scrape(), 'WorkerLoadTime{WorkerName="W-') === workers + 1,
+      "a restarted worker",
+    );
+  });
+
   describe("POST /metric-lines", () => {
     it("applies the good lines, reports the bad ones by line number, and counts them", async () => {
       const body = [
