@@ -3,10 +3,8 @@ import { AggregationTemporality, MetricReader, type ResourceMetrics } from "@ope
 
 /** A reader that only collects on demand: each scrape calls {@link PullReader.collect}. */
 export class PullReader extends MetricReader {
-  constructor(
-    /** DELTA hands each collection only what was recorded since the previous one. */
-    readonly temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE,
-  ) {
+  /** DELTA hands each collection only what was recorded since the previous one. */
+  constructor(temporality: AggregationTemporality = AggregationTemporality.CUMULATIVE) {
     super({ aggregationTemporalitySelector: () => temporality });
   }
 

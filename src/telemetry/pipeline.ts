@@ -59,7 +59,8 @@ export interface TelemetryOptions {
 
 /**
  * Builds one MeterProvider with a pull reader and one instrument per metric. In TorchServe naming
- * the pull reader takes deltas (which the scraper's series store adds up); in OTel naming it stays cumulative.
+ * the pull reader takes deltas, which the scraper's series store adds up; in OTel naming it stays
+ * cumulative.
  */
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { metrics, format, hostname, logger } = options;

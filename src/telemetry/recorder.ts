@@ -98,7 +98,10 @@ export class MetricRecorder {
     private readonly pending: PendingUpdates,
   ) {}
 
-  /** Hears every update applied from now on (after it reached the instrument). */
+  /**
+   * Hears every update accepted from now on, when it is recorded (a pending one reaches the SDK
+   * at the next collection).
+   */
   addListener(listener: (event: RecordEvent) => void): void {
     this.listeners.push(listener);
   }
