@@ -3,7 +3,7 @@ import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
 import { renderOtelText } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
-import { SeriesStore } from "./series-store.js";
+import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
 import type { FamilySpec } from "./torchserve-text.js";
 
 /** The three counters legacy mode keeps on /metrics. */
@@ -12,9 +12,6 @@ const LEGACY_FAMILIES = new Set([
   "ts_inference_latency_microseconds",
   "ts_queue_latency_microseconds",
 ]);
-
-/** The attribute the SDK puts on the one series that takes every series past the limit. */
-const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
 
 /** What scrapes render and how. */
 export interface ScrapeOptions {

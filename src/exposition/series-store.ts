@@ -11,7 +11,7 @@ import {
 } from "./torchserve-text.js";
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
-const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
+export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
 /** The overflow series' labels, whatever the family's. */
 const OVERFLOW_LABELS = labelPairs([], { [OVERFLOW_ATTRIBUTE]: true });
 const ALL_PARTS: HistogramParts = { bucket: true, count: true, sum: true };
