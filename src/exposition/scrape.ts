@@ -1,3 +1,4 @@
+import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
@@ -66,17 +67,20 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
-      const { resourceMetrics, errors } = await this.reader.collect();
-      for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
-      this.store?.apply(resourceMetrics);
+      this.store?.apply(await this.take());
     });
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  private async collect(filter: ReadonlySet<string> | undefined): Promise<string> {
+  private async take(): Promise<ResourceMetrics> {
     const { resourceMetrics, errors } = await this.reader.collect();
     for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
+    return resourceMetrics;
+  }
+
+  private async collect(filter: ReadonlySet<string> | undefined): Promise<string> {
+    const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
       if (onOverflow !== undefined) {
