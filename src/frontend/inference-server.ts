@@ -8,6 +8,7 @@ import type { InferenceFrontend } from "./frontend.js";
 import { parseInferencePath, requestPathname } from "./inference-path.js";
 import { forward } from "./proxy.js";
 import { QueueFullError } from "./worker-pool.js";
+import { handleMetricLines } from "../server/metric-lines-handler.js";
 
 /** What the inference address serves. */
 export interface InferenceServerDeps {
@@ -56,7 +57,7 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
   }
   if (pathname === "/metric-lines") {
     if (req.method !== "POST") send(deps, req, res, notAllowed(req, "POST"));
-    else send(deps, req, res, await metricLines(deps, req));
+    else send(deps, req, res, await handleMetricLines(deps, req));
     return;
   }
   const route = parseInferencePath("POST", pathname);
@@ -118,53 +119,4 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
 
 function notAllowed(req: IncomingMessage, allowed: string): Reply {
   return jsonError(405, `${req.method ?? "?"} is not allowed here; use ${allowed}.`, { Allow: allowed });
-}
-
-/** `POST /metric-lines`: one `[METRICS]` line per line of a text body; good lines apply even when others fail. */
-async function metricLines(deps: InferenceServerDeps, req: IncomingMessage): Promise<Reply> {
-  const tooLarge = (): Reply =>
-    jsonError(
-      413,
-      `The body is larger than metric_lines_max_bytes (${deps.maxLineBytes} bytes); send fewer lines per request.`,
-      {
-        // The rest of the body is not read, so this connection cannot carry another request.
-        Connection: "close",
-      },
-    );
-  if (Number(req.headers["content-length"] ?? 0) > deps.maxLineBytes) return tooLarge();
-  const body = await readBody(req, deps.maxLineBytes);
-  if (body === undefined) return tooLarge();
-  let accepted = 0;
-  const rejected: { line: number; reason: string }[] = [];
-  body
-    .toString("utf8")
-    .split("\n")
-    .forEach((text, i) => {
-      if (text.trim() === "") return;
-      const outcome = deps.ingest.apply(text, "http");
-      if (outcome.ok) accepted++;
-      else rejected.push({ line: i + 1, reason: outcome.reason });
-    });
-  return jsonReply(200, { accepted, rejected });
-}
-
-/** The whole body, or undefined once it passes `limit` (the rest is read and discarded, not kept). */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    let size = 0;
-    let over = false;
-    req.on("data", (chunk: Buffer) => {
-      size += chunk.length;
-      if (over || size <= limit) {
-        if (!over) chunks.push(chunk);
-        return;
-      }
-      over = true;
-      chunks.length = 0;
-      resolve(undefined);
-    });
-    req.on("end", () => resolve(over ? undefined : Buffer.concat(chunks)));
-    req.on("error", reject);
-  });
 }
