@@ -2,16 +2,17 @@ import { ConfigError, type ConfigOrigin } from "./errors.js";
 import type { ModelWorkerConfig } from "./types.js";
 
 // Keys TorchServe writes into `models=` snapshots; accepted so a snapshot's value can be extended in place.
-const TORCHSERVE_ENTRY_KEYS = new Set([
-  "marName",
-  "minWorkers",
-  "maxWorkers",
-  "batchSize",
-  "maxBatchDelay",
+const TORCHSERVE_ENTRY_KEYS = new Set(["marName", "minWorkers", "maxWorkers", "batchSize", "maxBatchDelay"]);
+const OUR_ENTRY_KEYS = new Set([
+  "defaultVersion",
+  "workers",
+  "url",
+  "command",
   "responseTimeout",
   "startupTimeout",
 ]);
-const OUR_ENTRY_KEYS = new Set(["defaultVersion", "workers", "url", "command"]);
+// Node fires a longer timer at once.
+const MAX_TIMEOUT_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
 const PATH_SEGMENT = /^[^/?#\s]+$/;
 
 /**
@@ -52,10 +53,25 @@ export function parseModels(
       if (!isRecord(entry)) return fail(`${where}: must be an object with "url" or "command"`);
       for (const key of Object.keys(entry)) {
         if (!OUR_ENTRY_KEYS.has(key) && !TORCHSERVE_ENTRY_KEYS.has(key)) {
-          fail(`${where}: unknown key "${key}" (expected defaultVersion, workers, url or command)`);
+          fail(
+            `${where}: unknown key "${key}" (expected defaultVersion, workers, url, command, responseTimeout or startupTimeout)`,
+          );
         }
       }
-      const { url, command, workers = 1, defaultVersion = false } = entry;
+      const { url, command, workers = 1, defaultVersion = false, responseTimeout, startupTimeout } = entry;
+      for (const [key, value] of [
+        ["responseTimeout", responseTimeout],
+        ["startupTimeout", startupTimeout],
+      ] as const) {
+        if (
+          value !== undefined &&
+          !(typeof value === "number" && value > 0 && value <= MAX_TIMEOUT_SECONDS)
+        ) {
+          fail(
+            `${where}: ${key} must be a number of seconds above 0 and at most ${MAX_TIMEOUT_SECONDS} (got ${JSON.stringify(value)})`,
+          );
+        }
+      }
       if (typeof defaultVersion !== "boolean") fail(`${where}: defaultVersion must be true or false`);
       if (typeof workers !== "number" || !Number.isInteger(workers) || workers < 1 || workers > 1024) {
         fail(`${where}: workers must be an integer from 1 to 1024`);
@@ -79,6 +95,8 @@ export function parseModels(
         workers: workers as number,
         url: typeof url === "string" ? url.replace(/\/+$/, "") : undefined,
         command: typeof command === "string" ? command : undefined,
+        responseTimeoutSeconds: responseTimeout as number | undefined,
+        startupTimeoutSeconds: startupTimeout as number | undefined,
       });
     }
   }

@@ -30,6 +30,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   enableInferenceApi: undefined,
   models: Object.freeze([]),
   jobQueueSize: 100,
+  defaultResponseTimeoutSeconds: 120,
+  defaultStartupTimeoutSeconds: 120,
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
   requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
@@ -137,6 +139,12 @@ const SETTERS: Record<string, Apply> = {
   job_queue_size: (s, raw) => {
     s.jobQueueSize = parseInteger(raw, 0, 1_000_000);
   },
+  default_response_timeout: (s, raw) => {
+    s.defaultResponseTimeoutSeconds = parseInterval(raw);
+  },
+  default_startup_timeout: (s, raw) => {
+    s.defaultStartupTimeoutSeconds = parseInterval(raw);
+  },
   metric_log_files: (s, raw, ctx) => {
     s.metricLogFiles = raw.value
       .split(",")
@@ -172,8 +180,6 @@ const IGNORED_TORCHSERVE_KEYS = [
   "model_snapshot",
   "snapshot_store",
   "default_workers_per_model",
-  "default_response_timeout",
-  "default_startup_timeout",
   "unregister_model_timeout",
   "number_of_netty_threads",
   "netty_client_threads",

@@ -25,6 +25,10 @@ export interface ModelWorkerConfig {
   url: string | undefined;
   /** Shell command the service starts per worker; `{port}` is replaced by a free port. */
   command: string | undefined;
+  /** TorchServe's `responseTimeout` in seconds; undefined: `default_response_timeout`. */
+  responseTimeoutSeconds?: number | undefined;
+  /** TorchServe's `startupTimeout` in seconds; undefined: `default_startup_timeout`. */
+  startupTimeoutSeconds?: number | undefined;
 }
 
 /** The service's whole configuration, resolved from defaults, config.properties and TS_* env vars. */
@@ -58,6 +62,13 @@ export interface Settings {
   models: readonly ModelWorkerConfig[];
   /** Requests that may wait for a worker, per model version, before 503. */
   jobQueueSize: number;
+  /**
+   * Seconds a worker has to answer a request (504 after), and a request may wait for a ready
+   * worker (503 after), unless a model version sets `responseTimeout`.
+   */
+  defaultResponseTimeoutSeconds: number;
+  /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
+  defaultStartupTimeoutSeconds: number;
   /** Files followed like `tail -F` for `[METRICS]` lines. */
   metricLogFiles: readonly string[];
   /** Largest body `POST /metric-lines` takes before 413. */

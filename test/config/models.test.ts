@@ -26,6 +26,8 @@ describe("parseModels (the models= key)", () => {
         workers: 2,
         url: undefined,
         command: "node w.js --port {port}",
+        responseTimeoutSeconds: undefined,
+        startupTimeoutSeconds: undefined,
       },
       {
         model: "remote",
@@ -34,6 +36,8 @@ describe("parseModels (the models= key)", () => {
         workers: 1,
         url: "http://10.0.0.5:9000",
         command: undefined,
+        responseTimeoutSeconds: undefined,
+        startupTimeoutSeconds: undefined,
       },
     ]);
   });
@@ -61,11 +65,26 @@ describe("parseModels (the models= key)", () => {
     ]);
   });
 
+  it("reads TorchServe's responseTimeout and startupTimeout, in seconds", () => {
+    const [m] = parse({ m: { "1": { command: "c", responseTimeout: 5, startupTimeout: 0.5 } } }).models;
+    expect([m?.responseTimeoutSeconds, m?.startupTimeoutSeconds]).to.deep.equal([5, 0.5]);
+  });
+
   it("reads an empty value as no models", () => {
     expect(parse("  ").models).to.deep.equal([]);
   });
 
   const refusals: [string, unknown, RegExp][] = [
+    [
+      "a zero responseTimeout",
+      { m: { "1": { url: "http://x", responseTimeout: 0 } } },
+      /model m version 1: responseTimeout must be a number of seconds/,
+    ],
+    [
+      "a startupTimeout given as text",
+      { m: { "1": { url: "http://x", startupTimeout: "60" } } },
+      /model m version 1: startupTimeout must be a number of seconds .*got "60"/,
+    ],
     ["invalid JSON", "{demo:", /is not valid JSON/],
     ["a list", "[]", /must be a JSON object/],
     [
