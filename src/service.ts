@@ -169,6 +169,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const stopAll = async (): Promise<void> => {
     for (const stop of stops.splice(0).reverse()) await stop();
   };
+  let stopping: Promise<void> | undefined;
   let metricsServer: ListeningServer | undefined;
   let inferenceServer: ListeningServer | undefined;
   let frontend: InferenceFrontend | undefined;
@@ -233,6 +234,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       const models = new InferenceFrontend({
         models: settings.models,
         jobQueueSize: settings.jobQueueSize,
+        defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
+        defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
         recorder,
         logger,
         onMetricLine: (line) => ingest.apply(line, "worker"),
@@ -266,14 +269,16 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       logger.info(
         `inference API listening on ${server.url} (${count} model version${count === 1 ? "" : "s"})`,
       );
-      models.start().catch((err: unknown) => logger.error(`workers: ${String(err)}`));
+      models.start().catch((err: unknown) => {
+        // A stop before every worker was ready once is no error.
+        if (stopping === undefined) logger.error(`workers: ${String(err)}`);
+      });
     }
   } catch (err) {
     await stopAll();
     throw err;
   }
 
-  let stopping: Promise<void> | undefined;
   return {
     settings,
     catalog,

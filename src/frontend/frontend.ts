@@ -2,22 +2,28 @@ import { Agent } from "node:http";
 import type { ModelWorkerConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
+import type { ExchangeTarget } from "./exchange.js";
 import { ManagedWorker } from "./worker-process.js";
-import { WorkerPool, type SlotTarget } from "./worker-pool.js";
+import { WorkerPool, type WorkerSlot } from "./worker-pool.js";
 
 /** One served model version. */
-export interface ServedVersion {
-  model: string;
-  version: string;
-  pool: WorkerPool;
-  /** Connections to this version's workers are reused across requests. */
-  agent: Agent;
+export type ServedVersion = ExchangeTarget;
+
+/** Whether every model version has a ready worker (`/ping`). */
+export interface FrontendHealth {
+  healthy: boolean;
+  /** `<model> <version>` of each version without a ready worker. */
+  notReady: string[];
 }
 
 /** How the frontend starts its workers. */
 export interface InferenceFrontendOptions {
   models: readonly ModelWorkerConfig[];
   jobQueueSize: number;
+  /** default_response_timeout, for versions that set no responseTimeout. */
+  defaultResponseTimeoutSeconds: number;
+  /** default_startup_timeout, for versions that set no startupTimeout. */
+  defaultStartupTimeoutSeconds: number;
   recorder: MetricRecorder;
   logger: Logger;
   /** Every `[METRICS]` line a managed worker prints. */
@@ -28,7 +34,6 @@ export interface InferenceFrontendOptions {
   cwd?: string;
   /** Overrides for managed workers' supervision (tests use short times). */
   workerTimings?: {
-    readyTimeoutMs?: number;
     backoff?: { initialMs: number; maxMs: number };
     stopGraceMs?: number;
   };
@@ -47,16 +52,17 @@ export class InferenceFrontend {
     const { recorder } = options;
     const depths = new Map<string, Map<string, number>>();
     for (const config of options.models) {
-      const slots: SlotTarget[] = [];
+      const slots: WorkerSlot[] = [];
       for (let i = 0; i < config.workers; i++) {
         if (config.url !== undefined) {
           const url = config.url;
-          slots.push(() => url);
+          // A worker we do not run cannot be restarted; its failed request is simply aborted.
+          slots.push({ url: () => url, fault: () => undefined });
         } else {
           // Called only after the pool below exists: a worker becomes ready after start().
           const worker = this.managedWorker(config, () => pool.dispatch());
           this.workers.push(worker);
-          slots.push(() => worker.url);
+          slots.push({ url: () => worker.url, fault: (kind, detail) => worker.fault(kind, detail) });
         }
       }
       const modelDepths = depths.get(config.model) ?? new Map<string, number>();
@@ -75,11 +81,23 @@ export class InferenceFrontend {
         version: config.version,
         pool,
         agent: new Agent({ keepAlive: true, maxSockets: config.workers }),
+        responseTimeoutMs: 1000 * (config.responseTimeoutSeconds ?? options.defaultResponseTimeoutSeconds),
       });
       this.versions.set(config.model, byVersion);
       if (config.isDefault) this.defaults.set(config.model, config.version);
       recorder.recordQueueDepth(config.model, 0);
     }
+  }
+
+  /** Unhealthy while some model version has no ready worker (TorchServe's `/ping`). */
+  health(): FrontendHealth {
+    const notReady: string[] = [];
+    for (const byVersion of this.versions.values()) {
+      for (const served of byVersion.values()) {
+        if (served.pool.readyCount() === 0) notReady.push(`${served.model} ${served.version}`);
+      }
+    }
+    return { healthy: notReady.length === 0, notReady };
   }
 
   /** Starts the managed workers; resolves once each has been ready once (requests queue meanwhile). */
@@ -99,7 +117,7 @@ export class InferenceFrontend {
   async stop(): Promise<void> {
     for (const byVersion of this.versions.values()) {
       for (const served of byVersion.values()) {
-        served.pool.close(new Error("the service is stopping"));
+        served.pool.close();
         served.agent.destroy();
       }
     }
@@ -114,7 +132,9 @@ export class InferenceFrontend {
       command: config.command ?? "",
       cwd,
       logger,
+      readyTimeoutMs: 1000 * (config.startupTimeoutSeconds ?? this.options.defaultStartupTimeoutSeconds),
       ...workerTimings,
+      onRecovered: onReady,
       onMetricLine: (line) => this.options.onMetricLine(line),
       onExit: (exit) => this.options.onWorkerLife?.(exit.workerName, false),
       onReady: (ready) => {

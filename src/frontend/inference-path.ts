@@ -12,17 +12,31 @@ export interface InferencePath {
 
 /** A path of plain segments, the common case, whose pathname a URL parse would return unchanged. */
 const PLAIN_PATH = /^\/(?!\/)[A-Za-z0-9_\-/]*(?=\?|$)/;
+/** A query the WHATWG parse leaves as it is (no `"`, `#`, `'`, `<`, `>`, controls, spaces or non-ASCII). */
+const PLAIN_QUERY = /^(?:\?[!$%&()*+,\-./0-9:;=?@A-Z[\\\]^_`a-z{|}~]*)?$/;
+
+/** A request target as routed and forwarded: the same normalised path for both. */
+export interface RequestTarget {
+  pathname: string;
+  /** The query with its `?`, or "". */
+  search: string;
+}
 
 /**
- * The pathname of a request target as a WHATWG URL parse gives it (dot segments resolved, odd
- * characters percent-encoded), or undefined when it is no valid URL. Plain paths skip the parse,
+ * The pathname and query of a request target as a WHATWG URL parse gives them (dot segments and
+ * `%2e` resolved, backslashes read as slashes, odd characters percent-encoded, an absolute-form
+ * target reduced to its path), or undefined when it is no valid URL. Plain paths skip the parse,
  * which would otherwise cost every inference request a few microseconds.
  */
-export function requestPathname(target: string): string | undefined {
+export function requestTarget(target: string): RequestTarget | undefined {
   const plain = PLAIN_PATH.exec(target);
-  if (plain !== null) return plain[0];
+  if (plain !== null) {
+    const search = target.slice(plain[0].length);
+    if (PLAIN_QUERY.test(search)) return { pathname: plain[0], search: search === "?" ? "" : search };
+  }
   try {
-    return new URL(target, "http://inference.invalid").pathname;
+    const url = new URL(target, "http://inference.invalid");
+    return { pathname: url.pathname, search: url.search };
   } catch {
     return undefined;
   }

@@ -5,9 +5,8 @@ import { jsonError, jsonReply, writeReply, type Reply } from "../server/json-err
 import type { MetricLineIngest } from "../sources/metric-ingest.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
 import type { InferenceFrontend } from "./frontend.js";
-import { parseInferencePath, requestPathname } from "./inference-path.js";
-import { forward } from "./proxy.js";
-import { QueueFullError } from "./worker-pool.js";
+import { InferenceExchange } from "./exchange.js";
+import { parseInferencePath, requestTarget } from "./inference-path.js";
 import { handleMetricLines } from "../server/metric-lines-handler.js";
 
 /** What the inference address serves. */
@@ -40,19 +39,14 @@ function send(deps: InferenceServerDeps, req: IncomingMessage, res: ServerRespon
 }
 
 async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
-  const arrival = performance.now();
-  const pathname = requestPathname(req.url ?? "/");
-  if (pathname === undefined) {
+  const target = requestTarget(req.url ?? "/");
+  if (target === undefined) {
     send(deps, req, res, jsonError(400, `Request target ${JSON.stringify(req.url)} is not a valid URL.`));
     return;
   }
+  const { pathname } = target;
   if (pathname === "/ping") {
-    send(
-      deps,
-      req,
-      res,
-      req.method === "GET" ? jsonReply(200, { status: "Healthy" }) : notAllowed(req, "GET"),
-    );
+    send(deps, req, res, req.method === "GET" ? ping(deps.frontend) : notAllowed(req, "GET"));
     return;
   }
   if (pathname === "/metric-lines") {
@@ -84,37 +78,28 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
     send(deps, req, res, jsonError(404, message, {}, "ModelVersionNotFoundException"));
     return;
   }
-  const record = (status: number, queueMs: number, backendMs: number): void => {
+  const arrival = performance.now();
+  // The worker gets the path that was routed, so what is counted for a model is what it served.
+  const exchange = new InferenceExchange(req, res, served, pathname + target.search, (outcome) => {
+    // recordInference counts the response itself (when one was sent).
     deps.recorder.recordInference({
       model: route.model,
       version: route.version,
-      status,
+      status: outcome.status,
       latencyMs: performance.now() - arrival,
-      queueMs,
-      backendMs,
+      queueMs: outcome.queueMs,
+      backendMs: outcome.backendMs,
     });
-  };
-  let lease;
-  try {
-    lease = await served.pool.acquire();
-  } catch (err) {
-    const message =
-      err instanceof QueueFullError
-        ? `Model "${route.model}" version ${served.version} has no free worker and its queue is full (job_queue_size=${err.limit}).`
-        : `Model "${route.model}" cannot take requests: ${(err as Error).message}`;
-    // recordInference counts the response itself, so the reply is written without send().
-    record(503, performance.now() - arrival, 0);
-    writeReply(req, res, jsonError(503, message));
-    req.resume();
-    return;
-  }
-  const queueMs = performance.now() - arrival;
-  try {
-    const result = await forward(req, res, lease.url, served.agent);
-    record(result.status, queueMs, result.backendMs);
-  } finally {
-    lease.release();
-  }
+  });
+  exchange.start();
+}
+
+/** TorchServe's `/ping`: Healthy (200) while every model version has a ready worker, else Unhealthy (500). */
+function ping(frontend: InferenceFrontend): Reply {
+  const health = frontend.health();
+  return health.healthy
+    ? jsonReply(200, { status: "Healthy" })
+    : jsonReply(500, { status: "Unhealthy", notReady: health.notReady });
 }
 
 function notAllowed(req: IncomingMessage, allowed: string): Reply {

@@ -1,10 +1,25 @@
-/** A worker slot's current target; undefined while its worker is not ready (starting, restarting). */
-export type SlotTarget = () => string | undefined;
+/** Why a request gave up on a worker: it did not answer in time, or could not be reached. */
+export type WorkerFault = "stuck" | "unreachable";
+
+/** One worker slot, serving one request at a time. */
+export interface WorkerSlot {
+  /** The worker's base URL while it is ready; undefined while it starts, restarts or is suspect. */
+  url(): string | undefined;
+  /** Hears that a request failed on this worker, before the slot is given back. */
+  fault(kind: WorkerFault, detail: string): void;
+}
 
 /** A slot lent to one request; give it back with `release()` (later calls do nothing). */
 export interface Lease {
   url: string;
-  release(): void;
+  /** Gives the slot back; with a fault, the worker hears it first, so it is not lent again while suspect. */
+  release(fault?: { kind: WorkerFault; detail: string }): void;
+}
+
+/** A request waiting for a slot: granted one, or refused when the pool closes. */
+export interface PoolWaiter {
+  grant(lease: Lease): void;
+  refuse(reason: Error): void;
 }
 
 /** The queue is full: the request is refused (503), as TorchServe does past job_queue_size. */
@@ -15,22 +30,27 @@ export class QueueFullError extends Error {
   }
 }
 
-interface Waiter {
-  resolve(lease: Lease): void;
-  reject(err: Error): void;
+/** The pool is closed: the service is stopping. */
+export class PoolClosedError extends Error {
+  constructor() {
+    super("the service is stopping");
+    this.name = "PoolClosedError";
+  }
 }
 
 /**
  * The workers of one model version: each slot serves one request at a time; requests beyond the
- * free slots wait in FIFO order, at most `queueLimit` of them. `onDepth` hears every queue change.
+ * free ready slots wait in FIFO order, at most `queueLimit` of them, until granted a slot, cancelled
+ * (their client left, their time ran out) or refused (the pool closed). `onDepth` hears every
+ * queue change.
  */
 export class WorkerPool {
   private readonly free: number[] = [];
-  private readonly waiting: Waiter[] = [];
+  private readonly waiting: PoolWaiter[] = [];
   private closed = false;
 
   constructor(
-    private readonly slots: readonly SlotTarget[],
+    private readonly slots: readonly WorkerSlot[],
     private readonly queueLimit: number,
     private readonly onDepth: (depth: number) => void = () => undefined,
   ) {
@@ -42,16 +62,34 @@ export class WorkerPool {
     return this.waiting.length;
   }
 
-  /** A ready slot now, or a place in the queue; rejects with QueueFullError when the queue is full. */
-  acquire(): Promise<Lease> {
-    if (this.closed) return Promise.reject(new Error("the model is shutting down"));
+  /** Slots whose worker is ready now, busy or not. */
+  readyCount(): number {
+    let ready = 0;
+    for (const slot of this.slots) if (slot.url() !== undefined) ready++;
+    return ready;
+  }
+
+  /**
+   * A ready free slot now, else undefined after queueing `waiter` (granted later, or refused).
+   * Throws QueueFullError when the queue is full and PoolClosedError once the pool is closed.
+   */
+  acquire(waiter: PoolWaiter): Lease | undefined {
+    if (this.closed) throw new PoolClosedError();
     const lease = this.takeReady();
-    if (lease !== undefined) return Promise.resolve(lease);
-    if (this.waiting.length >= this.queueLimit) return Promise.reject(new QueueFullError(this.queueLimit));
-    return new Promise<Lease>((resolve, reject) => {
-      this.waiting.push({ resolve, reject });
-      this.onDepth(this.waiting.length);
-    });
+    if (lease !== undefined) return lease;
+    if (this.waiting.length >= this.queueLimit) throw new QueueFullError(this.queueLimit);
+    this.waiting.push(waiter);
+    this.onDepth(this.waiting.length);
+    return undefined;
+  }
+
+  /** Takes a waiter out of the queue; false when it is not queued (granted, refused, never queued). */
+  cancel(waiter: PoolWaiter): boolean {
+    const at = this.waiting.indexOf(waiter);
+    if (at < 0) return false;
+    this.waiting.splice(at, 1);
+    this.onDepth(this.waiting.length);
+    return true;
   }
 
   /** Hands ready free slots to waiting requests; call when a worker becomes ready again. */
@@ -61,28 +99,29 @@ export class WorkerPool {
       if (lease === undefined) return;
       const waiter = this.waiting.shift();
       this.onDepth(this.waiting.length);
-      waiter?.resolve(lease);
+      waiter?.grant(lease);
     }
   }
 
-  /** Refuses everything still waiting; later acquire() calls reject too. */
-  close(reason: Error): void {
+  /** Refuses everything still waiting with PoolClosedError; later acquire() calls throw it. */
+  close(): void {
     this.closed = true;
-    for (const waiter of this.waiting.splice(0)) waiter.reject(reason);
+    for (const waiter of this.waiting.splice(0)) waiter.refuse(new PoolClosedError());
     this.onDepth(0);
   }
 
   private takeReady(): Lease | undefined {
-    const at = this.free.findIndex((i) => this.slots[i]?.() !== undefined);
-    if (at === -1) return undefined;
+    let url: string | undefined;
+    const at = this.free.findIndex((i) => (url = this.slots[i]?.url()) !== undefined);
+    if (at === -1 || url === undefined) return undefined;
     const [slot = 0] = this.free.splice(at, 1);
-    const url = this.slots[slot]?.() ?? "";
     let released = false;
     return {
       url,
-      release: () => {
+      release: (fault) => {
         if (released) return;
         released = true;
+        if (fault !== undefined) this.slots[slot]?.fault(fault.kind, fault.detail);
         this.free.push(slot);
         this.dispatch();
       },

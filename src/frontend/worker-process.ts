@@ -1,11 +1,14 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { request, type ClientRequest } from "node:http";
 import { createServer } from "node:net";
-import { createInterface } from "node:readline";
 import type { Readable } from "node:stream";
 
 import type { Logger } from "../log.js";
+import { metricsPayload } from "../sources/metric-line.js";
 import { workerName } from "../telemetry/recorder.js";
+import { readCappedLines } from "./capped-lines.js";
+import { unwatchGroup, watchGroup } from "./worker-guardian.js";
+import type { WorkerFault } from "./worker-pool.js";
 
 export { workerName };
 
@@ -39,18 +42,23 @@ export interface ManagedWorkerOptions {
   /** The worker's whole environment, as in `spawn`; default: this process's. */
   env?: NodeJS.ProcessEnv;
   logger: Logger;
-  /** Every stdout/stderr line containing `[METRICS]`, with the worker's name. */
+  /** Every stdout/stderr line that is a `[METRICS]` line, with the worker's name. */
   onMetricLine(line: string, workerName: string): void;
   /** Each time the worker (re)becomes ready: WorkerLoadTime = start → first 200 on GET /ping. */
   onReady(ready: WorkerReady): void;
+  /** A worker reported by {@link ManagedWorker.fault} as unreachable answers `/ping` again. */
+  onRecovered?(): void;
   /**
    * Each time a running or starting worker dies (code/signal), before a restart is scheduled.
    * Not called for the exit that stop() causes.
    */
   onExit?(info: WorkerExit): void;
-  /** Default 60_000: not ready by then → stopped (as by stop()) and restarted. */
+  /**
+   * TorchServe's startupTimeout, default 120_000: not ready by then → stopped (as by stop()) and
+   * restarted. Also how long a worker reported unreachable may take to answer `/ping` again.
+   */
   readyTimeoutMs?: number;
-  /** Default 100: pause between two `/ping` probes while starting. */
+  /** Default 100: first pause between two `/ping` probes while starting; it grows to 1 s. */
   pingIntervalMs?: number;
   /**
    * Restart delays, default 1000 / 30_000, doubling from initialMs up to maxMs; back to initialMs
@@ -61,8 +69,12 @@ export interface ManagedWorkerOptions {
   stopGraceMs?: number;
 }
 
-const DEFAULT_READY_TIMEOUT_MS = 60_000;
+const DEFAULT_READY_TIMEOUT_MS = 120_000;
 const DEFAULT_PING_INTERVAL_MS = 100;
+// A model that loads for minutes is asked less often; a fast one is still seen ready at once.
+const MAX_PING_INTERVAL_MS = 1000;
+/** Longest output line kept whole; the line parser refuses longer metric lines anyway. */
+export const MAX_OUTPUT_LINE_BYTES = 64 * 1024;
 const DEFAULT_BACKOFF = { initialMs: 1000, maxMs: 30_000 };
 const DEFAULT_STOP_GRACE_MS = 5000;
 // A worker busy loading its model may answer slowly; one slow answer just means "not yet".
@@ -77,6 +89,7 @@ let exitHookInstalled = false;
 
 function trackGroup(pid: number): void {
   liveGroups.add(pid);
+  watchGroup(pid);
   if (!exitHookInstalled) {
     exitHookInstalled = true;
     // "exit" listeners must be synchronous; process.kill is.
@@ -123,6 +136,10 @@ interface Attempt {
   /** Resolves when groupDone becomes true. */
   readonly gone: Promise<void>;
   markGone(): void;
+  /** Next pause between `/ping` probes. */
+  pingDelayMs: number;
+  /** Output lines cut at MAX_OUTPUT_LINE_BYTES. */
+  cutLines: number;
 }
 
 interface Waiter {
@@ -292,6 +309,8 @@ export class ManagedWorker {
       killTimer: undefined,
       gone,
       markGone,
+      pingDelayMs: this.pingIntervalMs,
+      cutLines: 0,
     };
     this.attempt = attempt;
     this.unfinished.add(attempt);
@@ -327,25 +346,31 @@ export class ManagedWorker {
 
   private readLines(stream: Readable | null, attempt: Attempt, which: "stdout" | "stderr"): void {
     if (!stream) return;
-    // readline emits a last line that has no newline when the stream ends.
-    const lines = createInterface({ input: stream, crlfDelay: Infinity });
-    // readline re-emits the stream's errors; unheard, they would throw.
-    lines.on("error", (error: Error) =>
+    // Unheard, a stream error would throw.
+    stream.on("error", (error: Error) =>
       this.o.logger.warn(`[${attempt.name}] reading ${which}: ${error.message}`),
     );
-    lines.on("line", (line) => {
-      if (line.includes("[METRICS]")) {
-        try {
-          this.o.onMetricLine(line, attempt.name);
-        } catch (error) {
-          this.o.logger.error(`[${attempt.name}] onMetricLine failed: ${message(error)}`);
+    readCappedLines(stream, MAX_OUTPUT_LINE_BYTES, {
+      line: (line) => {
+        if (metricsPayload(line) !== undefined) {
+          try {
+            this.o.onMetricLine(line, attempt.name);
+          } catch (error) {
+            this.o.logger.error(`[${attempt.name}] onMetricLine failed: ${message(error)}`);
+          }
+        } else {
+          // Both streams at info, like TorchServe's worker log: Python logs everything to stderr.
+          this.o.logger.info(`[${attempt.name}] ${line}`);
         }
-      } else if (which === "stderr") {
-        // Like TorchServe: the worker's stderr at warn, its stdout at info.
-        this.o.logger.warn(`[${attempt.name}] ${line}`);
-      } else {
-        this.o.logger.info(`[${attempt.name}] ${line}`);
-      }
+      },
+      cut: (head) => {
+        attempt.cutLines++;
+        if (attempt.cutLines > 1) return;
+        this.o.logger.warn(
+          `[${attempt.name}] ${which} line longer than ${MAX_OUTPUT_LINE_BYTES} bytes cut (further cut lines ` +
+            `are counted, not logged): ${JSON.stringify(head.slice(0, 200))}…`,
+        );
+      },
     });
   }
 
@@ -359,14 +384,54 @@ export class ManagedWorker {
     attempt.pingRequest = ping(attempt.url, (ok) => {
       attempt.pingRequest = undefined;
       if (!this.isProbing(attempt)) return;
-      if (ok) this.becameReady(attempt);
-      else attempt.pingTimer = setTimeout(() => this.probe(attempt), this.pingIntervalMs);
+      if (ok) {
+        this.becameReady(attempt);
+        return;
+      }
+      attempt.pingTimer = setTimeout(() => this.probe(attempt), attempt.pingDelayMs);
+      attempt.pingDelayMs = Math.min(
+        Math.max(MAX_PING_INTERVAL_MS, this.pingIntervalMs),
+        Math.ceil(attempt.pingDelayMs * 1.5),
+      );
     });
   }
 
+  /**
+   * A request failed on this worker. Stuck (no answer in time): the process is stopped and
+   * restarted. Unreachable (connection refused or cut): it is lent no request until it answers
+   * `/ping` again within the ready timeout (else restarted); a worker that died is usually seen
+   * exiting first. Either way it is not ready from now on, so requests wait for the others.
+   */
+  fault(kind: WorkerFault, detail: string): void {
+    const attempt = this.attempt;
+    if (this.phase !== "running" || attempt === undefined || this.ready?.url !== attempt.url) return;
+    this.ready = undefined;
+    if (kind === "stuck") {
+      void this.terminate(attempt, `${detail} to a request`);
+      return;
+    }
+    attempt.pingDelayMs = this.pingIntervalMs;
+    attempt.readyTimer = setTimeout(() => {
+      if (this.ready === undefined && this.attempt === attempt) {
+        void this.terminate(
+          attempt,
+          `unreachable (${detail}) and not answering /ping within ${this.readyTimeoutMs} ms`,
+        );
+      }
+    }, this.readyTimeoutMs);
+    this.probe(attempt);
+  }
+
   private becameReady(attempt: Attempt): void {
-    attempt.readyAt = performance.now();
     clearTimeout(attempt.readyTimer);
+    if (attempt.readyAt !== undefined) {
+      // Back from a fault: the same process, so no new load time.
+      this.ready = { workerName: attempt.name, port: attempt.port, url: attempt.url, loadTimeMs: 0 };
+      this.o.logger.info(`[${attempt.name}] answers /ping again`);
+      this.o.onRecovered?.();
+      return;
+    }
+    attempt.readyAt = performance.now();
     const ready: WorkerReady = {
       workerName: attempt.name,
       port: attempt.port,
@@ -419,6 +484,12 @@ export class ManagedWorker {
     if (attempt.pid !== undefined) {
       signalGroup(attempt.pid, "SIGKILL");
       liveGroups.delete(attempt.pid);
+      unwatchGroup(attempt.pid);
+    }
+    if (attempt.cutLines > 1) {
+      this.o.logger.warn(
+        `[${attempt.name}] ${attempt.cutLines} output lines were cut at ${MAX_OUTPUT_LINE_BYTES} bytes`,
+      );
     }
     attempt.markGone();
   }

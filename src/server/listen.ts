@@ -1,6 +1,7 @@
 import { createServer as createHttpServer, type RequestListener, type Server } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import type { ListenAddress } from "../config/types.js";
+import { errorBody } from "./json-error.js";
 
 /** TLS material for an https address. */
 export interface TlsFiles {
@@ -99,8 +100,10 @@ function hostPort(host: string, port: number): string {
 }
 
 /**
- * Answers requests Node cannot take (unparsable 400, headers too large 431, too slow 408) and
- * reports them, since they are responses too.
+ * Answers requests Node cannot take (unparsable 400, headers too large 431, too slow 408) with a
+ * JSON error and reports them, since they are responses too. The connection is then closed for
+ * good: a client that stalled mid-headers would otherwise hold its half-closed socket, and its
+ * place under the connection cap, for as long as it likes.
  */
 export function answerClientErrors(server: Server, onResponse: (status: number) => void): void {
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
@@ -108,13 +111,19 @@ export function answerClientErrors(server: Server, onResponse: (status: number) 
       socket.destroy();
       return;
     }
-    const [status, reason] =
+    const [status, reason, message] =
       err.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? [408, "Request Timeout"]
+        ? [408, "Request Timeout", "The request was not received in time."]
         : err.code === "HPE_HEADER_OVERFLOW"
-          ? [431, "Request Header Fields Too Large"]
-          : [400, "Bad Request"];
+          ? [431, "Request Header Fields Too Large", "The request headers are too large."]
+          : [400, "Bad Request", `The request is not valid HTTP (${err.code ?? err.message}).`];
     onResponse(status);
-    socket.end(`HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+    const body = JSON.stringify(errorBody(status, message));
+    socket.end(
+      `HTTP/1.1 ${status} ${reason}\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+    );
+    // Once the answer is out, the socket is closed whether or not the client closes its side.
+    socket.once("finish", () => socket.destroy());
   });
 }

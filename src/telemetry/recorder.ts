@@ -40,8 +40,8 @@ export interface InferenceRecord {
   model: string;
   /** The version the request named; `default` when it named none. */
   version?: string | undefined;
-  /** HTTP status sent to the client. */
-  status: number;
+  /** HTTP status sent to the client; undefined when it left before one was sent (no response is counted). */
+  status: number | undefined;
   /** Arrival to response. */
   latencyMs: number;
   /** Arrival to dispatch to a worker; 0 if there was no queue. */
@@ -169,7 +169,7 @@ export class MetricRecorder {
       r.model,
       r.version ?? "default",
     );
-    this.recordResponse(r.status);
+    if (r.status !== undefined) this.recordResponse(r.status);
     this.recordBound(requests, 1);
     this.recordBound(latency, r.latencyMs * 1000);
     this.recordBound(queue, queueMs * 1000);

@@ -2,21 +2,23 @@ import { expect } from "chai";
 import fc from "fast-check";
 import {
   parseInferencePath,
-  requestPathname,
+  requestTarget,
   type InferencePath,
+  type RequestTarget,
 } from "../../src/frontend/inference-path.js";
 
-describe("requestPathname", () => {
-  /** What the WHATWG parser makes of a request target, as the frontend used to compute it. */
-  const whatwg = (target: string): string | undefined => {
+describe("requestTarget", () => {
+  /** What the WHATWG parser makes of a request target, the reference the fast path must match. */
+  const whatwg = (target: string): RequestTarget | undefined => {
     try {
-      return new URL(target, "http://inference.invalid").pathname;
+      const url = new URL(target, "http://inference.invalid");
+      return { pathname: url.pathname, search: url.search };
     } catch {
       return undefined;
     }
   };
 
-  it("gives the WHATWG URL pathname for any request target, plain or not", () => {
+  it("gives the WHATWG URL pathname and query for any request target, plain or not", () => {
     const pieces = fc.constantFrom(
       "/",
       "//",
@@ -35,6 +37,11 @@ describe("requestPathname", () => {
       "é",
       ":",
       "predictions",
+      "=",
+      "&",
+      "'",
+      '"',
+      "<",
     );
     fc.assert(
       fc.property(
@@ -43,7 +50,7 @@ describe("requestPathname", () => {
           fc.string(),
         ),
         (target) => {
-          expect(requestPathname(target)).to.equal(whatwg(target));
+          expect(requestTarget(target)).to.deep.equal(whatwg(target));
         },
       ),
       { numRuns: 5000 },
@@ -54,8 +61,21 @@ describe("requestPathname", () => {
       "/a/../predictions/m",
       "/p%20x",
       "/",
+      "/predictions/m?",
+      "/predictions/m?a='x'",
     ]) {
-      expect(requestPathname(target), target).to.equal(whatwg(target));
+      expect(requestTarget(target), target).to.deep.equal(whatwg(target));
+    }
+  });
+
+  it("routes and forwards the same path: dot segments, %2e, backslashes and absolute form resolved", () => {
+    for (const [target, pathname] of [
+      ["/predictions/zzz/../m", "/predictions/m"],
+      ["/predictions/zzz/%2e%2e/m", "/predictions/m"],
+      ["/predictions\\zzz\\..\\m", "/predictions/m"],
+      ["http://internal:9000/predictions/m?x=1", "/predictions/m"],
+    ] as const) {
+      expect(requestTarget(target)?.pathname, target).to.equal(pathname);
     }
   });
 });

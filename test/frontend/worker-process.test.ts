@@ -160,7 +160,7 @@ describe("ManagedWorker", () => {
     expect(h.metrics.map((m) => m.workerName)).to.deep.equal([name, name, name]);
     expect(h.metrics[0]!.line).to.match(/^\[METRICS\]PredictionTime\.Milliseconds:0\.5\|#ModelName:m,/);
     expect(h.logger.lines).to.include(`INFO [${name}] test worker listening on port ${port}`);
-    expect(h.logger.lines).to.include(`WARN [${name}] test worker stderr line`);
+    expect(h.logger.lines).to.include(`INFO [${name}] test worker stderr line`);
     expect(h.logger.lines.filter((l) => l.includes("[METRICS]"))).to.deep.equal([]);
   });
 
@@ -373,7 +373,7 @@ describe("ManagedWorker", () => {
 
     expect(h.exits.slice(0, 2).map((e) => e.code)).to.deep.equal([127, 127]);
     expect(
-      h.logger.lines.some((l) => /^WARN \[W-\d+-m_1\] .*\/nonexistent\/bin.*not found/.test(l)),
+      h.logger.lines.some((l) => /^INFO \[W-\d+-m_1\] .*\/nonexistent\/bin.*not found/.test(l)),
     ).to.equal(true);
     expect(restartDelays(h.exits).slice(0, 2)).to.deep.equal([50, 100]);
   });

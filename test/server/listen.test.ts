@@ -45,6 +45,34 @@ describe("listen() against slow and too many clients", function () {
     expect(statuses).to.deep.equal([408]);
   });
 
+  it("frees the connection after a 408 even when the client keeps its side open", async () => {
+    // Clients that never close (allowHalfOpen) used to keep their place under maxConnections.
+    const stalled = [0, 1].map(
+      () =>
+        new Promise<{ socket: Socket; reply: string }>((resolve) => {
+          const socket = connect({ port: server.port, host: "127.0.0.1", allowHalfOpen: true }, () =>
+            socket.write("GET / HTTP/1.1\r\nHost: x\r\n"),
+          );
+          let reply = "";
+          socket.on("data", (d) => (reply += d.toString()));
+          socket.on("end", () => resolve({ socket, reply }));
+        }),
+    );
+    const held = await Promise.all(stalled);
+    for (const { reply } of held) expect(reply).to.match(/^HTTP\/1\.1 408 /);
+    const after = await exchange(server.port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    expect(after.reply).to.match(/^HTTP\/1\.1 200 /);
+    for (const { socket } of held) socket.destroy();
+  });
+
+  it("answers a request that is not HTTP with a 400 JSON error", async () => {
+    const { reply } = await exchange(server.port, "NOT HTTP AT ALL\r\n\r\n");
+    expect(reply).to.match(/^HTTP\/1\.1 400 /);
+    const body = JSON.parse(reply.slice(reply.indexOf("\r\n\r\n") + 4)) as { code: number; type: string };
+    expect(body).to.include({ code: 400, type: "BadRequestException" });
+    expect(statuses).to.deep.equal([400]);
+  });
+
   it("closes an idle keep-alive connection after keepAliveTimeoutMs", async () => {
     const { reply, ms } = await exchange(server.port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
     expect(reply).to.match(/^HTTP\/1\.1 200 /);
