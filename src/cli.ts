@@ -11,6 +11,9 @@ function exitCodeOf(err: unknown): number {
     : 1;
 }
 
+/** Signals that stop the service gracefully (HUP too: there is no configuration to reload). */
+const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR2"];
+
 async function main(): Promise<void> {
   const logger = createConsoleLogger();
   const args = parseCliArgs(process.argv.slice(2), process.env);
@@ -30,7 +33,14 @@ async function main(): Promise<void> {
     otelConfigFile: args.otelConfigFile,
     logger,
   });
-  const shutdown = (signal: string): void => {
+  let stopping = false;
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      // A second signal while stopping: no more grace. The exit hook kills the workers' groups.
+      logger.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    stopping = true;
     logger.info(`${signal}: stopping`);
     service.stop().then(
       () => process.exit(0),
@@ -40,8 +50,8 @@ async function main(): Promise<void> {
       },
     );
   };
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-  process.once("SIGINT", () => shutdown("SIGINT"));
+  // Each of these would otherwise end the process at once, leaving its workers to the guardian.
+  for (const signal of STOP_SIGNALS) process.on(signal, shutdown);
 }
 
 main().catch((err: unknown) => {
