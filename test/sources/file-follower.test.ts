@@ -52,7 +52,7 @@ const LOG_MODULE = fileURLToPath(new URL("../../src/log.ts", import.meta.url));
  * spinning cannot take the test run down with it; the child is killed after `killAfterMs`.
  * The script finds `FileFollower` and `createMemoryLogger` in scope.
  */
-async function runChild(body: string, killAfterMs = 30_000): Promise<{ code: number | null; out: string }> {
+async function runChild(body: string, killAfterMs = 15_000): Promise<{ code: number | null; out: string }> {
   const script = `
     const { FileFollower } = await import(${JSON.stringify(FOLLOWER_MODULE)});
     const { createMemoryLogger } = await import(${JSON.stringify(LOG_MODULE)});
@@ -447,13 +447,9 @@ describe("FileFollower", () => {
   });
 
   it("lets the process exit once stopped", async () => {
-    const module = fileURLToPath(new URL("../../src/sources/file-follower.ts", import.meta.url));
-    const logModule = fileURLToPath(new URL("../../src/log.ts", import.meta.url));
     // The child follows a file, sees a line, stops, and must then exit on its own.
-    const script = `
-      import { appendFile, writeFile } from "node:fs/promises";
-      const { FileFollower } = await import(${JSON.stringify(module)});
-      const { createMemoryLogger } = await import(${JSON.stringify(logModule)});
+    const result = await runChild(`
+      const { appendFile, writeFile } = await import("node:fs/promises");
       const file = ${JSON.stringify(file)};
       await writeFile(file, "");
       let seen = "";
@@ -463,20 +459,7 @@ describe("FileFollower", () => {
       while (seen === "") await new Promise((r) => setTimeout(r, 5));
       await follower.stop();
       console.log("stopped after " + seen);
-    `;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      child.on("exit", (c) => {
-        clearTimeout(killer);
-        resolve(c);
-      });
-    });
-    expect({ code, out: out.trim() }).to.deep.equal({ code: 0, out: "stopped after hello" });
+    `);
+    expect(result).to.deep.equal({ code: 0, out: "stopped after hello" });
   });
 });
