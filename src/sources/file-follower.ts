@@ -205,10 +205,18 @@ export class FileFollower {
       );
       return;
     }
-    this.file = opened;
     // Only a file there at start() can hold lines from before it; one appearing later is all new.
     // The handle's size, not the stat's: the path may have been replaced in between.
-    if (this.firstLook && this.options.fromStart !== true) await skipToEnd(opened);
+    if (this.firstLook && this.options.fromStart !== true) {
+      try {
+        await skipToEnd(opened);
+      } catch (error) {
+        // Not taken half set up: the next poll opens it again and still skips what it holds.
+        await opened.handle.close();
+        throw error;
+      }
+    }
+    this.file = opened;
     this.firstLook = false;
     this.report("following", "info", `following ${path}`);
     await this.readNew(opened);
