@@ -1,6 +1,7 @@
-import { accessSync, constants, readFileSync, statSync } from "node:fs";
+import { accessSync, constants, readFileSync, statSync, type Stats } from "node:fs";
 import { isAbsolute, resolve } from "node:path";
 import type { Logger } from "../log.js";
+import { nonRegularKind } from "../sources/file-follower.js";
 import { DEFAULT_BUCKETS } from "../catalog/types.js";
 import { parseListenAddress } from "./address.js";
 import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
@@ -151,6 +152,7 @@ const SETTERS: Record<string, Apply> = {
       .map((p) => p.trim())
       .filter((p) => p !== "")
       .map((p) => resolve(ctx.cwd, p));
+    for (const path of s.metricLogFiles) checkFollowable(raw, path);
   },
   metric_lines_max_bytes: (s, raw) => {
     s.metricLinesMaxBytes = parseInteger(raw, 1, 1024 * 1024 * 1024);
@@ -433,6 +435,21 @@ function parseExistingFile(raw: RawValue, cwd: string): string | undefined {
     fail(raw, `names no readable file (${reason})${where}`);
   }
   return path;
+}
+
+/** Refuses a path that exists and is not a regular file; one that does not exist yet may appear later. */
+function checkFollowable(raw: RawValue, path: string): void {
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    // Missing, or not readable now: the follower waits for it and says why it cannot read it.
+    return;
+  }
+  const kind = nonRegularKind(stats);
+  if (kind !== undefined) {
+    fail(raw, `names ${path}, which is a ${kind}; only regular files can be followed`);
+  }
 }
 
 /** The known key closest to `key` within edit distance 2, case ignored, or undefined. */

@@ -53,6 +53,12 @@ interface LogFile {
   path: string;
   fd: number | undefined;
   ino: number;
+  // Opening or writing failing (a removed directory, a full disk): each logged when it starts
+  // and when it ends, not at every check or update.
+  openFailing: boolean;
+  writeFailing: boolean;
+  // Lines written nowhere since the last one that was: not open, or the write failed.
+  dropped: number;
 }
 
 /**
@@ -60,6 +66,8 @@ interface LogFile {
  * serve-metrics' own metrics) or `model_metrics.log` (backend metrics). Reopens both files on
  * SIGHUP and when the path no longer names the open file, so logrotate's rename works without
  * copytruncate. Writes are synchronous appends: a line is on disk before the update returns.
+ * A file that cannot be written (a full disk) loses its lines until it can again; that is
+ * logged when it starts and when it ends, with the count of lines lost.
  */
 export class MetricsLogWriter {
   private readonly files: { ts: LogFile; model: LogFile };
@@ -69,8 +77,8 @@ export class MetricsLogWriter {
   constructor(private readonly options: MetricsLogWriterOptions) {
     mkdirSync(options.directory, { recursive: true });
     this.files = {
-      ts: { path: join(options.directory, "ts_metrics.log"), fd: undefined, ino: 0 },
-      model: { path: join(options.directory, "model_metrics.log"), fd: undefined, ino: 0 },
+      ts: logFile(join(options.directory, "ts_metrics.log")),
+      model: logFile(join(options.directory, "model_metrics.log")),
     };
     this.reopen();
     this.timer = setInterval(() => this.reopenIfMoved(), options.checkIntervalMs ?? 1000);
@@ -82,13 +90,30 @@ export class MetricsLogWriter {
   write(event: RecordEvent): void {
     if (this.options.mode === "legacy" && LEGACY_PROMETHEUS.has(event.definition.name)) return;
     const file = event.definition.section === "model_metrics" ? this.files.model : this.files.ts;
-    if (file.fd === undefined) return;
+    if (file.fd === undefined) {
+      // Never opened (that was logged), or stopped.
+      if (file.openFailing) file.dropped++;
+      return;
+    }
     const now = new Date();
     try {
       writeSync(file.fd, `${log4jTimestamp(now)} - ${formatMetricLogLine(event, now)}\n`);
     } catch (err) {
-      this.options.logger.error(`cannot write ${file.path}: ${(err as Error).message}`);
+      file.dropped++;
+      if (file.writeFailing) return;
+      file.writeFailing = true;
+      this.options.logger.error(
+        `cannot write ${file.path}: ${(err as Error).message}; its metric lines are dropped until it can be written again`,
+      );
+      return;
     }
+    if (file.dropped > 0) {
+      this.options.logger.info(
+        `writing ${file.path} again; ${file.dropped} metric lines could not be written before this one`,
+      );
+    }
+    file.writeFailing = false;
+    file.dropped = 0;
   }
 
   /** Closes and reopens both files (logrotate's postrotate sends SIGHUP). */
@@ -104,6 +129,10 @@ export class MetricsLogWriter {
     for (const file of [this.files.ts, this.files.model]) {
       if (file.fd !== undefined) closeSync(file.fd);
       file.fd = undefined;
+      if (file.dropped > 0) {
+        this.options.logger.warn(`stopping with ${file.dropped} metric lines not written to ${file.path}`);
+      }
+      file.dropped = 0;
     }
   }
 
@@ -114,8 +143,17 @@ export class MetricsLogWriter {
       file.fd = fd;
       file.ino = fstatSync(fd).ino;
     } catch (err) {
-      this.options.logger.error(`cannot open ${file.path}: ${(err as Error).message}`);
+      if (file.openFailing) return;
+      file.openFailing = true;
+      const meanwhile =
+        file.fd === undefined
+          ? "its metric lines are dropped until it can be opened"
+          : "its metric lines still go to the file open before";
+      this.options.logger.error(`cannot open ${file.path}: ${(err as Error).message}; ${meanwhile}`);
+      return;
     }
+    if (file.openFailing) this.options.logger.info(`opened ${file.path} again`);
+    file.openFailing = false;
   }
 
   private reopenIfMoved(): void {
@@ -126,7 +164,12 @@ export class MetricsLogWriter {
       } catch {
         ino = undefined; // renamed away and not yet recreated: we create it
       }
-      if (ino !== file.ino) this.open(file);
+      // Not open (opening failed): try again, the directory or the disk may be back.
+      if (ino !== file.ino || file.fd === undefined) this.open(file);
     }
   }
+}
+
+function logFile(path: string): LogFile {
+  return { path, fd: undefined, ino: 0, openFailing: false, writeFailing: false, dropped: 0 };
 }

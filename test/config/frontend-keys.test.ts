@@ -1,4 +1,6 @@
 import { expect } from "chai";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { resolveSettings } from "../../src/config/settings.js";
 import type { Settings } from "../../src/config/types.js";
@@ -35,6 +37,33 @@ describe("the inference frontend's keys", () => {
     expect(
       resolveText("metric_log_files=logs/model_metrics.log, /var/log/w.log,\n").metricLogFiles,
     ).to.deep.equal([join(dir, "logs/model_metrics.log"), "/var/log/w.log"]);
+  });
+
+  it("accepts metric_log_files naming regular files, symbolic links to them and files that do not exist yet", () => {
+    const file = writeTempFile(dir, "w.log", "");
+    symlinkSync(file, join(dir, "link.log"));
+    expect(resolveText("metric_log_files=w.log,link.log,later.log\n").metricLogFiles).to.have.length(3);
+  });
+
+  it("refuses metric_log_files naming a FIFO, a device or a directory, naming the file, key and value", () => {
+    execFileSync("mkfifo", [join(dir, "pipe")]);
+    mkdirSync(join(dir, "logs"));
+    writeTempFile(dir, "w.log", "");
+    const cases: [string, string][] = [
+      ["pipe", "FIFO"],
+      ["/dev/zero", "character device"],
+      ["/dev/null", "character device"],
+      ["logs", "directory"],
+    ];
+    for (const [path, kind] of cases) {
+      const value = `w.log, ${path}`;
+      const error = catchConfigError(() => resolveText(`metric_log_files=${value}\n`));
+      expect(error.message).to.equal(
+        `${join(dir, "config.properties")} line 1: metric_log_files: ${JSON.stringify(value)} ` +
+          `names ${path.startsWith("/") ? path : join(dir, path)}, which is a ${kind}; only regular files can be followed`,
+      );
+      expect([error.key, error.value]).to.deep.equal(["metric_log_files", value]);
+    }
   });
 
   const refusals: [string, RegExp][] = [

@@ -1,19 +1,41 @@
 import { expect } from "chai";
-import { existsSync, mkdtempSync, readFileSync, renameSync } from "node:fs";
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  unlinkSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { formatMetricLogLine, log4jTimestamp, MetricsLogWriter } from "../../src/exposition/log-writer.js";
-import { createMemoryLogger } from "../../src/log.js";
+import { createMemoryLogger, type MemoryLogger } from "../../src/log.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
+import type { RecordEvent } from "../../src/telemetry/recorder.js";
 
 const TS_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} - /;
+
+// Every directory a test made, removed after it so that a run leaves nothing in the temp dir.
+const tempDirs: string[] = [];
+afterEach(() => {
+  for (const dir of tempDirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "metrics-log-"));
+  tempDirs.push(dir);
+  return dir;
+}
 
 function setup(
   mode: "log" | "legacy",
   checkIntervalMs = 1000,
 ): { t: Telemetry; writer: MetricsLogWriter; dir: string } {
-  const dir = join(mkdtempSync(join(tmpdir(), "metrics-log-")), "logs");
+  const dir = join(tempDir(), "logs");
   const t = createTelemetry({
     metrics: loadDefaultCatalog().metrics,
     format: "torchserve",
@@ -142,5 +164,131 @@ describe("the log-mode writer", () => {
       new Date(0),
     );
     expect(line).to.equal("Requests2XX.Count:1.0E7|#|#hostname:,timestamp:0");
+  });
+
+  describe("on a file that cannot be written (a full disk)", () => {
+    const FULL = "/dev/full";
+    let dir: string;
+    let logger: MemoryLogger;
+    let writer: MetricsLogWriter;
+
+    beforeEach(function () {
+      // /dev/full fails every write with ENOSPC, as a full disk does, for root too.
+      if (!existsSync(FULL)) this.skip();
+      dir = join(tempDir(), "logs");
+      mkdirSync(dir);
+      symlinkSync(FULL, join(dir, "ts_metrics.log"));
+      logger = createMemoryLogger();
+      // The interval check is left to the test: reopen() is called where a rotation would be.
+      writer = new MetricsLogWriter({ directory: dir, mode: "log", logger, checkIntervalMs: 60_000 });
+    });
+    afterEach(() => writer.stop());
+
+    const [requests2xx] = loadDefaultCatalog().metrics;
+    const update = (value: number): void => {
+      if (requests2xx === undefined) throw new Error("empty catalog");
+      writer.write({
+        definition: requests2xx,
+        value,
+        attributes: { Level: "Host" },
+        requestId: undefined,
+        unit: undefined,
+      });
+    };
+    const levels = (): string[] => logger.lines.map((l) => l.split(" ")[0] ?? "");
+
+    it("logs one error when writing starts failing and one line when it works again, with the count lost", () => {
+      for (let i = 0; i < 50; i++) update(i);
+      expect(logger.lines).to.have.length(1);
+      expect(logger.lines[0]).to.match(
+        /^ERROR cannot write .*ts_metrics\.log: .*ENOSPC.*; its metric lines are dropped until it can be written again$/,
+      );
+
+      // The disk has room again (here: the path names a regular file again).
+      unlinkSync(join(dir, "ts_metrics.log"));
+      writer.reopen();
+      update(50);
+      update(51);
+      expect(logger.lines.slice(1)).to.deep.equal([
+        `INFO writing ${join(dir, "ts_metrics.log")} again; 50 metric lines could not be written before this one`,
+      ]);
+      expect(lines(dir, "ts_metrics.log").map((l) => l.replace(TS_LINE, "").split("|")[0])).to.deep.equal([
+        "Requests2XX.Count:50.0",
+        "Requests2XX.Count:51.0",
+      ]);
+
+      // Failing again is a new change of state: logged once more, once.
+      unlinkSync(join(dir, "ts_metrics.log"));
+      symlinkSync(FULL, join(dir, "ts_metrics.log"));
+      writer.reopen();
+      for (let i = 0; i < 20; i++) update(i);
+      expect(levels()).to.deep.equal(["ERROR", "INFO", "ERROR"]);
+    });
+
+    it("says at stop how many lines were lost if it is still failing", () => {
+      for (let i = 0; i < 7; i++) update(i);
+      writer.stop();
+      expect(logger.lines.slice(1)).to.deep.equal([
+        `WARN stopping with 7 metric lines not written to ${join(dir, "ts_metrics.log")}`,
+      ]);
+    });
+  });
+
+  const noDimensions = (value: number): RecordEvent => {
+    const [definition] = loadDefaultCatalog().metrics;
+    if (definition === undefined) throw new Error("empty catalog");
+    return { definition, value, attributes: {}, requestId: undefined, unit: undefined };
+  };
+  const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+  it("logs a file that cannot be reopened once, not at every check, and when it can again", async () => {
+    const dir = join(tempDir(), "logs");
+    const logger = createMemoryLogger();
+    const writer = new MetricsLogWriter({ directory: dir, mode: "log", logger, checkIntervalMs: 10 });
+    try {
+      // The directory goes away (an unmounted volume): every check's open fails with ENOENT.
+      rmSync(dir, { recursive: true });
+      await sleep(100);
+      const cannotOpen = (name: string): string =>
+        `ERROR cannot open ${join(dir, name)}: ENOENT: no such file or directory, open '${join(dir, name)}'; ` +
+        "its metric lines still go to the file open before";
+      expect(logger.lines).to.deep.equal([cannotOpen("ts_metrics.log"), cannotOpen("model_metrics.log")]);
+      mkdirSync(dir);
+      await sleep(100);
+      writer.write(noDimensions(1));
+      expect(lines(dir, "ts_metrics.log")).to.have.length(1);
+      expect(logger.lines.slice(2)).to.deep.equal([
+        `INFO opened ${join(dir, "ts_metrics.log")} again`,
+        `INFO opened ${join(dir, "model_metrics.log")} again`,
+      ]);
+    } finally {
+      writer.stop();
+    }
+  });
+
+  it("counts the lines dropped while a file could not be opened at all", async () => {
+    const dir = join(tempDir(), "logs");
+    // A directory where the file should be: opening it for appending fails with EISDIR, for root too.
+    mkdirSync(join(dir, "ts_metrics.log"), { recursive: true });
+    const logger = createMemoryLogger();
+    const writer = new MetricsLogWriter({ directory: dir, mode: "log", logger, checkIntervalMs: 10 });
+    try {
+      for (let i = 0; i < 3; i++) writer.write(noDimensions(i));
+      await sleep(50);
+      expect(logger.lines).to.have.length(1);
+      expect(logger.lines[0]).to.match(
+        /^ERROR cannot open .*ts_metrics\.log: EISDIR.*; its metric lines are dropped until it can be opened$/,
+      );
+      rmSync(join(dir, "ts_metrics.log"), { recursive: true });
+      await sleep(100);
+      writer.write(noDimensions(3));
+      expect(logger.lines.slice(1)).to.deep.equal([
+        `INFO opened ${join(dir, "ts_metrics.log")} again`,
+        `INFO writing ${join(dir, "ts_metrics.log")} again; 3 metric lines could not be written before this one`,
+      ]);
+      expect(lines(dir, "ts_metrics.log")).to.have.length(1);
+    } finally {
+      writer.stop();
+    }
   });
 });

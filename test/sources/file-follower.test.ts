@@ -1,7 +1,15 @@
 import { expect } from "chai";
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readlinkSync, rmSync } from "node:fs";
-import { appendFile, mkdir, open, rename, rm, truncate, writeFile } from "node:fs/promises";
+import { execFileSync, spawn } from "node:child_process";
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  rmSync,
+  truncateSync,
+} from "node:fs";
+import { appendFile, mkdir, open, rename, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -34,6 +42,36 @@ function openFilesUnder(dir: string): string[] {
     }
   }
   return found;
+}
+
+const FOLLOWER_MODULE = fileURLToPath(new URL("../../src/sources/file-follower.ts", import.meta.url));
+const LOG_MODULE = fileURLToPath(new URL("../../src/log.ts", import.meta.url));
+
+/**
+ * Runs an ES module script in a child Node (with tsx), so that a follower blocking a thread or
+ * spinning cannot take the test run down with it; the child is killed after `killAfterMs`.
+ * The script finds `FileFollower` and `createMemoryLogger` in scope.
+ */
+async function runChild(body: string, killAfterMs = 15_000): Promise<{ code: number | null; out: string }> {
+  const script = `
+    const { FileFollower } = await import(${JSON.stringify(FOLLOWER_MODULE)});
+    const { createMemoryLogger } = await import(${JSON.stringify(LOG_MODULE)});
+    ${body}
+  `;
+  const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+  const code = await new Promise<number | null>((resolve) => {
+    const killer = setTimeout(() => child.kill("SIGKILL"), killAfterMs);
+    child.on("exit", (c) => {
+      clearTimeout(killer);
+      resolve(c);
+    });
+  });
+  return { code, out: out.trim() };
 }
 
 describe("FileFollower", () => {
@@ -196,18 +234,174 @@ describe("FileFollower", () => {
   });
 
   it("logs a read error once, keeps polling, and recovers", async () => {
-    // A directory where the file should be: stat works, reading fails with EISDIR.
+    // A symbolic link to itself: stat fails with ELOOP, every poll.
+    await writeFile(file, "");
+    await follow();
+    await rm(file);
+    await symlink(file, file);
+    await waitFor("the error to be logged", () => logged(/cannot read/).length > 0);
+    await sleep(POLL_MS * 6);
+    expect(logged(/cannot read/)).to.have.length(1);
+    await rm(file);
+    await writeFile(file, "ok\n");
+    await waitFor("the line of the new file", () => lines.length >= 1);
+    expect(lines).to.deep.equal(["ok"]);
+    expect(logged(/reading .* again/)).to.have.length(1);
+  });
+
+  it("skips a directory that takes the file's place, warning once, and follows the file that comes back", async () => {
     await writeFile(file, "");
     await follow();
     await rm(file);
     await mkdir(file);
-    await waitFor("the error to be logged", () => logged(/cannot read/).length > 0);
+    await waitFor("the warning", () => logged(/not a regular file/).length > 0);
     await sleep(POLL_MS * 6);
-    expect(logged(/cannot read/)).to.have.length(1);
+    expect(logged(/not a regular file/)).to.deep.equal([
+      `WARN ${file} is a directory, not a regular file; not reading it (checking again every poll)`,
+    ]);
+    expect(logged(/cannot read/)).to.deep.equal([]);
     await rm(file, { recursive: true });
     await writeFile(file, "ok\n");
     await waitFor("the line of the new file", () => lines.length >= 1);
     expect(lines).to.deep.equal(["ok"]);
+  });
+
+  it("skips FIFOs and devices, at start and when they appear later, never blocking start() or reading them", async () => {
+    const fifo = path.join(dir, "at-start.fifo");
+    const later = path.join(dir, "later.fifo");
+    execFileSync("mkfifo", [fifo]);
+    // In the child: a FIFO and /dev/zero at start (read from their start), a FIFO appearing later.
+    const { code, out } = await runChild(`
+      const logger = createMemoryLogger();
+      let lines = 0;
+      const make = (p) => new FileFollower({ path: p, pollMs: 5, fromStart: true, logger, onLine: () => lines++ });
+      const followers = [${JSON.stringify(fifo)}, "/dev/zero", ${JSON.stringify(later)}].map(make);
+      for (const f of followers) await f.start();
+      (await import("node:child_process")).execFileSync("mkfifo", [${JSON.stringify(later)}]);
+      const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+      while (!logger.lines.some((l) => l.includes("later.fifo is a FIFO"))) await sleep(5);
+      await sleep(100); // many more polls: the warnings must not repeat
+      for (const f of followers) await f.stop();
+      console.log(JSON.stringify({ lines, warnings: logger.lines.filter((l) => l.startsWith("WARN")) }));
+    `);
+    expect(code, out).to.equal(0);
+    const report = JSON.parse(out) as { lines: number; warnings: string[] };
+    const suffix = "not a regular file; not reading it (checking again every poll)";
+    expect(report.lines).to.equal(0);
+    expect(report.warnings).to.have.members([
+      `WARN ${fifo} is a FIFO, ${suffix}`,
+      `WARN /dev/zero is a character device, ${suffix}`,
+      `WARN ${later} is a FIFO, ${suffix}`,
+    ]);
+    expect(report.warnings).to.have.length(3);
+  });
+
+  it("keeps the event loop and the thread pool free while FIFOs and files keep swapping places", async () => {
+    // More followers than libuv has threads (4): one open blocked on a FIFO per follower would
+    // starve every other file system call of the process, and stop() would never return.
+    const { code, out } = await runChild(`
+      const { linkSync, renameSync, writeFileSync } = await import("node:fs");
+      const { stat } = await import("node:fs/promises");
+      const { execFileSync } = await import("node:child_process");
+      const dir = ${JSON.stringify(dir)};
+      const count = 6;
+      const paths = Array.from({ length: count }, (_, i) => dir + "/f" + i + ".log");
+      const fifos = paths.map((p) => p + ".fifo");
+      const files = paths.map((p) => p + ".file");
+      execFileSync("mkfifo", fifos);
+      for (const f of files) writeFileSync(f, "a line\\n");
+      const logger = createMemoryLogger();
+      const followers = paths.map((p) => new FileFollower({ path: p, pollMs: 1, logger, onLine: () => {} }));
+      for (const f of followers) await f.start();
+      let statsDone = 0;
+      let timersDone = 0;
+      for (let round = 0; round < 400; round++) {
+        for (let i = 0; i < count; i++) {
+          // Atomic replacement: a poll sees either the FIFO or the file, and may stat one and open the other.
+          linkSync(round % 2 === 0 ? fifos[i] : files[i], paths[i] + ".tmp");
+          renameSync(paths[i] + ".tmp", paths[i]);
+        }
+        if (round % 20 === 0) {
+          await stat(dir);
+          statsDone++;
+        }
+        await new Promise((r) => setTimeout(r, round % 3));
+        timersDone++;
+      }
+      for (const f of followers) await f.stop();
+      console.log(JSON.stringify({ statsDone, timersDone }));
+    `);
+    expect({ code, out }).to.deep.equal({ code: 0, out: JSON.stringify({ statsDone: 20, timersDone: 400 }) });
+  });
+
+  it("reads again from the start after copytruncate when the file regrew past the offset between two polls", async () => {
+    await writeFile(file, "");
+    await follow({ pollMs: 500 });
+    const numbered = (prefix: string, count: number): string[] =>
+      Array.from({ length: count }, (_, i) => `${prefix} line ${String(i + 1).padStart(2, "0")}`);
+    const before = numbered("old", 10);
+    const after = numbered("new", 20);
+    await appendFile(file, before.map((l) => `${l}\n`).join(""));
+    await waitFor("the lines before", () => lines.length >= before.length);
+    // Let the poll that read them finish; the next one is far off.
+    await sleep(50);
+    // Synchronously, so that no poll runs in between: the file is twice as long as before.
+    truncateSync(file, 0);
+    appendFileSync(file, after.map((l) => `${l}\n`).join(""));
+    await waitFor("the lines after", () => lines.length >= before.length + after.length);
+    await appendFile(file, "last\n");
+    await waitFor("the last line", () => lines.includes("last"));
+    expect(lines).to.deep.equal([...before, ...after, "last"]);
+    expect(logged(/was truncated/)).to.have.length(1);
+  });
+
+  it("reads again from the start after copytruncate when the file regrew to exactly its old size", async () => {
+    await writeFile(file, "");
+    await follow();
+    await appendFile(file, "first A\nfirst B\n");
+    await waitFor("the first lines", () => lines.length >= 2);
+    await sleep(POLL_MS * 3);
+    truncateSync(file, 0);
+    appendFileSync(file, "again A\nagain B\n");
+    await waitFor("the lines after", () => lines.length >= 4);
+    await sleep(POLL_MS * 6);
+    expect(lines).to.deep.equal(["first A", "first B", "again A", "again B"]);
+    expect(logged(/was truncated/)).to.have.length(1);
+  });
+
+  it("does not mistake appends for truncations", async () => {
+    await writeFile(file, "x\n".repeat(200));
+    await follow();
+    for (let i = 0; i < 20; i++) {
+      await appendFile(file, "x\n".repeat(i + 1));
+      await sleep(POLL_MS / 2);
+    }
+    await waitFor("every appended line", () => lines.length >= 210);
+    await sleep(POLL_MS * 3);
+    expect(lines).to.have.length(210);
+    expect(logged(/was truncated/)).to.deep.equal([]);
+  });
+
+  it("cuts a line of many MiB at the cap, drops the rest of it unbuffered, and goes on with the next line", async () => {
+    await writeFile(file, "");
+    await follow();
+    // A marker just past the old 1 MiB cut must not start a line of its own.
+    const huge = `[METRICS]${"x".repeat(1024 * 1024 - 9)}[METRICS]Forged.Count:1|#|#hostname:h,1${"y".repeat(5 * 1024 * 1024)}`;
+    await appendFile(file, `${huge}\nnext\n`);
+    await waitFor("the line after the huge one", () => lines.includes("next"));
+    expect(lines.map((l) => l.length)).to.deep.equal([64 * 1024 + 1, 4]);
+    expect(lines[0]).to.equal(huge.slice(0, 64 * 1024 + 1));
+  });
+
+  it("hands on a line exactly at the cap whole, and refuses a cap that is not a positive whole number", async () => {
+    await writeFile(file, "");
+    await follow({ maxLineChars: 10 });
+    await appendFile(file, "0123456789\n01234567890123\nok\n");
+    await waitFor("three lines", () => lines.length >= 3);
+    expect(lines).to.deep.equal(["0123456789", "01234567890", "ok"]);
+    const options = { path: file, logger, onLine: (): void => undefined };
+    expect(() => new FileFollower({ ...options, maxLineChars: 0 })).to.throw(RangeError, /maxLineChars/);
+    expect(() => new FileFollower({ ...options, maxLineChars: 1.5 })).to.throw(RangeError, /maxLineChars/);
   });
 
   it("goes on after onLine throws", async () => {
@@ -253,13 +447,9 @@ describe("FileFollower", () => {
   });
 
   it("lets the process exit once stopped", async () => {
-    const module = fileURLToPath(new URL("../../src/sources/file-follower.ts", import.meta.url));
-    const logModule = fileURLToPath(new URL("../../src/log.ts", import.meta.url));
     // The child follows a file, sees a line, stops, and must then exit on its own.
-    const script = `
-      import { appendFile, writeFile } from "node:fs/promises";
-      const { FileFollower } = await import(${JSON.stringify(module)});
-      const { createMemoryLogger } = await import(${JSON.stringify(logModule)});
+    const result = await runChild(`
+      const { appendFile, writeFile } = await import("node:fs/promises");
       const file = ${JSON.stringify(file)};
       await writeFile(file, "");
       let seen = "";
@@ -269,20 +459,7 @@ describe("FileFollower", () => {
       while (seen === "") await new Promise((r) => setTimeout(r, 5));
       await follower.stop();
       console.log("stopped after " + seen);
-    `;
-    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
-    const code = await new Promise<number | null>((resolve) => {
-      const killer = setTimeout(() => child.kill("SIGKILL"), 15_000);
-      child.on("exit", (c) => {
-        clearTimeout(killer);
-        resolve(c);
-      });
-    });
-    expect({ code, out: out.trim() }).to.deep.equal({ code: 0, out: "stopped after hello" });
+    `);
+    expect(result).to.deep.equal({ code: 0, out: "stopped after hello" });
   });
 });
