@@ -10,6 +10,7 @@ import type { Settings } from "./config/types.js";
 import { MetricsLogWriter } from "./exposition/log-writer.js";
 import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
 import { Scraper } from "./exposition/scrape.js";
+import { chunksToString } from "./exposition/text-chunks.js";
 import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
@@ -69,8 +70,13 @@ export interface MetricsService {
   recordMetricLine(line: string): IngestOutcome;
   /** Resolves once every managed worker has been ready once. */
   workersReady(): Promise<void>;
-  /** The text `GET /metrics` would answer now, optionally filtered like `name[]`. */
+  /**
+   * The text `GET /metrics` would answer now, optionally filtered like `name[]`, as one string
+   * (so it fails when the text is past V8's string limit, ~512 MiB; see {@link scrapeChunks}).
+   */
   scrape(names?: Iterable<string>): Promise<string>;
+  /** The same as {@link scrape} as UTF-8 chunks, to be written in turn: what `GET /metrics` sends. */
+  scrapeChunks(names?: Iterable<string>): Promise<Buffer[]>;
   /** Takes a host and GPU sample now rather than at the next interval. */
   sampleSystem(): Promise<void>;
   /** Stops sampling and closes the metrics API. Safe to call twice. */
@@ -114,9 +120,6 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   });
   const { recorder } = telemetry;
   const activity = new SeriesActivity(settings.seriesExpirySeconds * 1000);
-  if (activity.enabled) {
-    recorder.addListener((e) => activity.touch(e.definition.name, e.definition.dimensions, e.attributes));
-  }
   const overflowed = new Set<string>();
   const onOverflow = (metric: string): void => {
     if (overflowed.has(metric)) return;
@@ -138,7 +141,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     },
     logger,
   );
-  const render = (filter: ReadonlySet<string> | undefined): Promise<string> => scraper.scrape(filter);
+  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
   const ingest = new MetricLineIngest({
     recorder,
     register: (def) => telemetry.register(def),
@@ -289,7 +292,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
     recordResponse: (status) => recorder.recordResponse(status),
     recordMetricLine: (line) => ingest.apply(line, "http"),
-    scrape: (names) => render(names === undefined ? undefined : new Set(names)),
+    scrape: async (names) => chunksToString(await render(names === undefined ? undefined : new Set(names))),
+    scrapeChunks: (names) => render(names === undefined ? undefined : new Set(names)),
     sampleSystem: async () => {
       await sampleNow(); // delivers the sample through onSample
     },

@@ -2,9 +2,10 @@ import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
 import type { Logger } from "../log.js";
-import { renderOtelText } from "./otel-text.js";
+import { renderOtelChunks } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
 import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
+import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
 
 /** The three counters legacy mode keeps on /metrics. */
@@ -19,7 +20,10 @@ export interface ScrapeOptions {
   mode: MetricsMode;
   /** `torchserve` needs a delta-temporality reader; `otel` a cumulative one. */
   format: MetricsFormat;
-  /** Leaves out series idle past series_expiry_seconds (TorchServe naming only). */
+  /**
+   * Evicts series idle past series_expiry_seconds (TorchServe naming only): the store forgets
+   * them, so they leave /metrics, stop counting against the series limit, and free their memory.
+   */
   activity?: SeriesActivity;
   /** Series kept per family (TorchServe naming; the SDK enforces it per collection only). */
   seriesLimit?: (family: string) => number;
@@ -43,22 +47,32 @@ export class Scraper {
     private readonly logger: Logger,
   ) {
     if (options.format === "torchserve") {
+      const { activity } = options;
       this.store = new SeriesStore({
         families,
         limitOf: options.seriesLimit,
         onOverflow: options.onOverflow,
+        onUpdate: activity?.enabled === true ? (family, labels) => activity.touch(family, labels) : undefined,
       });
     }
   }
 
-  /** The exposition for a `name[]` filter (undefined: everything); empty in log mode. */
-  scrape(filter: ReadonlySet<string> | undefined): Promise<string> {
-    if (this.options.mode === "log") return Promise.resolve("");
+  /**
+   * The exposition for a `name[]` filter (undefined: everything) as UTF-8 chunks, to be written
+   * in turn and never joined (the whole text may be longer than a string can be); none in log mode.
+   */
+  scrapeChunks(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
+    if (this.options.mode === "log") return Promise.resolve([]);
     // A delta collection holds only what came after the previous one: if two scrapes overlapped,
     // the later could render before the earlier's deltas were in the store.
     const result = this.queue.then(() => this.collect(filter));
     this.queue = result.catch(() => undefined);
     return result;
+  }
+
+  /** {@link scrapeChunks} as one string (which V8 limits to ~512 MiB). */
+  async scrape(filter: ReadonlySet<string> | undefined): Promise<string> {
+    return chunksToString(await this.scrapeChunks(filter));
   }
 
   /**
@@ -67,7 +81,10 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
-      this.store?.apply(await this.take());
+      const resourceMetrics = await this.take();
+      if (this.store === undefined) return;
+      this.store.apply(resourceMetrics);
+      this.expire(this.store);
     });
     this.queue = result.catch(() => undefined);
     return result;
@@ -79,7 +96,12 @@ export class Scraper {
     return resourceMetrics;
   }
 
-  private async collect(filter: ReadonlySet<string> | undefined): Promise<string> {
+  /** Evicts the series idle past the expiry, if it is on. */
+  private expire(store: SeriesStore): void {
+    this.options.activity?.expire((family, labels) => store.evict(family, labels));
+  }
+
+  private async collect(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -92,17 +114,14 @@ export class Scraper {
           }
         }
       }
-      return renderOtelText(resourceMetrics, filter);
+      return renderOtelChunks(resourceMetrics, filter);
     }
     this.store.apply(resourceMetrics);
+    this.expire(this.store);
     const shown =
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
         : this.families;
-    const { activity } = this.options;
-    const isLive = activity?.enabled
-      ? (family: FamilySpec, labels: string) => activity.isLive(family.name, labels)
-      : undefined;
-    return this.store.render(shown, filter, isLive);
+    return this.store.render(shown, filter);
   }
 }

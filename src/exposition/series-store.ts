@@ -9,6 +9,7 @@ import {
   type HistogramParts,
   type HistogramValue,
 } from "./torchserve-text.js";
+import { chunksToString, TextChunks } from "./text-chunks.js";
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
@@ -18,7 +19,8 @@ const ALL_PARTS: HistogramParts = { bucket: true, count: true, sum: true };
 
 interface FamilyState {
   readonly spec: FamilySpec;
-  readonly header: string;
+  /** The HELP and TYPE lines, encoded once. */
+  readonly header: Buffer;
   readonly limit: number;
   /**
    * Cumulative values by label text (`a="1",`), which is what tells series apart in the text and
@@ -28,8 +30,8 @@ interface FamilyState {
   /** Series besides the overflow series. */
   real: number;
   histogram: boolean;
-  /** The family's samples, until one of its series changes. */
-  text: string | undefined;
+  /** The family's samples as encoded chunks, until one of its series changes or goes. */
+  text: Buffer[] | undefined;
 }
 
 /** Options of {@link SeriesStore}. */
@@ -38,8 +40,14 @@ export interface SeriesStoreOptions {
   families: readonly FamilySpec[];
   /** Series kept per family; later ones are added into one `otel.metric.overflow` series. */
   limitOf?: (family: string) => number;
-  /** Hears, once per family, that its overflow series was created. */
+  /** Hears, once per family, that its overflow series was created (again, after an eviction). */
   onOverflow?: (family: string) => void;
+  /**
+   * Hears every point added, by family and label text (the overflow series' for points past the
+   * limit): what series expiry times series by. The label text of a new series is the key the
+   * store keeps, so a listener that keeps it costs no second copy.
+   */
+  onUpdate?: (family: string, labels: string) => void;
 }
 
 /**
@@ -99,7 +107,7 @@ export class SeriesStore {
           }
           total.sum += sum;
           total.count += count;
-          state.text = undefined;
+          this.changed(state, labels);
         }
         break;
       default:
@@ -108,31 +116,42 @@ export class SeriesStore {
   }
 
   /**
-   * TorchServe's text for these families, in this order. With a `filter` (sample names) only
-   * matching samples are printed and families left empty vanish; without one, a family with no
-   * series still prints its HELP and TYPE. `isLive` leaves out the series it refuses.
+   * TorchServe's text for these families, in this order, as UTF-8 chunks that are never joined
+   * (a family's unchanged text is the same chunks scrape after scrape). With a `filter` (sample
+   * names) only matching samples are printed and families left empty vanish; without one, a
+   * family with no series still prints its HELP and TYPE.
    */
-  render(
-    families: readonly FamilySpec[],
-    filter?: ReadonlySet<string>,
-    isLive?: (family: FamilySpec, labels: string) => boolean,
-  ): string {
-    let out = "";
+  render(families: readonly FamilySpec[], filter?: ReadonlySet<string>): Buffer[] {
+    const out: Buffer[] = [];
     for (const spec of families) {
       const state = this.state(spec);
-      const samples = this.samples(state, filter, isLive);
-      if (filter !== undefined && samples === "") continue;
-      out += state.header;
-      out += samples;
+      const samples = this.samples(state, filter);
+      if (filter !== undefined && samples.length === 0) continue;
+      out.push(state.header);
+      for (const chunk of samples) out.push(chunk);
     }
     return out;
   }
 
-  private samples(
-    state: FamilyState,
-    filter: ReadonlySet<string> | undefined,
-    isLive: ((family: FamilySpec, labels: string) => boolean) | undefined,
-  ): string {
+  /**
+   * Forgets one series (expired): its memory goes, it no longer counts against the family's
+   * limit, and a later point starts it again from zero, as a new series.
+   */
+  evict(family: string, labels: string): void {
+    const state = this.states.get(family);
+    if (state === undefined || !state.series.delete(labels)) return;
+    if (labels !== OVERFLOW_LABELS) state.real--;
+    state.text = undefined;
+  }
+
+  /** How many series the store keeps, the overflow series included. */
+  get size(): number {
+    let total = 0;
+    for (const state of this.states.values()) total += state.series.size;
+    return total;
+  }
+
+  private samples(state: FamilyState, filter: ReadonlySet<string> | undefined): Buffer[] {
     const { name } = state.spec;
     let parts = ALL_PARTS;
     if (filter !== undefined) {
@@ -142,31 +161,27 @@ export class SeriesStore {
           count: filter.has(`${name}_count`),
           sum: filter.has(`${name}_sum`),
         };
-        if (!parts.bucket && !parts.count && !parts.sum) return "";
+        if (!parts.bucket && !parts.count && !parts.sum) return [];
         if (parts.bucket && parts.count && parts.sum) parts = ALL_PARTS;
       } else if (!filter.has(name)) {
-        return "";
+        return [];
       }
     }
-    if (parts === ALL_PARTS && isLive === undefined) return (state.text ??= flatten(this.join(state, parts)));
-    return this.join(state, parts, isLive);
+    if (parts === ALL_PARTS) return (state.text ??= this.join(state, parts));
+    return this.join(state, parts);
   }
 
-  private join(
-    state: FamilyState,
-    parts: HistogramParts,
-    isLive?: (family: FamilySpec, labels: string) => boolean,
-  ): string {
+  private join(state: FamilyState, parts: HistogramParts): Buffer[] {
     const { spec } = state;
-    let out = "";
+    const out = new TextChunks();
     for (const [labels, value] of state.series) {
-      if (isLive !== undefined && !isLive(spec, labels)) continue;
-      out +=
+      out.add(
         typeof value === "number"
           ? scalarSample(spec.name, labels, value)
-          : histogramSamples(spec.name, labels, value, parts);
+          : histogramSamples(spec.name, labels, value, parts),
+      );
     }
-    return out;
+    return out.finish();
   }
 
   /** The series a point adds into: its own, or the overflow series past the limit. */
@@ -186,7 +201,12 @@ export class SeriesStore {
 
   private set(state: FamilyState, labels: string, value: number | HistogramValue): void {
     state.series.set(labels, value);
+    this.changed(state, labels);
+  }
+
+  private changed(state: FamilyState, labels: string): void {
     state.text = undefined;
+    this.options.onUpdate?.(state.spec.name, labels);
   }
 
   private spec(name: string): FamilySpec | undefined {
@@ -204,7 +224,7 @@ export class SeriesStore {
     if (state === undefined) {
       state = {
         spec,
-        header: familyHeader(spec),
+        header: Buffer.from(familyHeader(spec)),
         limit: this.options.limitOf?.(spec.name) ?? Infinity,
         series: new Map(),
         real: 0,
@@ -220,8 +240,8 @@ export class SeriesStore {
 
 /**
  * A flat copy of a string. Text built with `+=` is a rope: a tree of small pieces that takes
- * several times the memory of its characters. Kept text (a series' labels, a family's samples)
- * is flattened once; `replace` returns a new, flat string.
+ * several times the memory of its characters. A kept series' labels are flattened once;
+ * `replace` returns a new, flat string.
  */
 function flatten(text: string): string {
   return text.replace(/^/, "");
@@ -229,7 +249,8 @@ function flatten(text: string): string {
 
 /**
  * Renders collected cumulative metrics as TorchServe's Prometheus text, families in `families`
- * order: a one-off {@link SeriesStore} (see its `render`).
+ * order: a one-off {@link SeriesStore} (see its `render`), joined into one string, so for data
+ * whose text fits in one (V8's limit is ~512 MiB).
  */
 export function renderTorchServeText(
   families: readonly FamilySpec[],
@@ -238,5 +259,5 @@ export function renderTorchServeText(
 ): string {
   const store = new SeriesStore({ families });
   for (const metric of data.values()) store.applyMetric(metric);
-  return store.render(families, filter);
+  return chunksToString(store.render(families, filter));
 }

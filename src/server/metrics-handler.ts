@@ -2,32 +2,53 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import type { Logger } from "../log.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
 import { jsonError, writeReply, type Reply } from "./json-error.js";
+import { writeChunks } from "./write-chunks.js";
 
 /** What the metrics endpoint needs from the service. */
 export interface MetricsEndpoint {
-  /** Renders the exposition for a `name[]` filter (undefined: everything). */
-  render(filter: ReadonlySet<string> | undefined): Promise<string>;
+  /**
+   * Renders the exposition for a `name[]` filter (undefined: everything) as chunks, written in
+   * turn: the whole text may be longer than one string can be.
+   */
+  render(filter: ReadonlySet<string> | undefined): Promise<readonly Uint8Array[]>;
   contentType: string;
   /** Called once for every response sent, with its status (Requests2XX/4XX/5XX). */
   onResponse(status: number): void;
   logger: Logger;
 }
 
+/** A scrape's answer: the exposition's chunks. */
+interface Exposition {
+  status: 200;
+  headers: Record<string, string>;
+  chunks: readonly Uint8Array[];
+}
+
 /**
  * The metrics API's request handler: GET and HEAD on `/metrics`, 405 for other methods there,
- * 404 elsewhere; errors as JSON `{code, type, message}`.
+ * 404 elsewhere; errors as JSON `{code, type, message}`. The exposition is written chunk by
+ * chunk as the client takes it; a client that goes away mid-body only ends the writing.
  */
 export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener {
   return (req: IncomingMessage, res: ServerResponse): void => {
-    void reply(endpoint, req).then((r) => {
-      // Counted before the bytes leave, so the client's next scrape already includes this response.
-      endpoint.onResponse(r.status);
-      writeReply(req, res, r);
+    void respond(endpoint, req, res).catch((err: unknown) => {
+      endpoint.logger.error(
+        `/metrics: answer failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
+      res.destroy();
     });
   };
 }
 
-async function reply(endpoint: MetricsEndpoint, req: IncomingMessage): Promise<Reply> {
+async function respond(endpoint: MetricsEndpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const r = await reply(endpoint, req);
+  // Counted before the bytes leave, so the client's next scrape already includes this response.
+  endpoint.onResponse(r.status);
+  if ("chunks" in r) await writeChunks(res, r.status, r.headers, r.chunks, req.method === "HEAD");
+  else writeReply(req, res, r);
+}
+
+async function reply(endpoint: MetricsEndpoint, req: IncomingMessage): Promise<Reply | Exposition> {
   let url: URL;
   try {
     url = new URL(req.url ?? "/", "http://metrics.invalid");
@@ -43,8 +64,8 @@ async function reply(endpoint: MetricsEndpoint, req: IncomingMessage): Promise<R
     });
   }
   try {
-    const body = await endpoint.render(parseNameFilter(url.search));
-    return { status: 200, headers: { "Content-Type": endpoint.contentType }, body };
+    const chunks = await endpoint.render(parseNameFilter(url.search));
+    return { status: 200, headers: { "Content-Type": endpoint.contentType }, chunks };
   } catch (err) {
     endpoint.logger.error(`/metrics: collection failed: ${(err as Error).stack ?? String(err)}`);
     return jsonError(500, "Metrics collection failed; see the service log.");

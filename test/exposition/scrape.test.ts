@@ -5,6 +5,7 @@ import { PullReader } from "../../src/exposition/pull-reader.js";
 import { Scraper, type ScrapeOptions } from "../../src/exposition/scrape.js";
 import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
 import { createMemoryLogger } from "../../src/log.js";
+import { SeriesActivity } from "../../src/telemetry/series-activity.js";
 
 const FAMILIES: FamilySpec[] = [
   { name: "Hits", type: "counter", unit: "Count", labels: ["Model"] },
@@ -76,5 +77,87 @@ describe("Scraper", () => {
     await scraper.drain();
     hits.add(2, { Model: "a" });
     expect(await scraper.scrape(new Set(["Hits"]))).to.include('Hits{Model="a",} 3.0\n');
+  });
+
+  describe("with series expiry", () => {
+    /** A scraper with a 1 s expiry on a clock the test moves, and at most `limit` series per family. */
+    function expiring(limit: number) {
+      const clock = { t: 0 };
+      const activity = new SeriesActivity(1000, () => clock.t);
+      const overflowed: string[] = [];
+      const s = setup({ activity, seriesLimit: () => limit, onOverflow: (m) => overflowed.push(m) });
+      const hitLines = async () =>
+        (await s.scraper.scrape(new Set(["Hits"]))).split("\n").filter((l) => l.startsWith("Hits{"));
+      return { ...s, clock, activity, overflowed, hitLines };
+    }
+
+    it("evicts an idle series: it leaves the text and the cap, and a later update starts it from zero", async () => {
+      const { hits, clock, hitLines } = expiring(3);
+      hits.add(5, { Model: "old" });
+      hits.add(1, { Model: "live" });
+      await hitLines();
+      clock.t = 800;
+      hits.add(1, { Model: "live" });
+      expect(await hitLines()).to.deep.equal(['Hits{Model="old",} 5.0', 'Hits{Model="live",} 2.0']);
+      clock.t = 1500;
+      expect(await hitLines()).to.deep.equal(['Hits{Model="live",} 2.0']);
+      clock.t = 1600;
+      hits.add(1, { Model: "new" });
+      hits.add(2, { Model: "old" });
+      // old is back as a new series (2, not 7), after new; the cap no longer counts the expired one.
+      expect(await hitLines()).to.deep.equal([
+        'Hits{Model="live",} 2.0',
+        'Hits{Model="new",} 1.0',
+        'Hits{Model="old",} 2.0',
+      ]);
+      clock.t = 1700;
+      hits.add(4, { Model: "fourth" });
+      expect(await hitLines()).to.have.members([
+        'Hits{Model="live",} 2.0',
+        'Hits{Model="new",} 1.0',
+        'Hits{Model="old",} 2.0',
+        'Hits{otel_metric_overflow="true",} 4.0',
+      ]);
+      clock.t = 2701; // everything idle for more than 1 s, the overflow series included
+      expect(await hitLines()).to.deep.equal([]);
+    });
+
+    it("tracks only the series the store keeps: overflowed label sets never one by one", async () => {
+      const { hits, clock, activity, overflowed, hitLines } = expiring(10);
+      for (let i = 0; i < 1000; i++) hits.add(1, { Model: `m${i}` });
+      expect(await hitLines()).to.have.length(11);
+      expect(activity.size).to.equal(11); // 10 series and the overflow series
+      expect(overflowed).to.deep.equal(["Hits"]);
+      clock.t = 1001;
+      await hitLines();
+      expect(activity.size).to.equal(0);
+      for (let i = 1000; i < 1010; i++) hits.add(1, { Model: `m${i}` });
+      expect(await hitLines()).to.have.length(10); // the expired ones no longer hold the cap
+      expect(activity.size).to.equal(10);
+    });
+
+    it("evicts on a drain too, so memory comes back with nobody scraping", async () => {
+      const { hits, clock, activity, scraper } = expiring(10);
+      hits.add(1, { Model: "a" });
+      await scraper.drain();
+      expect(activity.size).to.equal(1);
+      clock.t = 1001;
+      await scraper.drain();
+      expect(activity.size).to.equal(0);
+      hits.add(1, { Model: "a" });
+      expect(await scraper.scrape(new Set(["Hits"]))).to.include('Hits{Model="a",} 1.0\n');
+    });
+  });
+
+  it("hands the exposition over as chunks that make up exactly the text scrape() returns", async () => {
+    const { hits, scraper } = setup();
+    // Below the SDK's own per-collection limit (2000), long enough for several chunks.
+    const pad = "p".repeat(100);
+    for (let i = 0; i < 1500; i++) hits.add(i, { Model: `${pad}${i}` });
+    const chunks = await scraper.scrapeChunks(undefined);
+    expect(chunks.length).to.be.greaterThan(FAMILIES.length + 1);
+    const text = Buffer.concat(chunks).toString();
+    expect(text).to.include(`Hits{Model="${pad}1499",} 1499.0\n`);
+    expect(await scraper.scrape(undefined)).to.equal(text);
   });
 });

@@ -4,6 +4,7 @@ import { expect } from "chai";
 import fc from "fast-check";
 import { metricsByName, PullReader } from "../../src/exposition/pull-reader.js";
 import { renderTorchServeText, SeriesStore } from "../../src/exposition/series-store.js";
+import { CHUNK_CHARS, chunksToString } from "../../src/exposition/text-chunks.js";
 import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
 
 const FAMILIES: FamilySpec[] = [
@@ -39,13 +40,14 @@ function pipeline(limit = Infinity) {
     },
     overflowed,
     store,
+    deltaReader: delta,
     /** The SDK's cumulative collection, rendered. */
     reference: async (filter?: ReadonlySet<string>) =>
       renderTorchServeText(FAMILIES, metricsByName((await cumulative.collect()).resourceMetrics), filter),
     /** The delta collection added into the store, rendered. */
     stored: async (filter?: ReadonlySet<string>) => {
       store.apply((await delta.collect()).resourceMetrics);
-      return store.render(FAMILIES, filter);
+      return chunksToString(store.render(FAMILIES, filter));
     },
   };
 }
@@ -132,15 +134,85 @@ describe("SeriesStore", () => {
     expect(p.overflowed).to.deep.equal(["Count"]);
   });
 
-  it("leaves out the series isLive refuses, and only those", async () => {
-    const p = pipeline();
-    p.record.Depth(1, { Model: "a" });
-    p.record.Depth(2, { Model: "b" });
+  it("forgets an evicted series: gone from the text, no longer counted against the limit, back from zero", async () => {
+    const p = pipeline(2);
+    p.record.Count(5, { Model: "a", Level: "Model" });
+    p.record.Count(1, { Model: "b", Level: "Model" });
     await p.stored();
-    const text = p.store.render(FAMILIES, new Set(["Depth"]), (_family, labels) => labels !== 'Model="a",');
-    expect(text).to.equal(
-      "# HELP Depth Torchserve prometheus gauge metric with unit: Count\n# TYPE Depth gauge\n" +
-        'Depth{Model="b",} 2.0\n',
+    p.store.evict("Count", 'Model="a",Level="Model",');
+    expect(p.store.size).to.equal(1);
+    p.record.Count(2, { Model: "c", Level: "Model" });
+    p.record.Count(3, { Model: "a", Level: "Model" });
+    const lines = (await p.stored(new Set(["Count"]))).split("\n").filter((l) => l.startsWith("Count{"));
+    // c took the place a left; a came back after c, so the limit sends it into the overflow series.
+    expect(lines).to.deep.equal([
+      'Count{Model="b",Level="Model",} 1.0',
+      'Count{Model="c",Level="Model",} 2.0',
+      'Count{otel_metric_overflow="true",} 3.0',
+    ]);
+    p.store.evict("Count", 'otel_metric_overflow="true",');
+    p.store.evict("Count", 'Model="b",Level="Model",');
+    p.record.Count(4, { Model: "a", Level: "Model" });
+    // A counter that comes back starts over: its earlier 5 are gone with it.
+    expect(await p.stored(new Set(["Count"]))).to.include(
+      'Count{Model="c",Level="Model",} 2.0\nCount{Model="a",Level="Model",} 4.0\n',
     );
+    expect(p.overflowed).to.deep.equal(["Count"]);
+  });
+
+  it("reports every point added by family and label text, past the limit as the overflow series", async () => {
+    const updates: string[] = [];
+    const delta = new PullReader(AggregationTemporality.DELTA);
+    const provider = new MeterProvider({ readers: [delta] });
+    const count = provider.getMeter("t").createCounter("Count");
+    const store = new SeriesStore({
+      families: FAMILIES,
+      limitOf: () => 1,
+      onUpdate: (family, labels) => updates.push(`${family} ${labels}`),
+    });
+    count.add(1, { Model: "a" });
+    store.apply((await delta.collect()).resourceMetrics);
+    count.add(1, { Model: "a" });
+    count.add(1, { Model: "b" });
+    count.add(1, { Model: "c" });
+    store.apply((await delta.collect()).resourceMetrics);
+    expect(updates).to.deep.equal([
+      'Count Model="a",',
+      'Count Model="a",',
+      'Count otel_metric_overflow="true",',
+      'Count otel_metric_overflow="true",',
+    ]);
+  });
+
+  it("renders in chunks, never one string: a header per family and bounded sample chunks, reused until a change", async () => {
+    const p = pipeline();
+    const value = "v".repeat(1000);
+    // Enough samples for several chunks in one family.
+    for (let i = 0; i < 300; i++) p.record.Depth(i, { Model: `${value}${i}` });
+    p.record.Count(1, { Model: "a", Level: "Model" });
+    p.store.apply(await collectDelta(p));
+    const first = p.store.render(FAMILIES);
+    const text = chunksToString(first);
+    expect(text).to.equal(await p.reference());
+    expect(first.length).to.be.greaterThan(FAMILIES.length + 2);
+    for (const chunk of first) {
+      // Each chunk is whole lines, and no more than one sample past the chunk size.
+      expect(chunk.length).to.be.lessThan(CHUNK_CHARS + 1100);
+      expect(chunk.toString().endsWith("\n")).to.equal(true);
+    }
+    const second = p.store.render(FAMILIES);
+    expect(second).to.have.length(first.length);
+    second.forEach((chunk, i) => expect(chunk).to.equal(first[i])); // the very same Buffers
+    p.record.Count(1, { Model: "a", Level: "Model" });
+    p.store.apply(await collectDelta(p));
+    const third = p.store.render(FAMILIES);
+    const depthChunks = (chunks: Buffer[]) => chunks.filter((c) => c.toString().startsWith("Depth{"));
+    depthChunks(third).forEach((chunk, i) => expect(chunk).to.equal(depthChunks(first)[i]));
+    expect(chunksToString(third)).to.include('Count{Model="a",Level="Model",} 2.0\n');
   });
 });
+
+/** The pipeline's next delta collection, for a test that applies it to the store itself. */
+async function collectDelta(p: ReturnType<typeof pipeline>) {
+  return p.deltaReader.collect().then((r) => r.resourceMetrics);
+}

@@ -360,13 +360,13 @@ describe("series expiry (series_expiry_seconds)", function () {
       expect(text).not.to.include('ts_inference_requests_total{model_name="echo"');
       expect(text).to.match(/^MemoryUsed\{/m);
       await request(`${base}/predictions/echo`, { method: "POST", body: "x" });
-      // Back with its whole history: expiry hides a series, the count itself goes on.
+      // Back as a new series: expiry evicted it, so the counter starts over.
       expect(
         value(
           await service.scrape(),
           'ts_inference_requests_total{model_name="echo",model_version="default",',
         ),
-      ).to.equal(3);
+      ).to.equal(1);
     } finally {
       await service.stop();
     }

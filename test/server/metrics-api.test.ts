@@ -1,11 +1,14 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { ConfigError } from "../../src/config/errors.js";
+import { createMemoryLogger } from "../../src/log.js";
+import { createMetricsHandler, type MetricsEndpoint } from "../../src/server/metrics-handler.js";
 import type { MetricsService } from "../../src/service.js";
 import { request } from "../support/http.js";
 import { freePort } from "../support/net.js";
@@ -317,5 +320,126 @@ describe("metrics API settings", () => {
         .and.to.include("b.key")
         .and.to.include("a.crt");
     });
+  });
+});
+
+describe("/metrics in chunks", () => {
+  /** A metrics handler on loopback with a given render; what it counted and logged. */
+  async function serveHandler(render: MetricsEndpoint["render"]) {
+    const logger = createMemoryLogger();
+    const statuses: number[] = [];
+    const server = createServer(
+      createMetricsHandler({
+        render,
+        contentType: "text/plain",
+        onResponse: (s) => statuses.push(s),
+        logger,
+      }),
+    );
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const address = server.address();
+    if (typeof address !== "object" || address === null) throw new Error("no address");
+    const stop = () => {
+      server.closeAllConnections();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    };
+    return { url: `http://127.0.0.1:${address.port}/metrics`, port: address.port, logger, statuses, stop };
+  }
+
+  for (const metricsFormat of ["torchserve", "otel"] as const) {
+    it(`sends what scrape() renders, in several chunks, with its length (metrics_format=${metricsFormat})`, async () => {
+      const { service, url } = await startTestService({ metricsFormat, modelMetricsAutoDetect: true });
+      try {
+        // Long label values: a text of several chunks, each family's and each batch's seams included.
+        const pad = "v".repeat(2000);
+        for (let i = 0; i < 600; i++) {
+          const outcome = service.recordMetricLine(
+            `[METRICS]Wide.Milliseconds:${i}|#ModelName:${pad}${i},Level:Model|#type:GAUGE|#hostname:h,1,r`,
+          );
+          expect(outcome).to.deep.equal({ ok: true });
+        }
+        const chunks = await service.scrapeChunks();
+        // TorchServe text comes in 64K-character chunks, otel text a few hundred points at a time.
+        expect(chunks.length).to.be.greaterThan(3);
+        const res = await request(url);
+        expect(res.status).to.equal(200);
+        const body = res.body;
+        expect(res.headers["content-length"]).to.equal(String(Buffer.byteLength(body)));
+        const wide = (text: string) => text.split("\n").filter((l) => /^(Wide|serve_model_wide)\{/.test(l));
+        expect(wide(body))
+          .to.have.length(600)
+          .and.to.deep.equal(wide(Buffer.concat(chunks).toString()));
+        expect(body).to.include(`${pad}599`);
+        const head = await request(url, { method: "HEAD" });
+        expect([head.status, head.body]).to.deep.equal([200, ""]);
+        expect(Number(head.headers["content-length"])).to.be.greaterThan(600 * 2000);
+      } finally {
+        await service.stop();
+      }
+    });
+  }
+
+  it("answers a collection that fails with a JSON 500, counted and logged", async () => {
+    const failures: (() => Promise<Buffer[]>)[] = [
+      () => Promise.reject(new Error("collector down")),
+      () => {
+        // What one string past V8's limit used to throw, thrown before any promise.
+        throw new RangeError("Invalid string length");
+      },
+    ];
+    let next = 0;
+    const h = await serveHandler(() => {
+      const fail = failures[next++ % failures.length];
+      if (fail === undefined) throw new Error("no failure");
+      return fail();
+    });
+    try {
+      for (let i = 0; i < failures.length; i++) {
+        const res = await request(h.url);
+        expect(res.status).to.equal(500);
+        expect(res.headers["content-type"]).to.equal("application/json");
+        expect(JSON.parse(res.body)).to.deep.equal({
+          code: 500,
+          type: "InternalServerException",
+          message: "Metrics collection failed; see the service log.",
+        });
+      }
+      expect(h.statuses).to.deep.equal([500, 500]);
+      expect(h.logger.lines.filter((l) => l.startsWith("ERROR /metrics: collection failed"))).to.have.length(
+        2,
+      );
+    } finally {
+      await h.stop();
+    }
+  });
+
+  it("takes a client that hangs up mid-scrape in its stride: no error, no leak, the next scrape answers", async () => {
+    const block = Buffer.alloc(1024 * 1024, "z");
+    const big = Array.from({ length: 256 }, () => block);
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    let renders = 0;
+    const h = await serveHandler(() => Promise.resolve(renders++ === 0 ? big : [Buffer.from("ok\n")]));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const socket = connect(h.port, "127.0.0.1", () =>
+          socket.write("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"),
+        );
+        socket.once("data", () => {
+          socket.destroy();
+          resolve();
+        });
+        socket.on("error", reject);
+      });
+      const res = await request(h.url);
+      expect([res.status, res.body]).to.deep.equal([200, "ok\n"]);
+      expect(h.statuses).to.deep.equal([200, 200]);
+      expect(h.logger.lines.filter((l) => l.startsWith("ERROR"))).to.deep.equal([]);
+      expect(unhandled).to.deep.equal([]);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+      await h.stop();
+    }
   });
 });
