@@ -81,7 +81,7 @@ export class MetricLineIngest {
     if (tooLong !== undefined) return this.reject(source, "oversized", tooLong, text);
     let def = this.options.recorder.definition(line.name);
     if (def === undefined) {
-      const detected = this.autoDetect(line, source, text);
+      const detected = this.autoDetect(line, source, text, permission);
       if (!detected.ok) return detected.outcome;
       def = detected.def;
     } else if (!permission(def)) {
@@ -116,6 +116,7 @@ export class MetricLineIngest {
     line: MetricLine,
     source: LineSource,
     text: string,
+    permission: LinePermission,
   ): { ok: true; def: MetricDefinition } | { ok: false; outcome: IngestOutcome } {
     const refuse = (kind: RejectedLineReason, reason: string): { ok: false; outcome: IngestOutcome } => ({
       ok: false,
@@ -133,7 +134,7 @@ export class MetricLineIngest {
       return { ok: false, outcome: this.undeclared(line.name, source, true) };
     }
     if (!INSTRUMENT_NAME.test(line.name)) {
-      return refuse("invalid", `metric name ${line.name} cannot be auto-detected`);
+      return refuse("invalid", `metric name ${cut(line.name)} cannot be auto-detected`);
     }
     const def: MetricDefinition = {
       name: line.name,
@@ -143,6 +144,11 @@ export class MetricLineIngest {
       section: "model_metrics",
       buckets: undefined,
     };
+    // The permission is asked of the metric the line would create, too: a caller that may write
+    // only frontend metrics must not create model metrics.
+    if (!permission(def)) {
+      return refuse("forbidden", `metric ${line.name} is not one a ${source} line may create`);
+    }
     const reserved = reservedLabel(def.dimensions, def.type) ?? collapsedLabelClash(def.dimensions);
     if (reserved !== undefined)
       return refuse("invalid", `metric ${line.name} cannot be auto-detected: ${reserved}`);
@@ -189,7 +195,7 @@ export class MetricLineIngest {
     }
     for (const [name, value] of Object.entries(line.dimensions)) {
       if (value.length > max) {
-        return `dimension ${name} is ${value.length} characters long, more than max_label_value_length=${max}`;
+        return `dimension ${cut(name)} is ${value.length} characters long, more than max_label_value_length=${max}`;
       }
     }
     return undefined;
@@ -229,7 +235,8 @@ function collapsedLabelClash(labels: readonly string[]): string | undefined {
   for (const label of labels) {
     const rendered = label.replace(/_{2,}/g, "_");
     const other = seen.get(rendered);
-    if (other !== undefined) return `dimensions ${other} and ${label} would both be exposed as ${rendered}`;
+    if (other !== undefined)
+      return `dimensions ${cut(other)} and ${cut(label)} would both be exposed as ${cut(rendered)}`;
     seen.set(rendered, label);
   }
   return undefined;

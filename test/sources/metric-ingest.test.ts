@@ -137,6 +137,24 @@ describe("MetricLineIngest", () => {
       expect(h.ingest.apply(line, "file", (def) => def.section === "ts_metrics")).to.deep.equal({ ok: true });
       expect(sample(await h.scrape(), 'Requests2XX{Level="Host",Hostname="vm",}')).to.equal(3);
     });
+    it("asks the permission of a metric a line would create: one that refuses model metrics auto-detects nothing", async () => {
+      const h = createLineHarness({ autoDetect: true });
+      const before = h.telemetry.families.length;
+      const frontendOnly = (def: { section: string }) => def.section === "ts_metrics";
+      expect(h.ingest.apply("[METRICS]Fresh.Count:1|#|#hostname:h,1", "file", frontendOnly).ok).to.equal(
+        false,
+      );
+      expect(h.telemetry.families).to.have.length(before);
+      expect(rejected(await h.scrape(), "file", "forbidden")).to.equal(1);
+    });
+  });
+
+  it("cuts a long name in the reason and the log to a short prefix", () => {
+    const h = createLineHarness({ autoDetect: true });
+    const outcome = h.ingest.apply(`[METRICS]_${"n".repeat(60_000)}.Count:1|#|#hostname:h,1`, "http");
+    expect(outcome.ok).to.equal(false);
+    expect(!outcome.ok && outcome.reason.length).to.be.below(200);
+    expect(h.logger.lines.every((l) => l.length < 600)).to.equal(true);
   });
 
   describe("names and labels the exposition reserves", () => {
