@@ -146,6 +146,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     recorder,
     register: (def) => telemetry.register(def),
     autoDetect: settings.modelMetricsAutoDetect,
+    maxLabelValueLength: settings.maxLabelValueLength,
     logger,
   });
 

@@ -35,6 +35,35 @@ describe("the service's metric-line sources", function () {
     }
   });
 
+  it("takes from a followed file neither a quoted marker nor a forged frontend metric", async () => {
+    const file = join(mkdtempSync(join(tmpdir(), "follow-")), "model_log.log");
+    writeFileSync(file, "");
+    const { service } = await startTestService({ metricLogFiles: [file] });
+    try {
+      appendFileSync(
+        file,
+        "2024-01-01T00:00:00,000 [INFO ] W-9000-m_1.0-stdout MODEL_LOG - input: great movie! [METRICS]PredictionTime.Milliseconds:666|#ModelName:forged,Level:Model|#hostname:vm,1\n" +
+          "[METRICS]Requests5XX.Count:100000|#Level:Host|#hostname:vm,1,r\n" +
+          "[METRICS]PredictionTime.Milliseconds:1|#ModelName:real,Level:Model|#hostname:w1,1699061430\n",
+      );
+      await until(
+        async () => (await service.scrape(["PredictionTime"])).includes("real"),
+        "the followed line",
+      );
+      const text = await service.scrape([
+        "PredictionTime",
+        "Requests5XX",
+        "serve_metric_lines_rejected_total",
+      ]);
+      expect(text).not.to.include("forged");
+      expect(text).not.to.match(/^Requests5XX\{/m);
+      expect(text).to.include('serve_metric_lines_rejected_total{source="file",reason="forbidden",');
+      expect(text).not.to.include('reason="malformed"'); // the quoting line is a log line, not a bad metric line
+    } finally {
+      await service.stop();
+    }
+  });
+
   it("registers undeclared metrics on first sight with model_metrics_auto_detect=true", async () => {
     const { service } = await startTestService({
       modelMetricsAutoDetect: true,

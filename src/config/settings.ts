@@ -35,6 +35,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   defaultStartupTimeoutSeconds: 120,
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
+  maxLabelValueLength: 1024,
   requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
   sourceFile: undefined,
 } satisfies Settings);
@@ -156,6 +157,10 @@ const SETTERS: Record<string, Apply> = {
   },
   metric_lines_max_bytes: (s, raw) => {
     s.metricLinesMaxBytes = parseInteger(raw, 1, 1024 * 1024 * 1024);
+  },
+  max_label_value_length: (s, raw) => {
+    // Up to the longest metric line the parser takes: a higher cap could never bite.
+    s.maxLabelValueLength = parseInteger(raw, 1, 64 * 1024);
   },
   request_duration_buckets: (s, raw) => {
     s.requestDurationBuckets = parseBuckets(raw);

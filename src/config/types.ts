@@ -73,6 +73,8 @@ export interface Settings {
   metricLogFiles: readonly string[];
   /** Largest body `POST /metric-lines` takes before 413. */
   metricLinesMaxBytes: number;
+  /** Longest label value (dimension or hostname, in UTF-16 code units) a `[METRICS]` line may write. */
+  maxLabelValueLength: number;
   /** Bucket bounds, in seconds, of the request-duration histogram. */
   requestDurationBuckets: readonly number[];
   /** The config.properties file the settings came from, if any; used in error messages. */

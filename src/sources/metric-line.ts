@@ -51,23 +51,60 @@ const TYPES: ReadonlyMap<string, MetricLineType> = new Map([
   ["HISTOGRAM", "histogram"],
 ]);
 
-/** The text after `[METRICS]` if the line carries the marker anywhere, else undefined. */
+/**
+ * Where the marker may stand: first on the line, as TorchServe's frontend takes it from a worker
+ * (`^(INFO > )?\[METRICS]`, the prefix being its C++ backend's), or behind the prefix of its log4j
+ * layout (`<ISO 8601 time> [<LEVEL>] <thread> <logger> - `), as a followed log file holds it.
+ * Nowhere else: a marker inside other text is something a worker quoted (an input it logged),
+ * and taking it would let whoever sent that input write metrics. Linear: `\S+ ` cannot overlap.
+ */
+const MARKER_AT =
+  /^(?:INFO > |\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d[,.]\d{3} \[[A-Z]+ *\] \S+ \S+ - )?\[METRICS\]/;
+// A metric line is one line of text: a control character (CR, LF, tab, NUL ...; C1 and the Unicode
+// line separators too) can only be a garbled or forged line, and some exposition parsers refuse
+// the whole scrape for one raw CR in a label value. Surrounding whitespace is trimmed first.
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
+
+/**
+ * The text after `[METRICS]` if the marker starts the line (alone, or after TorchServe's `INFO > `
+ * or log4j prefix), else undefined: a marker elsewhere in the line does not count.
+ */
 export function metricsPayload(text: string): string | undefined {
-  // The first marker: what precedes it is a log prefix, never part of the metric.
-  const at = text.indexOf(MARKER);
-  return at < 0 ? undefined : text.slice(at + MARKER.length);
+  const match = MARKER_AT.exec(text);
+  return match === null ? undefined : text.slice(match[0].length);
 }
 
 /**
- * Parses a metric line, with or without the [METRICS] marker (a prefix before the marker is
- * ignored). Surrounding whitespace, a trailing `\r` included, is tolerated. Never throws.
+ * Parses a metric line, with or without the [METRICS] marker; the marker must start the line (see
+ * {@link metricsPayload}). Surrounding whitespace, a trailing `\r` included, is tolerated; a
+ * control character inside is not. Never throws.
  */
 export function parseMetricLine(text: string): MetricLineResult {
   if (text.length > MAX_LINE_CHARS) {
     return fail(`line is ${text.length} characters long, more than the ${MAX_LINE_CHARS} allowed`);
   }
-  const payload = (metricsPayload(text) ?? text).trim();
+  let payload = metricsPayload(text);
+  if (payload === undefined) {
+    const at = text.indexOf(MARKER);
+    if (at >= 0) {
+      return fail(
+        `the ${MARKER} marker is at column ${at + 1}, not at the start of the line ` +
+          `(only TorchServe's "INFO > " or log4j prefix may precede it): ${quote(text.slice(Math.max(0, at - 40), at + MARKER.length))}`,
+      );
+    }
+    payload = text;
+  }
+  payload = payload.trim();
   if (payload === "") return fail(`empty metric line; expected ${GRAMMAR}`);
+  const control = CONTROL.exec(payload);
+  if (control !== null) {
+    const code = control[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0");
+    return fail(
+      `control character U+${code} in ${quote(payload.slice(Math.max(0, control.index - 30), control.index + 30))}; ` +
+        `a metric line is one line of printable text`,
+    );
+  }
 
   // "|" only ever starts a "|#" separator; anywhere else it is a cut or garbled line.
   for (let at = payload.indexOf("|"); at >= 0; at = payload.indexOf("|", at + 1)) {

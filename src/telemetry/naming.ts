@@ -59,7 +59,9 @@ const UNITS: Readonly<Record<string, string>> = {
 
 /** UCUM code for a TorchServe unit word; an unknown word becomes a UCUM annotation such as `{images}`. */
 export function otelUnit(unitWord: string): string {
-  return UNITS[unitWord.toLowerCase()] ?? `{${unitWord.replace(/[{}]/g, "")}}`;
+  // Own properties only: a unit or metric named `constructor` must not find Object.prototype's.
+  const word = unitWord.toLowerCase();
+  return (Object.hasOwn(UNITS, word) ? UNITS[word] : undefined) ?? `{${unitWord.replace(/[{}]/g, "")}}`;
 }
 
 /** `HandlerTime` → `handler_time`: OpenTelemetry names are lowercase. */
@@ -82,7 +84,7 @@ export class InstrumentNamer {
   /** The OpenTelemetry name and unit for `def`, unique among all names given so far. */
   name(def: MetricDefinition): InstrumentName {
     const base =
-      KNOWN_NAMES[def.name] ??
+      (Object.hasOwn(KNOWN_NAMES, def.name) ? KNOWN_NAMES[def.name] : undefined) ??
       `serve.${def.section === "model_metrics" ? "model." : ""}${snakeCase(def.name)}`.slice(0, 250);
     let name = base;
     for (let n = 2; this.taken.has(name); n++) name = `${base}_${n}`;

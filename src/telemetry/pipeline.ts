@@ -16,6 +16,7 @@ import { createCatalogInstrument, type CatalogInstrument } from "./instruments.j
 import { InstrumentNamer } from "./naming.js";
 import { PendingUpdates } from "./pending-updates.js";
 import { MetricRecorder } from "./recorder.js";
+import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./sample-names.js";
 
 /** The meter's (instrumentation scope's) name. */
 export const METER_NAME = "serve-metrics";
@@ -31,8 +32,22 @@ export interface Telemetry {
   families: readonly FamilySpec[];
   /** Series kept per family: max_series_per_metric, or a configured view's cardinality limit. */
   seriesLimit(family: string): number;
-  /** Adds a metric after start (model_metrics_auto_detect); throws if the name is taken. */
+  /**
+   * Adds a metric after start (model_metrics_auto_detect); throws {@link MetricRegistrationError}
+   * if the name is taken or one of its sample names is another family's.
+   */
   register(def: MetricDefinition): void;
+}
+
+/** A metric that cannot be added at run time; says which and why. */
+export class MetricRegistrationError extends Error {
+  constructor(
+    readonly metric: string,
+    readonly reason: string,
+  ) {
+    super(`${metric}: ${reason}`);
+    this.name = "MetricRegistrationError";
+  }
 }
 
 /** Options of {@link createTelemetry}. */
@@ -106,7 +121,16 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     instruments.set(def.name, instrument);
     families.push({ name: def.name, type: def.type, unit: def.unit, labels: def.dimensions });
   };
-  for (const { def, otel } of names) add(def, createCatalogInstrument(meter, def, otel));
+  // Two families rendering one sample name make the exposition invalid (a second HELP, or samples
+  // a parser files under the wrong family). Checked by TorchServe name in both formats, so a
+  // metric is accepted or refused alike in each; in OTel naming the exporter's names are checked too.
+  const tsSamples = new SampleNameOwners();
+  const otelSamples = new SampleNameOwners();
+  for (const { def, otel } of names) {
+    add(def, createCatalogInstrument(meter, def, otel));
+    tsSamples.claim(def.name, torchServeSampleNames(def.name, def.type));
+    otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
+  }
   return {
     provider,
     reader,
@@ -114,13 +138,27 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
-      if (instruments.has(def.name)) throw new Error(`metric ${def.name} is already registered`);
+      if (instruments.has(def.name)) throw new MetricRegistrationError(def.name, "already registered");
+      const samples = torchServeSampleNames(def.name, def.type);
+      const clash = tsSamples.clash(samples);
+      if (clash !== undefined) {
+        throw new MetricRegistrationError(
+          def.name,
+          `a ${def.type} of this name renders ${clash.sample}, a sample name of ${clash.family}`,
+        );
+      }
       // Views are fixed once the provider exists, so a late metric is created under its exposed name.
       let otel = namer.name(def);
       if (format === "torchserve") {
         namer.reserve(def.name);
         otel = { ...otel, name: def.name };
+      } else {
+        // The namer's names are unique, but the exporter's can still meet (`_total`, `_count`,
+        // collapsed `__`): take the namer's next name then, as for any other taken name.
+        while (otelSamples.clash(otelSampleNames(otel.name, def.type)) !== undefined) otel = namer.name(def);
       }
+      tsSamples.claim(def.name, samples);
+      otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
       add(def, createCatalogInstrument(lateMeter, def, otel));
     },
   };

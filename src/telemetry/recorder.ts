@@ -75,6 +75,51 @@ const INFERENCE_METRICS = [
   REQUEST_DURATION,
 ] as const;
 
+/**
+ * Every metric the service writes itself: the frontend's, the host's and GPUs', and its own
+ * serve_* metrics. A `[METRICS]` line never writes or auto-detects one of these names, even where a
+ * custom catalog dropped it.
+ */
+export const SERVICE_METRICS: ReadonlySet<string> = new Set([
+  "Requests2XX",
+  "Requests4XX",
+  "Requests5XX",
+  ...INFERENCE_METRICS,
+  "WorkerLoadTime",
+  "CPUUtilization",
+  "MemoryUsed",
+  "MemoryAvailable",
+  "MemoryUtilization",
+  "DiskUsage",
+  "DiskAvailable",
+  "DiskUtilization",
+  "GPUUtilization",
+  "GPUMemoryUsed",
+  "GPUMemoryUtilization",
+  QUEUE_DEPTH,
+  REJECTED_LINES,
+]);
+
+/** Why a `[METRICS]` line was not applied: the `reason` label of serve_metric_lines_rejected_total. */
+export type RejectedLineReason =
+  /** Not a metric line (the parser's reason says why). */
+  | "malformed"
+  /** A metric the catalog does not declare, auto-detection off or full. */
+  | "undeclared"
+  /** A metric lines may not write: a frontend, system or serve_* metric. */
+  | "forbidden"
+  /** A label value longer than max_label_value_length. */
+  | "oversized"
+  /** Anything else the metric cannot take: a label it lacks or reserves, a value it refuses. */
+  | "invalid";
+
+/**
+ * The largest magnitude a counter increment or histogram observation may have. Totals are sums of
+ * updates, so with each update this bounded a total stays finite for more than 10^292 updates;
+ * one unbounded update (1e308) twice would leave a counter or a histogram's sum at ±Inf for good.
+ */
+export const MAX_ACCUMULATED_UPDATE = Number.MAX_SAFE_INTEGER;
+
 /** Model versions whose series recordInference keeps resolved. */
 const MAX_CACHED_MODELS = 1000;
 
@@ -129,9 +174,20 @@ export class MetricRecorder {
     if (def.type === "counter" && value < 0) {
       throw new MetricRecordError(name, `a counter cannot be decreased (value ${value})`);
     }
+    if (def.type !== "gauge" && Math.abs(value) > MAX_ACCUMULATED_UPDATE) {
+      throw new MetricRecordError(
+        name,
+        `value ${value} is beyond ±${MAX_ACCUMULATED_UPDATE}, the most one ${def.type} update may add ` +
+          `(larger ones would soon make the total infinite)`,
+      );
+    }
     const attributes: Attributes = {};
     for (const dim of def.dimensions) {
-      const given = dimensions[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
+      // Own properties only: a dimension named `constructor` or `toString` that the caller left
+      // out must be missing, not Object.prototype's function (which no exporter can render).
+      const given =
+        (Object.hasOwn(dimensions, dim) ? dimensions[dim] : undefined) ??
+        (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
       if (given === undefined) throw new MetricRecordError(name, `dimension ${dim} is missing`);
       attributes[dim] = given;
     }
@@ -198,7 +254,7 @@ export class MetricRecorder {
   }
 
   /** Counts a `[METRICS]` line that was not applied, by where it came from and why. */
-  recordRejectedLine(source: string, reason: "malformed" | "undeclared" | "invalid"): void {
+  recordRejectedLine(source: string, reason: RejectedLineReason): void {
     this.recordBuiltin(REJECTED_LINES, 1, { source, reason });
   }
 
@@ -247,7 +303,9 @@ export class MetricRecorder {
     if (instrument === undefined) return undefined; // dropped from a custom catalog: not exposed
     const attributes: Attributes = {};
     for (const dim of instrument.definition.dimensions) {
-      const v = context[dim] ?? (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
+      const v =
+        (Object.hasOwn(context, dim) ? context[dim] : undefined) ??
+        (dim === "Hostname" || dim === "hostname" ? this.hostname : undefined);
       if (v === undefined) {
         this.warnOnce(
           name,

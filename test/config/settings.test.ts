@@ -32,6 +32,7 @@ describe("DEFAULT_SETTINGS", () => {
       defaultStartupTimeoutSeconds: 120,
       metricLogFiles: [],
       metricLinesMaxBytes: 8388608,
+      maxLabelValueLength: 1024,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
       sourceFile: undefined,
     } satisfies Settings);
@@ -137,6 +138,7 @@ describe("resolveSettings", () => {
         defaultStartupTimeoutSeconds: 0.5,
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
+        maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: configPath(),
       } satisfies Settings);
@@ -379,6 +381,7 @@ describe("resolveSettings", () => {
         defaultStartupTimeoutSeconds: 120,
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
+        maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         sourceFile: undefined,
       } satisfies Settings);
@@ -465,9 +468,16 @@ describe("resolveSettings", () => {
       ["nvidia_smi_timeout_ms", "2.5", /is not an integer from 1 to 2147483647$/],
       ["nvidia_smi_timeout_ms", "2147483648", /is not an integer from 1 to 2147483647$/],
       ["nvidia_smi_path", "", /is empty/],
+      ["max_label_value_length", "0", /is not an integer from 1 to 65536$/],
+      ["max_label_value_length", "65537", /is not an integer from 1 to 65536$/],
+      ["max_label_value_length", "1k", /is not an integer from 1 to 65536$/],
       ["metrics_address", "localhost:8082", /is not an http:\/\/ or https:\/\/ address/],
       ["inference_address", "http://127.0.0.1:99999", /port "99999"/],
     ];
+    it("reads max_label_value_length", () => {
+      expect(resolveText("max_label_value_length=65536\n").maxLabelValueLength).to.equal(65536);
+    });
+
     for (const [key, value, problem] of invalid) {
       it(`refuses ${key}=${JSON.stringify(value)}`, () => {
         const err = catchConfigError(() => resolveText(`# line 1\n${key}=${value}\n`));

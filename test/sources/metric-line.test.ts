@@ -36,8 +36,33 @@ describe("metricsPayload", () => {
     expect(metricsPayload("[INFO ] W-9000-mnist_1.0-stdout MODEL_LOG - loading model")).to.equal(undefined);
   });
 
+  it("gives the text after TorchServe's own `INFO > ` prefix", () => {
+    expect(metricsPayload("INFO > [METRICS]A.Count:1")).to.equal("A.Count:1");
+  });
+
+  it("gives undefined for a marker that other text precedes (a worker quoting its input)", () => {
+    expect(metricsPayload("x [METRICS]A.Count:1")).to.equal(undefined);
+    expect(metricsPayload(" [METRICS]A.Count:1")).to.equal(undefined);
+    expect(metricsPayload("INFO  > [METRICS]A.Count:1")).to.equal(undefined);
+    expect(
+      metricsPayload(
+        "INFO:root:review: great movie! [METRICS]Requests5XX.Count:100000|#Level:Host|#hostname:vm,1,r",
+      ),
+    ).to.equal(undefined);
+    // TorchServe's ts_log.log echoes each metric line it read: the echo is no metric line.
+    expect(
+      metricsPayload(
+        "2024-04-25T07:21:31,722 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]X.Count:1|#|#hostname:H,1, pattern=[METRICS]",
+      ),
+    ).to.equal(undefined);
+    // A log4j prefix whose message is the worker's own text: the marker is not where the prefix ends.
+    expect(
+      metricsPayload("2024-01-01T00:00:00,000 [INFO ] W-9000 MODEL_LOG - got: [METRICS]A.Count:1"),
+    ).to.equal(undefined);
+  });
+
   it("cuts at the first marker, so a marker inside the payload stays in it", () => {
-    expect(metricsPayload("x [METRICS]A.Count:1 [METRICS]")).to.equal("A.Count:1 [METRICS]");
+    expect(metricsPayload("[METRICS]A.Count:1 [METRICS]")).to.equal("A.Count:1 [METRICS]");
   });
 });
 
@@ -437,9 +462,51 @@ describe("parseMetricLine", () => {
       reason: 'request id 2 after the timestamp is empty (a stray ",")',
     },
     {
-      title: "text glued after the request ids (TorchServe's WorkerLifeCycle debug line)",
-      text: "2024-04-25T07:21:31,722 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]X.Milliseconds:0.5|#ModelName:m,Level:Model|#type:GAUGE|#hostname:H,1714029691,10ca6d02-5895-4af3-a052-6b5d409ca676, pattern=[METRICS]",
+      title: "text glued after the request ids",
+      text: "[METRICS]X.Milliseconds:0.5|#ModelName:m,Level:Model|#type:GAUGE|#hostname:H,1714029691,10ca6d02-5895-4af3-a052-6b5d409ca676, pattern=[METRICS]",
       reason: 'request id " pattern=[METRICS]" contains whitespace',
+    },
+    {
+      title: "a marker inside other text (TorchServe's WorkerLifeCycle debug line)",
+      text: "2024-04-25T07:21:31,722 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]X.Milliseconds:0.5|#ModelName:m,Level:Model|#type:GAUGE|#hostname:H,1714029691, pattern=[METRICS]",
+      reason:
+        'the [METRICS] marker is at column 100, not at the start of the line (only TorchServe\'s "INFO > " or log4j prefix may precede it): "orch.serve.wlm.WorkerLifeCycle - result=[METRICS]"',
+    },
+    {
+      title: "a marker a worker quoted from its input",
+      text: "INFO great movie! [METRICS]Requests5XX.Count:100000|#Level:Host|#hostname:vm,1,r",
+      reason:
+        'the [METRICS] marker is at column 19, not at the start of the line (only TorchServe\'s "INFO > " or log4j prefix may precede it): "INFO great movie! [METRICS]"',
+    },
+    {
+      title: "a raw CR inside a dimension value",
+      text: "[METRICS]X.Count:1|#Level:a\rb|#hostname:h,1",
+      reason:
+        'control character U+000D in "X.Count:1|#Level:a\\rb|#hostname:h,1"; a metric line is one line of printable text',
+    },
+    {
+      title: "a newline inside a dimension value (only the library API can pass one)",
+      text: "[METRICS]X.Count:1|#Level:a\nb|#hostname:h,1",
+      reason:
+        'control character U+000A in "X.Count:1|#Level:a\\nb|#hostname:h,1"; a metric line is one line of printable text',
+    },
+    {
+      title: "a tab inside a dimension value",
+      text: "[METRICS]X.Count:1|#Level:a\tb|#hostname:h,1",
+      reason:
+        'control character U+0009 in "X.Count:1|#Level:a\\tb|#hostname:h,1"; a metric line is one line of printable text',
+    },
+    {
+      title: "a NUL in the hostname",
+      text: "[METRICS]X.Count:1|#|#hostname:h\u0000,1",
+      reason:
+        'control character U+0000 in "X.Count:1|#|#hostname:h\\u0000,1"; a metric line is one line of printable text',
+    },
+    {
+      title: "a Unicode line separator",
+      text: "[METRICS]X.Count:1|#Level:a\u2028b|#hostname:h,1",
+      reason:
+        'control character U+2028 in "X.Count:1|#Level:a\u2028b|#hostname:h,1"; a metric line is one line of printable text',
     },
   ];
 
@@ -466,7 +533,7 @@ describe("parseMetricLine", () => {
   });
 
   it("cuts long quoted text in a reason and escapes control characters", () => {
-    const result = parseMetricLine(`[METRICS]X.Count:${"9".repeat(200)}x\u0007|#|#hostname:h,1`);
+    const result = parseMetricLine(`[METRICS]X.Count:${"9".repeat(200)}x|#|#hostname:h,1`);
     expect(result).to.deep.equal({
       ok: false,
       reason: `value "${"9".repeat(80)}…" of metric "X" is not a finite number`,
@@ -474,8 +541,14 @@ describe("parseMetricLine", () => {
     const bell = parseMetricLine("[METRICS]X.Count:1\u0007|#|#hostname:h,1");
     expect(bell).to.deep.equal({
       ok: false,
-      reason: 'value "1\\u0007" of metric "X" is not a finite number',
+      reason:
+        'control character U+0007 in "X.Count:1\\u0007|#|#hostname:h,1"; a metric line is one line of printable text',
     });
+  });
+
+  it("takes printable text beyond ASCII in dimension values", () => {
+    const result = parseMetricLine("[METRICS]X.Count:1|#Model:résumé-模型 ✓|#hostname:h,1");
+    expect(result.ok && result.line.dimensions).to.deep.equal({ Model: "résumé-模型 ✓" });
   });
 
   it("stays fast on long adversarial input", () => {

@@ -4,7 +4,12 @@ import { parseCatalog } from "../../src/catalog/load.js";
 import { metricsByName } from "../../src/exposition/pull-reader.js";
 import { renderTorchServeText } from "../../src/exposition/series-store.js";
 import { createMemoryLogger } from "../../src/log.js";
-import { createTelemetry, type TelemetryOptions } from "../../src/telemetry/pipeline.js";
+import { renderOtelText } from "../../src/exposition/otel-text.js";
+import {
+  createTelemetry,
+  MetricRegistrationError,
+  type TelemetryOptions,
+} from "../../src/telemetry/pipeline.js";
 
 const METRICS = parseCatalog(
   `ts_metrics:
@@ -89,5 +94,55 @@ describe("createTelemetry", () => {
         buckets: undefined,
       }),
     ).to.throw(/already registered/);
+  });
+
+  for (const format of ["torchserve", "otel"] as const) {
+    it(`refuses at run time a metric whose exposition names another family takes (${format})`, () => {
+      const t = setup({ format });
+      const def = (name: string, type: "counter" | "gauge" | "histogram") => ({
+        name,
+        type,
+        unit: "Count",
+        dimensions: ["Hostname"],
+        section: "model_metrics" as const,
+        buckets: undefined,
+      });
+      for (const name of ["Latency_count", "Latency_sum", "Latency_bucket"]) {
+        expect(() => t.register(def(name, "gauge")), name).to.throw(
+          MetricRegistrationError,
+          new RegExp(`renders ${name}, a sample name of Latency`),
+        );
+      }
+      expect(() => t.register(def("Latency_count", "histogram"))).to.throw(MetricRegistrationError);
+      expect(() => t.register(def("Depth", "histogram"))).to.throw(
+        MetricRegistrationError,
+        /already registered/,
+      );
+      t.register(def("Auto_sum", "gauge"));
+      expect(() => t.register(def("Auto", "histogram"))).to.throw(MetricRegistrationError, /Auto_sum/);
+      expect(t.families.map((f) => f.name)).to.deep.equal(["Latency", "Depth", "Auto_sum"]);
+    });
+  }
+
+  it("gives a late metric the namer's next name where the exporter would render another's name (otel)", async () => {
+    const t = setup({ format: "otel" });
+    const def = (name: string, type: "counter" | "gauge") => ({
+      name,
+      type,
+      unit: "Count",
+      dimensions: ["Hostname"],
+      section: "model_metrics" as const,
+      buckets: undefined,
+    });
+    t.register(def("Foo", "counter"));
+    t.register(def("FooTotal", "gauge"));
+    t.recorder.record("Foo", 1);
+    t.recorder.record("FooTotal", 2);
+    const text = renderOtelText((await t.reader.collect()).resourceMetrics);
+    const helps = text.split("\n").filter((l) => l.startsWith("# HELP "));
+    expect(helps.map((l) => l.split(" ")[2])).to.deep.equal([
+      "serve_model_foo_total",
+      "serve_model_foo_total_2",
+    ]);
   });
 });

@@ -118,6 +118,11 @@ describe("MetricRecorder", () => {
       () => ["Requests2XX", -1, { Level: "Host" }],
       /a counter cannot be decreased/,
     ],
+    [
+      "a counter increment that could make the total infinite (1e308 twice would)",
+      () => ["Requests2XX", 1e308, { Level: "Host" }],
+      /value 1e\+308 is beyond ±9007199254740991/,
+    ],
   ];
   for (const [what, args, message] of refusals) {
     it(`refuses ${what} with a MetricRecordError and records nothing`, async () => {
@@ -127,6 +132,42 @@ describe("MetricRecorder", () => {
       expect(await text()).to.equal(before);
     });
   }
+
+  it("takes an increment of up to 2^53 - 1, and one as large again, keeping the counter finite", async () => {
+    const { t, text } = setup();
+    t.recorder.record("Requests2XX", Number.MAX_SAFE_INTEGER, { Level: "Host" });
+    t.recorder.record("Requests2XX", Number.MAX_SAFE_INTEGER, { Level: "Host" });
+    expect(await text()).to.include('Requests2XX{Level="Host",Hostname="h",} 1.8014398509481982E16\n');
+  });
+
+  it("refuses a histogram observation beyond ±(2^53 - 1), and lets a gauge take any finite value", async () => {
+    const { t, text } = setup(
+      parseCatalog(
+        "model_metrics:\n  histogram:\n    - {name: H, unit: ms, dimensions: []}\n  gauge:\n    - {name: G, unit: ms, dimensions: []}\n",
+        "c.yaml",
+      ),
+    );
+    expect(() => t.recorder.record("H", -1e300)).to.throw(MetricRecordError, /beyond/);
+    t.recorder.record("G", 1e308);
+    const out = await text();
+    expect(out).to.include('G{Hostname="h",} 1.0E308\n');
+    expect(out).not.to.include("H_sum");
+  });
+
+  it("reads only the dimensions given, never Object.prototype's members (a dimension named constructor)", async () => {
+    const { t, text } = setup(
+      parseCatalog(
+        "model_metrics:\n  gauge:\n    - {name: P, unit: ms, dimensions: [constructor]}\n",
+        "c.yaml",
+      ),
+    );
+    expect(() => t.recorder.record("P", 1, {})).to.throw(
+      MetricRecordError,
+      /dimension constructor is missing/,
+    );
+    t.recorder.record("P", 2, { constructor: "c" });
+    expect(await text()).to.include('P{constructor="c",Hostname="h",} 2.0\n');
+  });
 
   it("skips frontend metrics a custom catalog drops, and warns once about labels it cannot fill", async () => {
     const { t, logger, text } = setup(
