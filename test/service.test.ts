@@ -52,7 +52,7 @@ describe("the service's metric-line sources", function () {
         method: "POST",
         body: lines,
       });
-      expect(JSON.parse(res.body)).to.deep.equal({ accepted: 4, rejected: [] });
+      expect(JSON.parse(res.body)).to.deep.equal({ accepted: 4, rejected: [], rejected_count: 0 });
       const text = await service.scrape();
       // TorchServe's own auto-detect test patterns, each exactly once.
       for (const pattern of [
