@@ -1,11 +1,11 @@
 import { expect } from "chai";
-import { existsSync, mkdtempSync, readFileSync, renameSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync, renameSync } from "node:fs";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { formatMetricLogLine, log4jTimestamp, MetricsLogWriter } from "../../src/exposition/log-writer.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
+import { tempDir } from "../support/temp.js";
 
 const TS_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} - /;
 
@@ -13,7 +13,7 @@ function setup(
   mode: "log" | "legacy",
   checkIntervalMs = 1000,
 ): { t: Telemetry; writer: MetricsLogWriter; dir: string } {
-  const dir = join(mkdtempSync(join(tmpdir(), "metrics-log-")), "logs");
+  const dir = join(tempDir("metrics-log-"), "logs");
   const t = createTelemetry({
     metrics: loadDefaultCatalog().metrics,
     format: "torchserve",
