@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { readFileSync } from "node:fs";
 import { CLI_USAGE, parseCliArgs } from "./config/cli-args.js";
+import { ConfigError } from "./config/errors.js";
 import { createConsoleLogger } from "./log.js";
 import { startMetricsService } from "./service.js";
 
@@ -13,6 +14,13 @@ function exitCodeOf(err: unknown): number {
 
 /** Signals that stop the service gracefully (HUP too: there is no configuration to reload). */
 const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR2"];
+
+// Staying up idle would look healthy while collecting nothing, and exiting 0 makes a supervisor
+// restart it in a silent loop: a configuration with nothing to do is refused like any other (2).
+const NOTHING_TO_DO =
+  "nothing to do: the metrics API is off (enable_metrics_api=false), no inference API is served (no models, " +
+  "enable_inference_api unset or false), metrics_mode=prometheus writes no log, no metric_log_files are " +
+  "followed and no OTLP push is configured (--otel-config, OTEL_METRICS_EXPORTER). Enable at least one of these.";
 
 async function main(): Promise<void> {
   const logger = createConsoleLogger();
@@ -33,6 +41,10 @@ async function main(): Promise<void> {
     otelConfigFile: args.otelConfigFile,
     logger,
   });
+  if (service.activities.length === 0) {
+    await service.stop();
+    throw new ConfigError(NOTHING_TO_DO, { file: service.settings.sourceFile });
+  }
   let stopping = false;
   const shutdown = (signal: NodeJS.Signals): void => {
     if (stopping) {

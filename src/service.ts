@@ -16,6 +16,7 @@ import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
 import { createInferenceHandler } from "./frontend/inference-server.js";
 import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
+import { isLoopbackAddress } from "./server/loopback.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
 import { metricsPayload } from "./sources/metric-line.js";
@@ -58,6 +59,13 @@ export interface MetricsService {
   readonly metricsUrl: string | undefined;
   /** Where the inference frontend listens (e.g. `http://127.0.0.1:8080`), undefined when it is off. */
   readonly inferenceUrl: string | undefined;
+  /**
+   * What the service does on its own, one phrase each (`metrics API on http://…`, `OTLP push`,
+   * `metrics_mode=log`, `following model_log.log`, `inference API on http://…`). While it is not
+   * empty, the service keeps the process running until stop(). Empty: the service only answers its
+   * embedder's calls (record*, scrape).
+   */
+  readonly activities: readonly string[];
   /** Records one inference request (response class, ts_* counters, QueueTime, WorkerThreadTime). */
   recordInference(record: InferenceRecord): void;
   /** Records a worker's load time in WorkerLoadTime. */
@@ -174,6 +182,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     for (const stop of stops.splice(0).reverse()) await stop();
   };
   let stopping: Promise<void> | undefined;
+  const activities: string[] = [];
+  if (push.readers.length > 0) activities.push("OTLP push");
   let metricsServer: ListeningServer | undefined;
   let inferenceServer: ListeningServer | undefined;
   let frontend: InferenceFrontend | undefined;
@@ -187,6 +197,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       logger.info(
         `metrics_mode=${settings.metricsMode}: writing ts_metrics.log and model_metrics.log in ${directory}`,
       );
+      activities.push(`metrics_mode=${settings.metricsMode}`);
     }
     const sampler = new SystemSampler({
       intervalSeconds: settings.metricTimeInterval,
@@ -214,6 +225,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       });
       stops.push(() => follower.stop());
       await follower.start();
+      activities.push(`following ${path}`);
     }
 
     if (settings.enableMetricsApi) {
@@ -231,6 +243,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       answerClientErrors(server.server, (status) => recorder.recordResponse(status));
       metricsServer = server;
       logger.info(`metrics API listening on ${server.url}/metrics`);
+      activities.push(`metrics API on ${server.url}/metrics`);
     }
     for (const line of push.describe) logger.info(line);
 
@@ -273,10 +286,38 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       logger.info(
         `inference API listening on ${server.url} (${count} model version${count === 1 ? "" : "s"})`,
       );
+      activities.push(`inference API on ${server.url}`);
+      const bound = boundAddress(server);
+      if (!isLoopbackAddress(bound)) {
+        logger.warn(
+          `inference_address: listening on ${bound}, beyond loopback: POST ${server.url}/metric-lines has no ` +
+            `authentication, so anyone who can reach this port can write model metrics. Bind 127.0.0.1 ` +
+            `(inference_address=${settings.inferenceAddress.protocol}://127.0.0.1:${server.port}) or let only ` +
+            `trusted hosts reach it (firewall, or an authenticating proxy in front).`,
+        );
+      }
       models.start().catch((err: unknown) => {
         // A stop before every worker was ready once is no error.
         if (stopping === undefined) logger.error(`workers: ${String(err)}`);
       });
+    }
+    if (metricsServer === undefined && inferenceServer === undefined && activities.length > 0) {
+      // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
+      // that forgets stop() can still exit; a service with work of its own must hold the process
+      // until stop(), as its listening servers would.
+      const keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
+      stops.push(() => clearInterval(keepAlive));
+    }
+    if (
+      settings.metricLogFiles.length > 0 &&
+      metricsServer === undefined &&
+      push.readers.length === 0 &&
+      settings.metricsMode === "prometheus"
+    ) {
+      logger.warn(
+        "metric_log_files are followed, but nothing reads their metrics: enable_metrics_api=false, " +
+          "metrics_mode=prometheus and no OTLP push; enable one of these or embed the service and scrape() it",
+      );
     }
   } catch (err) {
     await stopAll();
@@ -288,6 +329,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     catalog,
     metricsUrl: metricsServer?.url,
     inferenceUrl: inferenceServer?.url,
+    activities,
     recordInference: (r) => recorder.recordInference(r),
     recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
     recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
@@ -303,13 +345,25 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   };
 }
 
+/** The period of the timer that holds the process while the service works without a server (any long one). */
+const KEEP_ALIVE_MS = 24 * 60 * 60 * 1000;
+
+/** The IP a server is bound to, as the OS reports it (`0.0.0.0`, `::`, `127.0.0.1`). */
+function boundAddress(server: ListeningServer): string {
+  const address = server.server.address();
+  return typeof address === "object" && address !== null ? address.address : "";
+}
+
 /** How often the pull reader collects when OTLP push is on, scraped or not (see Scraper.drain). */
 const DRAIN_INTERVAL_MS = 60_000;
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
 
-/** Reads the certificate and key, and checks they form a usable pair before anything listens. */
+/**
+ * Reads the certificate and key, and checks each alone and then the pair before anything listens,
+ * so that the error names the file that is wrong.
+ */
 function readTls(settings: Settings): TlsFiles {
   const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
   const read = (key: string, path: string | undefined): Buffer => {
@@ -324,11 +378,39 @@ function readTls(settings: Settings): TlsFiles {
     cert: read("certificate_file", settings.certificateFile),
     key: read("private_key_file", settings.privateKeyFile),
   };
-  try {
-    createSecureContext(files);
-  } catch (err) {
+  const failure = (options: Partial<TlsFiles>): string | undefined => {
+    try {
+      createSecureContext(options);
+      return undefined;
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
+  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
+  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
+  const certProblem = failure({ cert: files.cert });
+  if (certProblem !== undefined) {
+    const hint = holdsKey
+      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
+      : "";
     throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${(err as Error).message}`,
+      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
+      origin("certificate_file", settings.certificateFile),
+    );
+  }
+  const keyProblem = failure({ key: files.key });
+  if (keyProblem !== undefined) {
+    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
+    throw new ConfigError(
+      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
+      origin("private_key_file", settings.privateKeyFile),
+    );
+  }
+  const pairProblem = failure(files);
+  if (pairProblem !== undefined) {
+    throw new ConfigError(
+      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
       origin("private_key_file", settings.privateKeyFile),
     );
   }

@@ -1,8 +1,8 @@
 import { expect } from "chai";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { tempDir } from "./support/temp.js";
 
 /**
  * The benchmark harness's quick mode, as a smoke test: every scenario runs against its peers and
@@ -12,7 +12,7 @@ describe("npm run bench:quick (the benchmark harness)", function () {
   this.timeout(240_000);
 
   it("runs every scenario and reports a measured figure for every target", async () => {
-    const out = join(mkdtempSync(join(tmpdir(), "bench-")), "results.md");
+    const out = join(tempDir("bench-"), "results.md");
     const child = spawn(process.execPath, ["--import", "tsx", "bench/run.ts", "--quick", "--out", out], {
       stdio: ["ignore", "pipe", "pipe"],
     });

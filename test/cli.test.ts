@@ -1,13 +1,16 @@
 import { expect } from "chai";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import type { ChildProcess } from "node:child_process";
+import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "./support/http.js";
 import { cleanEnv, runCli, spawnCli, waitForStderr } from "./support/cli.js";
+import { until } from "./support/net.js";
+import { OtlpReceiver } from "./support/otlp-receiver.js";
+import { tempDir } from "./support/temp.js";
 
 function configFile(text: string, name = "config.properties"): string {
-  const path = join(mkdtempSync(join(tmpdir(), "cli-")), name);
+  const path = join(tempDir("cli-"), name);
   writeFileSync(path, text);
   return path;
 }
@@ -101,13 +104,101 @@ describe("serve-metrics (the command)", function () {
     const file = configFile(`${LOOPBACK_ANY_PORT}enable_envvars_config=true\nmetrics_mode=prometheus\n`);
     const child = spawnCli(
       ["--ts-config", file],
-      cleanEnv({ TS_METRICS_MODE: "legacy", METRICS_LOCATION: mkdtempSync(join(tmpdir(), "cli-logs-")) }),
+      cleanEnv({ TS_METRICS_MODE: "legacy", METRICS_LOCATION: tempDir("cli-logs-") }),
     );
     try {
       const [, url] = await waitForStderr(child, /metrics API listening on (\S+)\n/);
       expect((await request(url ?? "")).body).not.to.include("MemoryUsed");
     } finally {
-      child.kill("SIGTERM");
+      await stopped(child);
     }
   });
+
+  describe("with nothing to do, or something", () => {
+    const NO_API = "enable_metrics_api=false\nnumber_of_gpu=0\nmetric_time_interval=1\n";
+
+    it("exits 2 at once, naming the settings that would give it work, when it has nothing to do", async () => {
+      const { code, stderr } = await runCli(["--ts-config", configFile(NO_API)]);
+      expect(code).to.equal(2);
+      expect(stderr).to.include("nothing to do");
+      for (const key of [
+        "enable_metrics_api",
+        "enable_inference_api",
+        "metrics_mode",
+        "metric_log_files",
+        "OTLP",
+      ]) {
+        expect(stderr).to.include(key);
+      }
+      expect(stderr).not.to.match(/\n\s+at /);
+    });
+
+    it("keeps running with metrics_mode=log alone, writing a sample every metric_time_interval", async () => {
+      const logs = tempDir("cli-logs-");
+      const child = spawnCli(
+        ["--ts-config", configFile(`${NO_API}metrics_mode=log\n`)],
+        cleanEnv({ METRICS_LOCATION: logs }),
+      );
+      try {
+        const samples = (): number =>
+          existsSync(join(logs, "ts_metrics.log"))
+            ? readFileSync(join(logs, "ts_metrics.log"), "utf8")
+                .split("\n")
+                .filter((l) => l.includes("CPUUtilization")).length
+            : 0;
+        await untilOrExit(child, () => samples() >= 3, "three host samples in ts_metrics.log");
+      } finally {
+        expect(await stopped(child)).to.equal(0);
+      }
+    });
+
+    it("keeps running with OTLP push alone, exporting every interval", async () => {
+      const rx = await OtlpReceiver.startHttp();
+      const child = spawnCli(
+        ["--ts-config", configFile(NO_API)],
+        cleanEnv({
+          OTEL_METRICS_EXPORTER: "otlp",
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+          OTEL_EXPORTER_OTLP_METRICS_ENDPOINT: rx.endpoint,
+          OTEL_METRIC_EXPORT_INTERVAL: "200",
+        }),
+      );
+      try {
+        await untilOrExit(child, () => rx.exports.length >= 3, "three OTLP exports");
+      } finally {
+        expect(await stopped(child)).to.equal(0);
+        await rx.close();
+      }
+    });
+
+    it("keeps running with followed metric_log_files alone, and warns that nothing reads them", async () => {
+      const file = join(tempDir("cli-follow-"), "model_log.log");
+      writeFileSync(file, "");
+      const child = spawnCli(["--ts-config", configFile(`${NO_API}metric_log_files=${file}\n`)]);
+      try {
+        await waitForStderr(child, /metric_log_files are followed, but nothing reads their metrics/);
+        // A malformed line written after start is read and rejected: the follower is still at work.
+        appendFileSync(file, "[METRICS]not a metric line\n");
+        await waitForStderr(child, /metric lines \(file\): /);
+      } finally {
+        expect(await stopped(child)).to.equal(0);
+      }
+    });
+  });
 });
+
+/** Sends SIGTERM (unless the child has exited already) and resolves with its exit code. */
+async function stopped(child: ChildProcess): Promise<number | null> {
+  if (child.exitCode !== null) return child.exitCode;
+  const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  return exited;
+}
+
+/** Waits for `check` like until(), failing at once if the child exits first. */
+async function untilOrExit(child: ChildProcess, check: () => boolean, what: string): Promise<void> {
+  await until(() => {
+    if (child.exitCode !== null) throw new Error(`exited with ${child.exitCode} before ${what}`);
+    return check();
+  }, what);
+}

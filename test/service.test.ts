@@ -1,16 +1,20 @@
 import { expect } from "chai";
-import { appendFileSync, mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { execFileSync } from "node:child_process";
+import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { ConfigError } from "../src/config/errors.js";
+import type { Settings } from "../src/config/types.js";
 import { request } from "./support/http.js";
 import { until } from "./support/net.js";
 import { startTestService } from "./support/service.js";
+import { tempDir } from "./support/temp.js";
+import { requireTool } from "./support/tools.js";
 
 describe("the service's metric-line sources", function () {
   this.timeout(20_000);
 
   it("follows metric_log_files and applies the [METRICS] lines written after start, ignoring other lines", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "follow-")), "model_log.log");
+    const file = join(tempDir("follow-"), "model_log.log");
     writeFileSync(
       file,
       "[METRICS]PredictionTime.Milliseconds:1|#ModelName:old,Level:Model|#hostname:h,1699061430\n",
@@ -36,7 +40,7 @@ describe("the service's metric-line sources", function () {
   });
 
   it("takes from a followed file neither a quoted marker nor a forged frontend metric", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "follow-")), "model_log.log");
+    const file = join(tempDir("follow-"), "model_log.log");
     writeFileSync(file, "");
     const { service } = await startTestService({ metricLogFiles: [file] });
     try {
@@ -81,7 +85,7 @@ describe("the service's metric-line sources", function () {
         method: "POST",
         body: lines,
       });
-      expect(JSON.parse(res.body)).to.deep.equal({ accepted: 4, rejected: [] });
+      expect(JSON.parse(res.body)).to.deep.equal({ accepted: 4, rejected: [], rejected_count: 0 });
       const text = await service.scrape();
       // TorchServe's own auto-detect test patterns, each exactly once.
       for (const pattern of [
@@ -126,6 +130,98 @@ describe("the service's metric-line sources", function () {
         "WARN ts_queue_latency_microseconds",
         "WARN serve_request_duration_seconds",
       ]);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe("the service's TLS files", () => {
+  let dir: string;
+  before(function () {
+    requireTool(this, "openssl");
+    dir = tempDir("tls-");
+    const [key, cert] = [join(dir, "a.key"), join(dir, "a.crt")];
+    const args = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"];
+    execFileSync("openssl", [...args, "-keyout", key, "-out", cert], { stdio: "ignore" });
+    writeFileSync(join(dir, "garbage.pem"), "not a PEM file\n");
+  });
+
+  const refusal = async (certificateFile: string, privateKeyFile: string): Promise<ConfigError> => {
+    const err = await startTestService({
+      metricsAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
+      certificateFile: join(dir, certificateFile),
+      privateKeyFile: join(dir, privateKeyFile),
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ConfigError);
+    return err as ConfigError;
+  };
+
+  it("names certificate_file when it is not a certificate", async () => {
+    const err = await refusal("garbage.pem", "a.key");
+    expect([err.key, err.value]).to.deep.equal(["certificate_file", join(dir, "garbage.pem")]);
+  });
+
+  it("names certificate_file, and suggests a swap, when it holds the private key", async () => {
+    const err = await refusal("a.key", "a.crt");
+    expect([err.key, err.value]).to.deep.equal(["certificate_file", join(dir, "a.key")]);
+    expect(err.message).to.include("swapped");
+  });
+
+  it("names private_key_file when it is not a private key", async () => {
+    for (const [file, hint] of [
+      ["garbage.pem", ""],
+      ["a.crt", "it holds a certificate"],
+    ] as const) {
+      const err = await refusal("a.crt", file);
+      expect([err.key, err.value]).to.deep.equal(["private_key_file", join(dir, file)]);
+      expect(err.message).to.include(hint);
+    }
+  });
+});
+
+describe("the service's start warnings and activities", () => {
+  const inference = (host: string): Partial<Settings> => ({
+    enableInferenceApi: true,
+    inferenceAddress: { protocol: "http", host, port: 0 },
+  });
+  const unauthenticated = (lines: readonly string[]): string[] =>
+    lines.filter((l) => l.startsWith("WARN inference_address") && l.includes("no authentication"));
+
+  for (const host of ["0.0.0.0", "::"]) {
+    it(`warns that /metric-lines has no authentication when the inference API binds ${host}`, async () => {
+      const { service, logger } = await startTestService(inference(host));
+      try {
+        const warnings = unauthenticated(logger.lines);
+        expect(warnings).to.have.length(1);
+        expect(warnings[0]).to.include(`listening on ${host}`).and.to.include("/metric-lines");
+      } finally {
+        await service.stop();
+      }
+    });
+  }
+
+  it("does not warn on loopback, and lists what it does", async () => {
+    const { service, logger } = await startTestService(inference("127.0.0.1"));
+    try {
+      expect(unauthenticated(logger.lines)).to.deep.equal([]);
+      expect(service.activities).to.deep.equal([
+        `metrics API on ${service.metricsUrl ?? ""}/metrics`,
+        `inference API on ${service.inferenceUrl ?? ""}`,
+      ]);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it("lists no activity when it only answers its embedder", async () => {
+    const { service } = await startTestService({ enableMetricsApi: false });
+    try {
+      expect(service.activities).to.deep.equal([]);
+      expect(await service.scrape(["MemoryUsed"])).to.include("MemoryUsed{");
     } finally {
       await service.stop();
     }

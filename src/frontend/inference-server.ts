@@ -51,7 +51,10 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
   }
   if (pathname === "/metric-lines") {
     if (req.method !== "POST") send(deps, req, res, notAllowed(req, "POST"));
-    else send(deps, req, res, await handleMetricLines(deps, req));
+    else {
+      const reply = await handleMetricLines(deps, req);
+      if (reply !== undefined) send(deps, req, res, reply); // undefined: the client is gone
+    }
     return;
   }
   const route = parseInferencePath("POST", pathname);

@@ -1,8 +1,8 @@
 import { expect } from "chai";
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { CatalogError, loadCatalogFile, loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
+import { tempDir } from "../support/temp.js";
 
 describe("metrics catalog", () => {
   describe("the bundled default", () => {
@@ -171,7 +171,7 @@ describe("metrics catalog", () => {
   });
 
   it("reads a file from disk and names a missing one", () => {
-    const dir = mkdtempSync(join(tmpdir(), "catalog-"));
+    const dir = tempDir("catalog-");
     const path = join(dir, "metrics.yaml");
     writeFileSync(path, "model_metrics:\n  gauge:\n    - {name: G, unit: ms}\n");
     expect(loadCatalogFile(path)).to.deep.include({ source: path });

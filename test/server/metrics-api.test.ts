@@ -1,9 +1,8 @@
 import { expect } from "chai";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { connect } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { ConfigError } from "../../src/config/errors.js";
@@ -14,6 +13,7 @@ import { request } from "../support/http.js";
 import { freePort } from "../support/net.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
+import { tempDir } from "../support/temp.js";
 
 /** TorchServe's own prometheus-mode test patterns for the frontend and host metrics; each must match once. */
 const TORCHSERVE_PATTERNS = [
@@ -187,7 +187,7 @@ describe("metrics API settings", () => {
   });
 
   it("serves an empty body in metrics_mode=log and writes TorchServe's log lines instead", async () => {
-    const logs = mkdtempSync(join(tmpdir(), "metrics-location-"));
+    const logs = tempDir("metrics-location-");
     const { service, url } = await startTestService(
       { metricsMode: "log" },
       { env: { METRICS_LOCATION: logs } },
@@ -207,7 +207,7 @@ describe("metrics API settings", () => {
   });
 
   it("serves only the three ts_* counters in metrics_mode=legacy", async () => {
-    const logs = mkdtempSync(join(tmpdir(), "metrics-location-"));
+    const logs = tempDir("metrics-location-");
     const { service, url } = await startTestService(
       { metricsMode: "legacy" },
       { env: { METRICS_LOCATION: logs } },
@@ -245,7 +245,7 @@ describe("metrics API settings", () => {
     let dir: string;
     before(function () {
       requireTool(this, "openssl");
-      dir = mkdtempSync(join(tmpdir(), "tls-"));
+      dir = tempDir("tls-");
       for (const name of ["a", "b"]) {
         execFileSync(
           "openssl",
