@@ -129,16 +129,14 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
     cli = child;
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
     let lastWords = "";
-    let seen = { "2xx": 0, "4xx": 0, "5xx": 0, unknown: 0 };
-    let stage = "start";
-    const dbg = setInterval(() => { process.stderr.write(`DBG ${stage} ${JSON.stringify(seen)}\n`); if (stage.startsWith("X")) process.stderr.write(lastWords.slice(-4000)); }, 3000);
-    dbg.unref();
     child.stderr?.on("data", (d: Buffer) => (lastWords = (lastWords + d.toString()).slice(-10_000)));
-    const [, metricsUrl] = (await waitForStderr(child, /metrics API listening on (\S+)/)) as string[];
-    const [, inferenceUrl] = (await waitForStderr(child, /inference API listening on (\S+)/)) as string[];
-    stage = "ready?";
+    // One pattern for both lines: they may arrive in one chunk, which a second wait would miss.
+    const [, metricsUrl, inferenceUrl] = (await waitForStderr(
+      child,
+      /metrics API listening on (\S+)[^]*inference API listening on (\S+)/,
+    )) as string[];
     const predict = (what: string): string => `${inferenceUrl}/predictions/c?do=${what}`;
-    seen = { "2xx": 0, "4xx": 0, "5xx": 0, unknown: 0 };
+    const seen = { "2xx": 0, "4xx": 0, "5xx": 0, unknown: 0 };
     const send = async (
       what: string,
       style: "patient" | "impatient" | "vanishing",
@@ -165,7 +163,6 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
     for (const k of Object.keys(seen) as (keyof typeof seen)[]) seen[k] = 0;
     let scrapes = 1;
 
-    stage = "chaos";
     const stopAt = Date.now() + CHAOS_MS;
     const clients = Array.from({ length: CLIENTS }, async (_, i) => {
       const style = (["patient", "impatient", "vanishing"] as const)[i % 3] ?? "patient";
@@ -183,9 +180,7 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
     expect(seen["2xx"], "healthy requests got through during the chaos").to.be.above(0);
 
     // Afterwards: a burst of healthy requests all succeed, without waiting out a timeout.
-    stage = "healthy-again";
     await until(healthy, "the model to answer again", 30_000);
-    stage = "burst";
     // Rounds of as many as one ready worker and the queue hold (1 + job_queue_size 8): the other
     // workers may still be in their restart backoff. A leaked queue place or slot fails a round.
     for (let round = 0; round < 3; round++) {
@@ -193,7 +188,6 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
       expect(burst.filter((k) => k !== "2xx")).to.deep.equal([]);
     }
 
-    stage = "final";
     const final = await responses();
     const got = {
       "2xx": final["2xx"] - baseline["2xx"] - scrapes,
@@ -212,7 +206,6 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
 
     expect(rssKiB(pid) - rssBefore, "RSS growth in KiB").to.be.below(64 * 1024);
 
-    stage = "Xstop";
     child.kill("SIGTERM");
     const stopped = await Promise.race([
       exited,

@@ -348,7 +348,11 @@ describe("/metrics in chunks", () => {
 
   for (const metricsFormat of ["torchserve", "otel"] as const) {
     it(`sends what scrape() renders, in several chunks, with its length (metrics_format=${metricsFormat})`, async () => {
-      const { service, url } = await startTestService({ metricsFormat, modelMetricsAutoDetect: true });
+      const { service, url } = await startTestService({
+        metricsFormat,
+        modelMetricsAutoDetect: true,
+        maxLabelValueLength: 4096,
+      });
       try {
         // Long label values: a text of several chunks, each family's and each batch's seams included.
         const pad = "v".repeat(2000);
