@@ -272,3 +272,20 @@ describe("the inference frontend against faulty workers and impatient clients", 
     expect(process.memoryUsage().rss - rssBefore).to.be.below(96 * 1024 * 1024);
   });
 });
+
+describe("stopping while a worker crash-loops", function () {
+  this.timeout(30_000);
+
+  it("logs no ERROR: a stop before every worker was ready once is no failure", async () => {
+    const { service, logger } = await startTestService(
+      {
+        models: [model("dies", 1, { command: `FW_DIE_AT_START=1 ${FAULTY}` })],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+      },
+      { workerTimings: { backoff: { initialMs: 100, maxMs: 200 }, stopGraceMs: 500 } },
+    );
+    await until(() => logger.lines.some((l) => /exited with code 1; restarting/.test(l)), "a crash");
+    await service.stop();
+    expect(logger.lines.filter((l) => l.startsWith("ERROR"))).to.deep.equal([]);
+  });
+});
