@@ -107,7 +107,9 @@ function hostPort(host: string, port: number): string {
  */
 export function answerClientErrors(server: Server, onResponse: (status: number) => void): void {
   server.on("clientError", (err: NodeJS.ErrnoException, socket) => {
-    if (!socket.writable) {
+    // A client that went away mid-request (reset, or its side closed before the request was
+    // whole) is answered nothing, so nothing is counted.
+    if (!socket.writable || err.code === "HPE_INVALID_EOF_STATE" || err.code === "ECONNRESET") {
       socket.destroy();
       return;
     }
