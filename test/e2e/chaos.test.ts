@@ -1,10 +1,11 @@
 import { expect } from "chai";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { request as httpRequest } from "node:http";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cleanEnv, spawnCli, waitForStderr } from "../support/cli.js";
+import { cleanEnv, spawnCli, waitForStderr, writeCliConfig } from "../support/cli.js";
+import { isGone } from "../support/processes.js";
 import { until } from "../support/net.js";
 
 /** How long clients and workers misbehave. */
@@ -91,15 +92,6 @@ function rssKiB(pid: number): number {
   return Number(line?.match(/\d+/)?.[0] ?? NaN);
 }
 
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
 describe("chaos: impatient clients against workers that misbehave at random, with scrapes running", function () {
   this.timeout(120_000);
   let dir: string;
@@ -114,17 +106,9 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
   it("stays up, leaks no slot or memory, counts every response once, and leaves no worker", async () => {
     const pidFile = join(dir, "pids");
     const command = `FW_FLOOD_BYTES=8388608 FW_PID_FILE=${pidFile} node test/fixtures/workers/faulty-worker.js --port {port}`;
-    const config = join(dir, "config.properties");
-    writeFileSync(
-      config,
-      [
-        "metrics_address=http://127.0.0.1:0",
-        "inference_address=http://127.0.0.1:0",
-        "number_of_gpu=0",
-        "job_queue_size=8",
-        `models=${JSON.stringify({ c: { "1": { command, workers: 3, responseTimeout: 1 } } })}`,
-      ].join("\n"),
-    );
+    const config = writeCliConfig(dir, { c: { "1": { command, workers: 3, responseTimeout: 1 } } }, [
+      "job_queue_size=8",
+    ]);
     const child = spawnCli(["--ts-config", config], cleanEnv());
     cli = child;
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));

@@ -1,23 +1,15 @@
 import { expect } from "chai";
 import type { ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { cleanEnv, spawnCli, waitForStderr } from "../support/cli.js";
+import { cleanEnv, spawnCli, waitForStderr, writeCliConfig } from "../support/cli.js";
+import { isGone } from "../support/processes.js";
 import { until } from "../support/net.js";
 
 interface Start {
   pid: number;
   childPid: number;
-}
-
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return false;
-  } catch {
-    return true;
-  }
 }
 
 /** The CLI serving one model of two test workers, each with a child of its own. */
@@ -27,16 +19,7 @@ async function startService(
 ): Promise<{ cli: ChildProcess; starts: Start[]; exited: Promise<number | null> }> {
   const pidFile = join(dir, `pids-${Math.random().toString(36).slice(2)}.jsonl`);
   const command = `${workerEnv} TW_SPAWN_CHILD=1 TW_PID_FILE=${pidFile} node test/fixtures/workers/test-worker.js --port {port}`;
-  const config = join(dir, "config.properties");
-  writeFileSync(
-    config,
-    [
-      "metrics_address=http://127.0.0.1:0",
-      "inference_address=http://127.0.0.1:0",
-      "number_of_gpu=0",
-      `models=${JSON.stringify({ m: { "1": { command, workers: 2 } } })}`,
-    ].join("\n"),
-  );
+  const config = writeCliConfig(dir, { m: { "1": { command, workers: 2 } } });
   const cli = spawnCli(["--ts-config", config], cleanEnv());
   const exited = new Promise<number | null>((resolve) => cli.on("exit", (code) => resolve(code)));
   let ready = 0;

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { isGone } from "../support/processes.js";
 import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
@@ -18,22 +19,6 @@ import { REPO_ROOT } from "../support/cli.js";
 
 const TEST_WORKER = fileURLToPath(new URL("../fixtures/workers/test-worker.js", import.meta.url));
 const NODE_WORKER = `"${process.execPath}" "${TEST_WORKER}" --port {port}`;
-
-/** Dead, or a zombie: killed, but left unreaped by a PID 1 that does not reap (as in containers). */
-function isGone(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "ESRCH";
-  }
-  try {
-    // /proc/<pid>/stat: "pid (comm) S ..."; the state follows the last ")".
-    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    return stat.slice(stat.lastIndexOf(")") + 2).startsWith("Z");
-  } catch {
-    return true;
-  }
-}
 
 async function waitFor(what: string, condition: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs;

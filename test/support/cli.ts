@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 /** The repository root, where `src/cli.ts` lives. */
@@ -47,4 +49,23 @@ export function waitForStderr(child: ChildProcess, pattern: RegExp): Promise<Reg
       reject(new Error(`exited with ${String(code)} before ${String(pattern)}:\n${seen}`)),
     );
   });
+}
+
+/**
+ * Writes `dir/config.properties` for a CLI on free loopback ports, without GPUs, serving `models`
+ * (the `models=` JSON), plus `extra` lines; returns its path.
+ */
+export function writeCliConfig(dir: string, models: unknown, extra: string[] = []): string {
+  const path = join(dir, "config.properties");
+  writeFileSync(
+    path,
+    [
+      "metrics_address=http://127.0.0.1:0",
+      "inference_address=http://127.0.0.1:0",
+      "number_of_gpu=0",
+      ...extra,
+      `models=${JSON.stringify(models)}`,
+    ].join("\n"),
+  );
+  return path;
 }

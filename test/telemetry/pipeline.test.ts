@@ -31,6 +31,18 @@ function setup(extra: Partial<TelemetryOptions> = {}) {
   });
 }
 
+/** A model metric registered at run time, as auto-detection does. */
+function def(name: string, type: "counter" | "gauge" | "histogram") {
+  return {
+    name,
+    type,
+    unit: "Count",
+    dimensions: ["Hostname"],
+    section: "model_metrics" as const,
+    buckets: undefined,
+  };
+}
+
 describe("createTelemetry", () => {
   it("merges a configured view into the instrument's renaming view: TorchServe name, configured buckets, one stream", async () => {
     const t = setup({
@@ -99,14 +111,6 @@ describe("createTelemetry", () => {
   for (const format of ["torchserve", "otel"] as const) {
     it(`refuses at run time a metric whose exposition names another family takes (${format})`, () => {
       const t = setup({ format });
-      const def = (name: string, type: "counter" | "gauge" | "histogram") => ({
-        name,
-        type,
-        unit: "Count",
-        dimensions: ["Hostname"],
-        section: "model_metrics" as const,
-        buckets: undefined,
-      });
       for (const name of ["Latency_count", "Latency_sum", "Latency_bucket"]) {
         expect(() => t.register(def(name, "gauge")), name).to.throw(
           MetricRegistrationError,
@@ -126,14 +130,6 @@ describe("createTelemetry", () => {
 
   it("gives a late metric the namer's next name where the exporter would render another's name (otel)", async () => {
     const t = setup({ format: "otel" });
-    const def = (name: string, type: "counter" | "gauge") => ({
-      name,
-      type,
-      unit: "Count",
-      dimensions: ["Hostname"],
-      section: "model_metrics" as const,
-      buckets: undefined,
-    });
     t.register(def("Foo", "counter"));
     t.register(def("FooTotal", "gauge"));
     t.recorder.record("Foo", 1);
