@@ -9,7 +9,7 @@ import {
 import { request as httpsRequest } from "node:https";
 import type { Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { jsonError, writeReply, type Reply } from "../server/json-error.js";
+import { jsonError, writeReply } from "../server/json-error.js";
 import { endToEndHeaders } from "./forwarded-headers.js";
 import {
   PoolClosedError,
@@ -284,7 +284,7 @@ export class InferenceExchange implements PoolWaiter {
   private reply(status: number, message: string, fault?: { kind: WorkerFault; detail: string }): void {
     if (this.state === "done") return;
     if (this.res.headersSent) this.res.destroy();
-    else writeReply(this.req, this.res, jsonError(status, message) satisfies Reply);
+    else writeReply(this.req, this.res, jsonError(status, message));
     this.finish(status, fault);
   }
 
