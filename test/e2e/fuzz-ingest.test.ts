@@ -48,6 +48,31 @@ const modelDimensions = fc.tuple(hostileValue, hostileValue).map(([model, level]
 ]);
 const anyDimensions = fc.array(fc.tuple(labelNameArbitrary, hostileValue), { maxLength: 3 });
 
+// Names that render alike, in either format: case and underscores (OpenTelemetry naming
+// snake-cases), `_total` and a histogram's suffixes, the `_2` that tells colliding names apart,
+// names of the OpenTelemetry exposition's own families.
+const collidingName = fc.constantFrom(
+  "FooBar",
+  "foo_bar",
+  "foo_bar_2",
+  "Foo",
+  "foo_total",
+  "foo_total_2",
+  "Q",
+  "q_bucket",
+  "Q_bucket",
+  "q_bucket_2",
+  "q_2_bucket",
+  "q_count",
+  "handler_time",
+  "prediction_time",
+  "serve_model_handler_time",
+  "serve_requests_2xx_total",
+  "requests_2xx",
+  "host_cpu_utilization",
+  "target_info",
+);
+
 // The service's own metrics with the dimensions they declare: a forged line that gets this far
 // fails only for what it is, not for a missing label.
 const serviceMetrics = [
@@ -75,7 +100,7 @@ const reachingLine: fc.Arbitrary<string> = fc
       fc.record({ name: fc.constantFrom("HandlerTime", "PredictionTime"), dimensions: modelDimensions }),
       forgedMetric,
       fc.record({
-        name: fc.oneof(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), metricNameArbitrary),
+        name: fc.oneof(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), metricNameArbitrary, collidingName),
         dimensions: fc.oneof(modelDimensions, anyDimensions),
       }),
     ),
