@@ -48,6 +48,14 @@ const modelDimensions = fc.tuple(hostileValue, hostileValue).map(([model, level]
 ]);
 const anyDimensions = fc.array(fc.tuple(labelNameArbitrary, hostileValue), { maxLength: 3 });
 
+const reservedDimensions = fc
+  .tuple(
+    fc.constantFrom("__name__", "__x", "le", "quantile", "otel_metric_overflow", "a__b"),
+    hostileValue,
+    modelDimensions,
+  )
+  .map(([label, value, rest]): [string, string][] => [[label, value], ...rest]);
+
 // Names that render alike, in either format: case and underscores (OpenTelemetry naming
 // snake-cases), `_total` and a histogram's suffixes, the `_2` that tells colliding names apart,
 // names of the OpenTelemetry exposition's own families.
@@ -103,6 +111,8 @@ const reachingLine: fc.Arbitrary<string> = fc
         name: fc.oneof(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), metricNameArbitrary, collidingName),
         dimensions: fc.oneof(modelDimensions, anyDimensions),
       }),
+      // A fresh name, so auto-detection would create it, with a label the exposition reserves.
+      fc.record({ name: fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), dimensions: reservedDimensions }),
     ),
     unit: fc.constantFrom("Milliseconds", "ms", "Count", "Percent"),
     value: fc.oneof(
