@@ -22,15 +22,10 @@ import { startTestService } from "../support/service.js";
 import { tempDir } from "../support/temp.js";
 import { requirePythonModule, requireTool } from "../support/tools.js";
 
-// Each run is a batch of lines through all four inputs, then one scrape and three checks; about
-// 0.3 s on a 2-core machine. FUZZ_INGEST_RUNS raises it for a longer hunt.
+// Each run is a batch of lines through all four inputs, then one scrape and three checks: about
+// 0.55 s, most of it waiting for the file follower's 500 ms poll. FUZZ_INGEST_RUNS=100 hunts longer.
 const RUNS = Number(process.env.FUZZ_INGEST_RUNS ?? 10);
 
-/**
- * A line shaped well enough to reach the ingest's checks and, often, the exposition: one or two
- * hostile parts (a reserved or foreign name, a control character, a long or quoting value, a
- * histogram's sample name) in an otherwise valid line. Wholly random lines mostly stop at the parser.
- */
 // Label values a valid line can carry, the exposition's escapes and beyond-ASCII included.
 const printableValue: fc.Arbitrary<string> = fc.string({
   unit: fc.constantFrom("a", "Z", "0", " ", '"', "\\", "é", "✓", "𝄞", "{", "}", "=", "#", ":", "-", "\u00a0"),
@@ -47,6 +42,9 @@ const modelDimensions = fc.tuple(hostileValue, hostileValue).map(([model, level]
   ["Level", level],
 ]);
 const anyDimensions = fc.array(fc.tuple(labelNameArbitrary, hostileValue), { maxLength: 3 });
+
+// A name auto-detection has not seen yet, most likely.
+const freshName = fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/);
 
 const reservedDimensions = fc
   .tuple(
@@ -98,6 +96,11 @@ const forgedMetric = fc
     dimensions: names.map((d, i): [string, string] => [d, values[i] ?? ""]),
   }));
 
+/**
+ * A line shaped well enough to reach the ingest's checks and, often, the exposition: one or two
+ * hostile parts (a reserved or foreign name, a control character, a long or quoting value, a
+ * histogram's sample name) in an otherwise valid line. Wholly random lines mostly stop at the parser.
+ */
 const reachingLine: fc.Arbitrary<string> = fc
   .record({
     prefix: fc.oneof(
@@ -108,11 +111,11 @@ const reachingLine: fc.Arbitrary<string> = fc
       fc.record({ name: fc.constantFrom("HandlerTime", "PredictionTime"), dimensions: modelDimensions }),
       forgedMetric,
       fc.record({
-        name: fc.oneof(fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), metricNameArbitrary, collidingName),
+        name: fc.oneof(freshName, metricNameArbitrary, collidingName),
         dimensions: fc.oneof(modelDimensions, anyDimensions),
       }),
       // A fresh name, so auto-detection would create it, with a label the exposition reserves.
-      fc.record({ name: fc.stringMatching(/^[A-Za-z][A-Za-z0-9_]{0,10}$/), dimensions: reservedDimensions }),
+      fc.record({ name: freshName, dimensions: reservedDimensions }),
     ),
     unit: fc.constantFrom("Milliseconds", "ms", "Count", "Percent"),
     value: fc.oneof(
@@ -478,7 +481,7 @@ function guardedChanges(
 // ---------------------------------------------------------------------------------------------
 
 describe("fuzzing every [METRICS] line input of a running service", function () {
-  this.timeout(60_000);
+  this.timeout(Math.max(60_000, RUNS * 2_000));
   let promtool: string;
   // Lines POSTed or recorded, and how many of them were applied: the fuzz must reach the
   // exposition, not stop at the parser.
@@ -532,7 +535,8 @@ describe("fuzzing every [METRICS] line input of a running service", function () 
     }
   }
 
-  it("applied some of the fuzzed lines: the checks above saw lines reach the exposition, not only the parser", () => {
+  it("applied some of the fuzzed lines: the checks above saw lines reach the exposition, not only the parser", function () {
+    if (applied.offered === 0) this.skip(); // the services above did not run (--grep)
     // Summed over the four services: a run of lines may be all refused, every run together not.
     expect(applied.accepted, `lines applied of ${applied.offered} posted or recorded`).to.be.greaterThan(0);
   });
