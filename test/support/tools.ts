@@ -22,3 +22,20 @@ export function requireTool(ctx: Mocha.Context, name: string): string {
   if (inCI) throw new Error(`${name} is not installed; CI=true forbids skipping (see .ci/run)`);
   ctx.skip();
 }
+
+/**
+ * Skips the test (fails it under CI=true) unless `python3` can import `module`; the skip names
+ * the pip package to install, so that a skipped check is never a silent one.
+ */
+export function requirePythonModule(ctx: Mocha.Context, module: string, pipPackage: string): void {
+  const python = requireTool(ctx, "python3");
+  try {
+    execFileSync(python, ["-c", `import ${module}`], { stdio: "ignore" });
+    return;
+  } catch {
+    const message = `python3 cannot import ${module}; install it with: pip install ${pipPackage}`;
+    if (inCI) throw new Error(`${message} (CI=true forbids skipping)`);
+    process.stderr.write(`skipped: ${message}\n`);
+    ctx.skip();
+  }
+}
