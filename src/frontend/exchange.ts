@@ -94,6 +94,7 @@ export class InferenceExchange implements PoolWaiter {
   private timer: NodeJS.Timeout | undefined;
   private lease: Lease | undefined;
   private upstream: ClientRequest | undefined;
+  private answer: IncomingMessage | undefined;
   /** The worker's whole answer has arrived: its request must not be cut any more. */
   private answerEnded = false;
 
@@ -179,7 +180,12 @@ export class InferenceExchange implements PoolWaiter {
       socket.destroy();
       this.workerFailed(`answered ${answer.statusCode ?? "?"} Switching Protocols, which is not forwarded`);
     });
-    request.on("error", (err: NodeJS.ErrnoException) => this.workerFailed(err.code ?? err.message, true));
+    request.on("error", (err: NodeJS.ErrnoException) => {
+      // Bytes after a whole answer (a body on a 204, a Content-Length one short) break only the
+      // connection, which Node then closes; the answer itself still ends and is forwarded.
+      if (this.answer?.complete === true) return;
+      this.workerFailed(err.code ?? err.message, true);
+    });
     const length = Number(req.headers["content-length"]);
     if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
       // A small body of known size goes to the worker in one write with the headers, without a pipe.
@@ -200,11 +206,18 @@ export class InferenceExchange implements PoolWaiter {
       return;
     }
     this.timer?.refresh();
+    this.answer = answer;
     const status = answer.statusCode ?? 0;
     if (status < 200 || status > 599) {
       answer.destroy();
       this.workerFailed(`answered with the invalid status ${String(status).padStart(3, "0")}`);
       return;
+    }
+    if (status === 204 || status === 304) {
+      // A body after a bodiless answer is a common worker bug, and its bytes may arrive after
+      // the connection was lent to the next request, which would fail on them: not reused.
+      const socket = answer.socket; // Node detaches it from the answer before "end"
+      answer.once("end", () => socket.destroy());
     }
     answer.on("close", () => {
       // Unless "end" came first, the answer was cut short: the worker died or broke the protocol.

@@ -109,15 +109,16 @@ describe("the inference frontend against faulty workers and impatient clients", 
   /** A healthy request to `name` answers 200 within its response timeout: nothing leaked. */
   async function healthy(name = "f"): Promise<void> {
     const outcome = await post(`${base}/predictions/${name}?do=ok`);
-    expect(outcome, `a healthy request to ${name}`).to.include({ status: 200 });
+    expect(outcome, `a healthy request to ${name}: ${JSON.stringify(outcome)}`).to.include({ status: 200 });
   }
 
   describe("answers a worker that breaks HTTP, and stays up", () => {
     const cases: [string, number[]][] = [
-      // Content-Length counts characters, the body is UTF-8: whatever arrives first wins, never a crash.
-      ["utf8-length", [200, 502]],
-      ["extra-bytes", [200, 502]],
-      ["no-content", [204, 502]],
+      // Bytes after a whole answer (Content-Length counting characters of UTF-8, a body on a 204)
+      // break that connection only: the answer goes through as framed, and the next request works.
+      ["utf8-length", [200]],
+      ["extra-bytes", [200]],
+      ["no-content", [204]],
       ["status-099", [502]],
       ["status-000", [502]],
       ["status-999", [502]],
