@@ -246,6 +246,9 @@ describe("FileFollower", () => {
     await writeFile(file, "ok\n");
     await waitFor("the line of the new file", () => lines.length >= 1);
     expect(lines).to.deep.equal(["ok"]);
+    // Said when the poll that read the line ends, which may come a moment after the line.
+    await waitFor("the recovery to be logged", () => logged(/reading .* again/).length > 0);
+    await sleep(POLL_MS * 2);
     expect(logged(/reading .* again/)).to.have.length(1);
   });
 
