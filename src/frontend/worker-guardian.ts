@@ -33,9 +33,13 @@ done
 for g in $groups; do kill -KILL -"$g" 2>/dev/null; done
 `;
 
+// Module-level on purpose: a process exits once, so what kills the worker groups left running
+// must see every ManagedWorker's groups, including those of workers nobody stops.
 let guardian: ChildProcessByStdio<Writable, null, null> | undefined;
 const watched = new Set<number>();
-let graceTicks = 50;
+let exitHookInstalled = false;
+/** The guardian's grace period between SIGTERM and SIGKILL, in its 100 ms polls: 5 s. */
+const GRACE_TICKS = 50;
 
 function write(line: string): void {
   guardian?.stdin.write(`${line}\n`);
@@ -43,7 +47,7 @@ function write(line: string): void {
 
 function ensureGuardian(): void {
   if (guardian !== undefined) return;
-  const child = spawn("sh", ["-c", SCRIPT, "guardian", String(graceTicks)], {
+  const child = spawn("sh", ["-c", SCRIPT, "guardian", String(GRACE_TICKS)], {
     detached: true,
     stdio: ["pipe", "ignore", "ignore"],
   });
@@ -61,25 +65,33 @@ function ensureGuardian(): void {
   for (const pgid of watched) write(`+ ${pgid}`);
 }
 
-/** Sets the guardian's grace period between SIGTERM and SIGKILL (default 5 s) for guardians started later. */
-export function setGuardianGrace(ms: number): void {
-  graceTicks = Math.max(1, Math.ceil(ms / 100));
-}
-
-/** Has the guardian kill process group `pgid` if this process dies before calling {@link unwatchGroup}. */
+/**
+ * Makes sure process group `pgid` does not outlive this process: an exit hook SIGKILLs it when
+ * this process exits (process.exit(), an uncaught error), and the guardian when it dies without
+ * one (SIGKILL, the OOM killer). Until {@link unwatchGroup}.
+ */
 export function watchGroup(pgid: number): void {
   watched.add(pgid);
+  if (!exitHookInstalled) {
+    exitHookInstalled = true;
+    // "exit" listeners must be synchronous; process.kill is.
+    process.on("exit", () => {
+      for (const group of watched) {
+        try {
+          process.kill(-group, "SIGKILL");
+        } catch {
+          // ESRCH: the whole group has already exited.
+        }
+      }
+      watched.clear();
+    });
+  }
   if (guardian === undefined) ensureGuardian();
   else write(`+ ${pgid}`);
 }
 
-/** The group has ended (or was killed by this process): the guardian forgets it. */
+/** The group has ended (or was killed by this process): neither the hook nor the guardian touch it. */
 export function unwatchGroup(pgid: number): void {
   if (!watched.delete(pgid)) return;
   write(`- ${pgid}`);
-}
-
-/** The guardian's pid, if one runs (for tests). */
-export function guardianPid(): number | undefined {
-  return guardian?.pid;
 }

@@ -74,31 +74,12 @@ const DEFAULT_PING_INTERVAL_MS = 100;
 // A model that loads for minutes is asked less often; a fast one is still seen ready at once.
 const MAX_PING_INTERVAL_MS = 1000;
 /** Longest output line kept whole; the line parser refuses longer metric lines anyway. */
-export const MAX_OUTPUT_LINE_BYTES = 64 * 1024;
+const MAX_OUTPUT_LINE_BYTES = 64 * 1024;
 const DEFAULT_BACKOFF = { initialMs: 1000, maxMs: 30_000 };
 const DEFAULT_STOP_GRACE_MS = 5000;
 // A worker busy loading its model may answer slowly; one slow answer just means "not yet".
 const PING_TIMEOUT_MS = 1000;
 const MAX_STABLE_MS = 60_000;
-
-// Module-level on purpose, the one such state in this module: a process exits once, so the hook
-// that kills worker groups left running must be installed once and see every ManagedWorker's
-// groups, including those of workers nobody stops (a service that calls process.exit()).
-const liveGroups = new Set<number>();
-let exitHookInstalled = false;
-
-function trackGroup(pid: number): void {
-  liveGroups.add(pid);
-  watchGroup(pid);
-  if (!exitHookInstalled) {
-    exitHookInstalled = true;
-    // "exit" listeners must be synchronous; process.kill is.
-    process.on("exit", () => {
-      for (const group of liveGroups) signalGroup(group, "SIGKILL");
-      liveGroups.clear();
-    });
-  }
-}
 
 /** Signals every process in the group led by `pid`; false when none is left. */
 function signalGroup(pid: number, signal: NodeJS.Signals): boolean {
@@ -314,7 +295,7 @@ export class ManagedWorker {
     };
     this.attempt = attempt;
     this.unfinished.add(attempt);
-    if (attempt.pid !== undefined) trackGroup(attempt.pid);
+    if (attempt.pid !== undefined) watchGroup(attempt.pid);
 
     this.readLines(child.stdout, attempt, "stdout");
     this.readLines(child.stderr, attempt, "stderr");
@@ -424,14 +405,8 @@ export class ManagedWorker {
 
   private becameReady(attempt: Attempt): void {
     clearTimeout(attempt.readyTimer);
-    if (attempt.readyAt !== undefined) {
-      // Back from a fault: the same process, so no new load time.
-      this.ready = { workerName: attempt.name, port: attempt.port, url: attempt.url, loadTimeMs: 0 };
-      this.o.logger.info(`[${attempt.name}] answers /ping again`);
-      this.o.onRecovered?.();
-      return;
-    }
-    attempt.readyAt = performance.now();
+    const recovered = attempt.readyAt !== undefined;
+    attempt.readyAt ??= performance.now();
     const ready: WorkerReady = {
       workerName: attempt.name,
       port: attempt.port,
@@ -439,6 +414,12 @@ export class ManagedWorker {
       loadTimeMs: Math.round(attempt.readyAt - attempt.spawnedAt),
     };
     this.ready = ready;
+    if (recovered) {
+      // Back from a fault: the same process, loaded once; nobody waits for it to start.
+      this.o.logger.info(`[${attempt.name}] answers /ping again`);
+      this.o.onRecovered?.();
+      return;
+    }
     const after = this.failedStarts > 1 ? ` (after ${this.failedStarts - 1} more failed starts)` : "";
     this.o.logger.info(`[${attempt.name}] ready in ${ready.loadTimeMs} ms${after}`);
     this.failedStarts = 0;
@@ -483,7 +464,6 @@ export class ManagedWorker {
     clearTimeout(attempt.killTimer);
     if (attempt.pid !== undefined) {
       signalGroup(attempt.pid, "SIGKILL");
-      liveGroups.delete(attempt.pid);
       unwatchGroup(attempt.pid);
     }
     if (attempt.cutLines > 1) {
