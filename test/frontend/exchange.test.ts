@@ -205,6 +205,16 @@ describe("the inference frontend against faulty workers and impatient clients", 
     expect(await drip).to.include({ status: 200 });
   });
 
+  it("lends a worker whose connection failed nothing until it answers /ping again, then serves on with it", async () => {
+    const before = json(await post(`${base}/predictions/queue?do=ok`)).pid;
+    const reset = json(await post(`${base}/predictions/queue?do=reset`));
+    expect(reset).to.include({ code: 502 });
+    expect(String(reset.message)).to.match(/ECONNRESET|socket hang up/);
+    await until(() => logger.lines.some((l) => l.includes("answers /ping again")), "the worker to recover");
+    // The same process, not a restart: the fault only took it out of the pool for a ping.
+    expect(json(await post(`${base}/predictions/queue?do=ok`)).pid).to.equal(before);
+  });
+
   it("answers 503 after responseTimeout for a model whose worker never gets ready, and /ping says Unhealthy", async () => {
     const outcome = await post(`${base}/predictions/never`);
     expect(json(outcome)).to.include({ code: 503 });
