@@ -35,6 +35,8 @@ export interface ExchangeTarget {
 export interface ExchangeOutcome {
   /** The status the client got; undefined when it left before any response was sent. */
   status: number | undefined;
+  /** Arrival to the end. */
+  latencyMs: number;
   /** Arrival to dispatch (or to the end, when never dispatched). */
   queueMs: number;
   /** Dispatch until the worker's answer ended or failed; 0 when never dispatched. */
@@ -315,6 +317,7 @@ export class InferenceExchange implements PoolWaiter {
     const dispatched = this.lease !== undefined;
     this.onEnd({
       status,
+      latencyMs: now - this.arrival,
       queueMs: (dispatched ? this.dispatchedAt : now) - this.arrival,
       backendMs: dispatched ? now - this.dispatchedAt : 0,
     });

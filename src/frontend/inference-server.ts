@@ -1,5 +1,4 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
-import { performance } from "node:perf_hooks";
 import type { Logger } from "../log.js";
 import { jsonError, jsonReply, writeReply, type Reply } from "../server/json-error.js";
 import type { MetricLineIngest } from "../sources/metric-ingest.js";
@@ -81,19 +80,11 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
     send(deps, req, res, jsonError(404, message, {}, "ModelVersionNotFoundException"));
     return;
   }
-  const arrival = performance.now();
   // The worker gets the path that was routed, so what is counted for a model is what it served.
-  const exchange = new InferenceExchange(req, res, served, pathname + target.search, (outcome) => {
+  const exchange = new InferenceExchange(req, res, served, pathname + target.search, (outcome) =>
     // recordInference counts the response itself (when one was sent).
-    deps.recorder.recordInference({
-      model: route.model,
-      version: route.version,
-      status: outcome.status,
-      latencyMs: performance.now() - arrival,
-      queueMs: outcome.queueMs,
-      backendMs: outcome.backendMs,
-    });
-  });
+    deps.recorder.recordInference({ model: route.model, version: route.version, ...outcome }),
+  );
   exchange.start();
 }
 
