@@ -7,12 +7,14 @@ export interface CliArgs {
   configFile: string | undefined;
   /** OpenTelemetry configuration (OTLP push) from `--otel-config`, else `OTEL_CONFIG_FILE`, else undefined. */
   otelConfigFile: string | undefined;
+  /** `--stdin`: read TorchServe's log lines (any form it writes) from standard input. */
+  stdin: boolean;
   help: boolean;
   version: boolean;
 }
 
 /** The text printed by `serve-metrics --help`. */
-export const CLI_USAGE = `Usage: serve-metrics [--ts-config FILE] [--otel-config FILE]
+export const CLI_USAGE = `Usage: serve-metrics [--ts-config FILE] [--otel-config FILE] [--stdin]
 
 Serves TorchServe's Metrics API (/metrics, default http://127.0.0.1:8082) on OpenTelemetry.
 
@@ -20,6 +22,8 @@ Options:
   --ts-config FILE   read settings from FILE, a TorchServe config.properties
   --otel-config FILE push metrics over OTLP as FILE says (OpenTelemetry
                      declarative configuration, e.g. otel-config.yaml)
+  --stdin            read TorchServe's log lines from standard input, e.g.
+                     docker logs -f torchserve 2>&1 | serve-metrics --stdin
   -h, --help         print this help and exit
   -v, --version      print the version and exit
 
@@ -36,6 +40,7 @@ Environment:
 const OPTIONS = {
   "ts-config": { type: "string" },
   "otel-config": { type: "string" },
+  stdin: { type: "boolean" },
   help: { type: "boolean", short: "h" },
   version: { type: "boolean", short: "v" },
 } as const;
@@ -59,6 +64,7 @@ export function parseCliArgs(argv: string[], env: NodeJS.ProcessEnv): CliArgs {
   return {
     configFile: flag ?? fromEnv,
     otelConfigFile: otelFlag ?? otelFromEnv,
+    stdin: values.stdin ?? false,
     help: values.help ?? false,
     version: values.version ?? false,
   };

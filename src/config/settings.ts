@@ -18,7 +18,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   metricsFormat: "torchserve",
   metricsConfig: undefined,
   modelMetricsAutoDetect: false,
-  disableSystemMetrics: false,
+  disableSystemMetrics: undefined,
   metricTimeInterval: 60,
   numberOfGpu: undefined,
   inferenceAddress: Object.freeze({ protocol: "http", host: "127.0.0.1", port: 8080 }),
@@ -33,6 +33,10 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   jobQueueSize: 100,
   defaultResponseTimeoutSeconds: 120,
   defaultStartupTimeoutSeconds: 120,
+  torchserveLogDir: undefined,
+  torchserveMetricsDir: undefined,
+  torchserveLogFromStart: false,
+  histogramGauges: Object.freeze(["HandlerTime", "PredictionTime"]),
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
   maxLabelValueLength: 1024,
@@ -146,6 +150,18 @@ const SETTERS: Record<string, Apply> = {
   },
   default_startup_timeout: (s, raw) => {
     s.defaultStartupTimeoutSeconds = parseInterval(raw);
+  },
+  torchserve_log_dir: (s, raw, ctx) => {
+    s.torchserveLogDir = parseDirectory(raw, ctx.cwd);
+  },
+  torchserve_metrics_dir: (s, raw, ctx) => {
+    s.torchserveMetricsDir = parseDirectory(raw, ctx.cwd);
+  },
+  torchserve_log_from_start: (s, raw) => {
+    s.torchserveLogFromStart = parseBoolean(raw);
+  },
+  histogram_gauges: (s, raw) => {
+    s.histogramGauges = parseNames(raw);
   },
   metric_log_files: (s, raw, ctx) => {
     s.metricLogFiles = raw.value
@@ -272,6 +288,7 @@ export function resolveSettings(opts: ResolveSettingsOptions): Settings {
   }
   checkTls(settings, used, fileValues.has("keystore"));
   checkExpiry(settings, used);
+  checkTorchServeDirs(settings, used);
   return settings;
 }
 
@@ -440,6 +457,46 @@ function parseExistingFile(raw: RawValue, cwd: string): string | undefined {
     fail(raw, `names no readable file (${reason})${where}`);
   }
   return path;
+}
+
+/**
+ * A directory TorchServe writes its logs into: resolved against the working directory; it may not
+ * exist yet (TorchServe creates it at start), but if something is there it must be a directory.
+ */
+function parseDirectory(raw: RawValue, cwd: string): string | undefined {
+  if (raw.value === "") return undefined;
+  const path = resolve(cwd, raw.value);
+  let stats: Stats;
+  try {
+    stats = statSync(path);
+  } catch {
+    return path;
+  }
+  if (!stats.isDirectory()) {
+    fail(raw, `names ${path}, which is a ${nonRegularKind(stats) ?? "regular file"}, not a directory`);
+  }
+  return path;
+}
+
+/** A comma-separated list of metric names (possibly empty). */
+function parseNames(raw: RawValue): string[] {
+  const names = raw.value
+    .split(",")
+    .map((n) => n.trim())
+    .filter((n) => n !== "");
+  const bad = names.find((n) => !/^[a-zA-Z_:][a-zA-Z0-9_:]*$/.test(n));
+  if (bad !== undefined) fail(raw, `holds ${JSON.stringify(bad)}, which is not a metric name`);
+  return names;
+}
+
+// torchserve_metrics_dir alone would follow the metric files but no access log: say so.
+function checkTorchServeDirs(settings: Settings, used: ReadonlyMap<string, RawValue>): void {
+  if (settings.torchserveMetricsDir === undefined || settings.torchserveLogDir !== undefined) return;
+  throw new ConfigError(
+    "needs torchserve_log_dir too (TorchServe's LOG_LOCATION, where access_log.log is); " +
+      "torchserve_metrics_dir only says where the metric files are when they are elsewhere",
+    used.get("torchserve_metrics_dir")?.origin ?? { key: "torchserve_metrics_dir" },
+  );
 }
 
 /** Refuses a path that exists and is not a regular file; one that does not exist yet may appear later. */

@@ -40,7 +40,11 @@ export interface Settings {
   /** Path of a TorchServe-format metrics YAML; undefined means the bundled default catalog. */
   metricsConfig: string | undefined;
   modelMetricsAutoDetect: boolean;
-  disableSystemMetrics: boolean;
+  /**
+   * Leave out host and GPU sampling; undefined: sample unless following TorchServe's logs (its own
+   * system metrics, logged every minute, win there).
+   */
+  disableSystemMetrics: boolean | undefined;
   /** Seconds between host/GPU samples. */
   metricTimeInterval: number;
   /** How many GPUs to report; undefined means all that nvidia-smi lists, 0 means none. */
@@ -69,6 +73,14 @@ export interface Settings {
   defaultResponseTimeoutSeconds: number;
   /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
   defaultStartupTimeoutSeconds: number;
+  /** A running TorchServe's LOG_LOCATION: its ts_metrics.log, model_metrics.log and access_log.log are followed. */
+  torchserveLogDir: string | undefined;
+  /** TorchServe's METRICS_LOCATION, when it differs from its LOG_LOCATION; undefined: torchserveLogDir. */
+  torchserveMetricsDir: string | undefined;
+  /** Read TorchServe's live files from their beginning first, instead of from their end. */
+  torchserveLogFromStart: boolean;
+  /** Gauges whose every value is also observed into a per-model histogram (percentiles). */
+  histogramGauges: readonly string[];
   /** Files followed like `tail -F` for `[METRICS]` lines. */
   metricLogFiles: readonly string[];
   /** Largest body `POST /metric-lines` takes before 413. */

@@ -3,7 +3,13 @@ import { CLI_USAGE, parseCliArgs, type CliArgs } from "../../src/config/cli-args
 import { catchConfigError } from "./support.js";
 
 describe("parseCliArgs", () => {
-  const none: CliArgs = { configFile: undefined, otelConfigFile: undefined, help: false, version: false };
+  const none: CliArgs = {
+    configFile: undefined,
+    otelConfigFile: undefined,
+    stdin: false,
+    help: false,
+    version: false,
+  };
   const cases: [string[], NodeJS.ProcessEnv, CliArgs][] = [
     [[], {}, none],
     [["--ts-config", "a.properties"], {}, { ...none, configFile: "a.properties" }],
