@@ -346,7 +346,7 @@ describe("classifyTorchServeLine", () => {
       `${T} - W-1-${".ms:".repeat(15_000)}|#`,
       `${T} - GPU|#${"device_id:0,".repeat(5_000)}|#hostname:h,timestamp:1`,
       `${T} - X.Count:1|#|#hostname:h${",requestID:a".repeat(5_000)}`,
-      `${"2024-05-30T21:46:03,625 ".repeat(2_500)}`,
+      "2024-05-30T21:46:03,625 ".repeat(2_500),
       `INFO > ${"[METRICS]".repeat(7_000)}`,
     ];
     const started = performance.now();
