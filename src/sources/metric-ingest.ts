@@ -122,11 +122,21 @@ export class MetricLineIngest {
       ok: false,
       outcome: this.reject(source, kind, reason, text),
     });
-    // A custom catalog may drop a frontend metric; its name is still the frontend's.
+    // A custom catalog may drop a frontend metric; its name is still the frontend's, so it is never
+    // auto-detected (as a gauge): a line that may write it finds it undeclared, any other is refused.
     if (SERVICE_METRICS.has(line.name)) {
+      const asDeclared: MetricDefinition = {
+        name: line.name,
+        type: line.type ?? "gauge",
+        unit: line.unit,
+        dimensions: [],
+        section: "ts_metrics",
+        buckets: undefined,
+      };
+      if (permission(asDeclared)) return { ok: false, outcome: this.undeclared(line.name, source) };
       return refuse(
         "forbidden",
-        `metric ${line.name} is the service's own; [METRICS] lines may write only model metrics`,
+        `metric ${line.name} is the service's own, not one a ${source} line may write`,
       );
     }
     if (!this.options.autoDetect) return { ok: false, outcome: this.undeclared(line.name, source) };
@@ -199,6 +209,14 @@ export class MetricLineIngest {
       }
     }
     return undefined;
+  }
+
+  /**
+   * Counts a line that was not applied in serve_metric_lines_rejected_total and logs it (the first
+   * few per source): for callers that recognise a record's layout before it reaches {@link apply}.
+   */
+  rejectLine(source: LineSource, kind: RejectedLineReason, reason: string, text: string): IngestOutcome {
+    return this.reject(source, kind, reason, text);
   }
 
   private reject(source: LineSource, kind: RejectedLineReason, reason: string, text: string): IngestOutcome {

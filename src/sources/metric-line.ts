@@ -15,9 +15,9 @@ export interface MetricLine {
   type: MetricLineType | undefined;
   /** The worker's host, from `|#hostname:`. */
   hostname: string;
-  /** When the worker emitted the line, in epoch seconds. */
-  timestamp: number;
-  /** The request ids after the timestamp, in line order; empty when there are none. */
+  /** When the line was emitted, in epoch seconds; undefined for TorchServe ≤0.5's `timestamp:null`. */
+  timestamp: number | undefined;
+  /** The request ids (after the timestamp, or in `requestID:`), in line order; empty when there are none. */
   requestIds: string[];
 }
 
@@ -28,6 +28,9 @@ const MARKER = "[METRICS]";
 const SEGMENT = "|#";
 const TYPE_PREFIX = "type:";
 const HOSTNAME_PREFIX = "hostname:";
+// The metric-file form's fields: `hostname:<host>[,requestID:<ids>],timestamp:<t>`.
+const REQUEST_ID_PREFIX = "requestID:";
+const TIMESTAMP_PREFIX = "timestamp:";
 const GRAMMAR = "<Name>.<Unit>:<value>|#<dims>[|#type:<type>]|#hostname:<host>,<timestamp>[,<request ids>]";
 // Longer lines are not what a worker prints; refusing them bounds the work and the log message.
 const MAX_LINE_CHARS = 64 * 1024;
@@ -77,7 +80,8 @@ export function metricsPayload(text: string): string | undefined {
 
 /**
  * Parses a metric line, with or without the [METRICS] marker; the marker must start the line (see
- * {@link metricsPayload}). Surrounding whitespace, a trailing `\r` included, is tolerated; a
+ * {@link metricsPayload}). Takes a worker's hostname segment (`<host>,<timestamp>[,<ids>]`) and
+ * that of TorchServe's metric files (`<host>[,requestID:<ids>],timestamp:<t>`). Surrounding whitespace, a trailing `\r` included, is tolerated; a
  * control character inside is not. Never throws.
  */
 export function parseMetricLine(text: string): MetricLineResult {
@@ -221,21 +225,32 @@ function parseDimensions(text: string): Record<string, string> | string {
   return dimensions;
 }
 
-/** `<host>,<timestamp>[,<request id>...]`, or the reason it is not. */
-function parseHostnameSegment(
-  text: string,
-): { hostname: string; timestamp: number; requestIds: string[] } | string {
+/** What follows `hostname:`: the host, the timestamp and the request ids. */
+interface HostnameSegment {
+  hostname: string;
+  timestamp: number | undefined;
+  requestIds: string[];
+}
+
+/**
+ * `<host>,<timestamp>[,<request id>...]` as a worker prints it, or `<host>[,requestID:<ids>],timestamp:<t>`
+ * as TorchServe's metric files hold it (its LogMetric); the reason it is neither otherwise.
+ */
+function parseHostnameSegment(text: string): HostnameSegment | string {
   const parts = text.split(",");
   const hostname = parts[0] ?? "";
-  const timestampText = parts[1];
-  const requestIds = parts.slice(2);
+  const second = parts[1];
   if (hostname === "") return `empty hostname in "|#hostname:<host>,<timestamp>"`;
-  if (timestampText === undefined) {
+  if (second === undefined) {
     return `missing timestamp after hostname ${quote(hostname)} (expected "|#hostname:<host>,<timestamp>")`;
   }
-  const timestamp = parseDecimal(timestampText);
-  if (timestamp === undefined) return `timestamp ${quote(timestampText)} is not a number`;
-  if (timestamp < 0) return `timestamp ${quote(timestampText)} is negative`;
+  // A worker's timestamp is a bare number, so a field name here can only be the file form.
+  if (second.startsWith(REQUEST_ID_PREFIX) || second.startsWith(TIMESTAMP_PREFIX)) {
+    return parseFileHostnameSegment(hostname, parts);
+  }
+  const timestamp = parseTimestamp(second);
+  if (typeof timestamp === "string") return timestamp;
+  const requestIds = parts.slice(2);
   for (let i = 0; i < requestIds.length; i++) {
     const id = requestIds[i] ?? "";
     if (id === "") return `request id ${i + 1} after the timestamp is empty (a stray ",")`;
@@ -245,12 +260,51 @@ function parseHostnameSegment(
   return { hostname, timestamp, requestIds };
 }
 
+/**
+ * The metric-file form, `parts` being the segment split at ",": `requestID:` may hold a list (a
+ * batch; its commas split it too) or the literal `null`, and `timestamp:` always comes last.
+ */
+function parseFileHostnameSegment(hostname: string, parts: readonly string[]): HostnameSegment | string {
+  const last = parts[parts.length - 1] ?? "";
+  if (!last.startsWith(TIMESTAMP_PREFIX)) {
+    return `expected "${TIMESTAMP_PREFIX}<t>" last in "|#hostname:${cutText(hostname)},...", got ${quote(last)}`;
+  }
+  const timestampText = last.slice(TIMESTAMP_PREFIX.length);
+  // TorchServe ≤0.5 printed a timestamp it did not have as "null".
+  const timestamp = timestampText === "null" ? undefined : parseTimestamp(timestampText);
+  if (typeof timestamp === "string") return timestamp;
+  const middle = parts.slice(1, -1);
+  if (middle.length === 0) return { hostname, timestamp, requestIds: [] };
+  const first = middle[0] ?? "";
+  if (!first.startsWith(REQUEST_ID_PREFIX)) {
+    return `unexpected ${quote(first)} between the hostname and "${TIMESTAMP_PREFIX}" (only "${REQUEST_ID_PREFIX}<ids>" may stand there)`;
+  }
+  middle[0] = first.slice(REQUEST_ID_PREFIX.length);
+  // TorchServe prints whatever ids the request carried (an x-request-id-prefix header's text
+  // included), so only the layout is checked: the ids end where "timestamp:" starts.
+  const requestIds = middle.filter((id) => id !== "" && id !== "null");
+  return { hostname, timestamp, requestIds };
+}
+
+/** A timestamp in epoch seconds, or the reason the text is not one. */
+function parseTimestamp(text: string): number | string {
+  const timestamp = parseDecimal(text);
+  if (timestamp === undefined) return `timestamp ${quote(text)} is not a number`;
+  if (timestamp < 0) return `timestamp ${quote(text)} is negative`;
+  return timestamp;
+}
+
 /** A finite number in decimal or exponent form, else undefined. */
 function parseDecimal(text: string): number | undefined {
   if (!DECIMAL.test(text)) return undefined;
   const value = Number(text);
   // "1e999" has the right form but overflows to Infinity.
   return Number.isFinite(value) ? value : undefined;
+}
+
+/** The text cut to a readable length, unquoted. */
+function cutText(text: string): string {
+  return text.length > MAX_QUOTED_CHARS ? `${text.slice(0, MAX_QUOTED_CHARS)}…` : text;
 }
 
 /** The text as a JSON string literal (control characters escaped), cut to a readable length. */

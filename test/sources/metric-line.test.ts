@@ -593,3 +593,124 @@ describe("parseMetricLine", () => {
     }
   });
 });
+
+describe("parseMetricLine: the hostname segment of TorchServe's metric files", () => {
+  const fileLines: { title: string; text: string; line: Partial<MetricLine> }[] = [
+    {
+      title: "a frontend line (no requestID)",
+      text: "Requests2XX.Count:1.0|#Level:Host|#hostname:ip-172-31-11-32,timestamp:1717105563",
+      line: {
+        name: "Requests2XX",
+        unit: "Count",
+        value: 1,
+        dimensions: { Level: "Host" },
+        hostname: "ip-172-31-11-32",
+        timestamp: 1717105563,
+        requestIds: [],
+      },
+    },
+    {
+      title: "a backend line with one request id",
+      text: "HandlerTime.ms:71.39|#ModelName:mnist,Level:Model|#hostname:caddc5b40c7b,requestID:6d1726a7-1c0a-4e8b-9f52-0a6c2a1e5b3d,timestamp:1712133883",
+      line: {
+        name: "HandlerTime",
+        unit: "ms",
+        value: 71.39,
+        dimensions: { ModelName: "mnist", Level: "Model" },
+        hostname: "caddc5b40c7b",
+        timestamp: 1712133883,
+        requestIds: ["6d1726a7-1c0a-4e8b-9f52-0a6c2a1e5b3d"],
+      },
+    },
+    {
+      title: "a batch: a comma-separated list of request ids",
+      text: "PredictionTime.ms:20.5|#ModelName:m,Level:Model|#hostname:H,requestID:id1,id2,id3,timestamp:1712133883",
+      line: { requestIds: ["id1", "id2", "id3"], timestamp: 1712133883 },
+    },
+    {
+      title: "requestID:null",
+      text: "HandlerTime.ms:1.0|#ModelName:m,Level:Model|#hostname:H,requestID:null,timestamp:1712133883",
+      line: { requestIds: [] },
+    },
+    {
+      title: "timestamp:null (TorchServe ≤0.5)",
+      text: "CPUUtilization.Percent:0.0|#Level:Host|#hostname:my-host,timestamp:null",
+      line: { hostname: "my-host", timestamp: undefined, requestIds: [] },
+    },
+    {
+      title: "a request id prefixed by an x-request-id-prefix header",
+      text: "HandlerTime.ms:1.0|#ModelName:m,Level:Model|#hostname:H,requestID:my prefix:6d17,timestamp:1",
+      line: { requestIds: ["my prefix:6d17"] },
+    },
+    {
+      title: "empty dims",
+      text: "InferenceCount.Count:1.0|#|#hostname:H,requestID:r,timestamp:1",
+      line: { dimensions: {}, requestIds: ["r"] },
+    },
+  ];
+  for (const { title, text, line } of fileLines) {
+    it(`parses ${title}`, () => {
+      const result = parseMetricLine(text);
+      expect(result.ok, JSON.stringify(result)).to.equal(true);
+      if (!result.ok) return;
+      for (const [key, value] of Object.entries(line)) {
+        expect(result.line[key as keyof MetricLine], key).to.deep.equal(value);
+      }
+    });
+  }
+
+  // Java's Double.toString, and the integers TorchServe ≤0.7 passed through.
+  const javaValues: [string, number][] = [
+    ["1.0", 1],
+    ["1", 1],
+    ["2704.0", 2704],
+    ["4.9299189976E7", 49299189.976],
+    ["5.0E-4", 0.0005],
+    ["-0.0", -0],
+    ["1.2345678E-10", 1.2345678e-10],
+  ];
+  for (const [text, value] of javaValues) {
+    it(`reads Java's ${text} as ${value}`, () => {
+      const result = parseMetricLine(`X.Count:${text}|#Level:Host|#hostname:h,timestamp:1`);
+      expect(result.ok && result.line.value).to.equal(value);
+    });
+  }
+
+  const invalid: { title: string; text: string; reason: string }[] = [
+    {
+      title: "a timestamp that is not last",
+      text: "X.Count:1.0|#|#hostname:h,timestamp:1,requestID:r",
+      reason: 'expected "timestamp:<t>" last in "|#hostname:h,...", got "requestID:r"',
+    },
+    {
+      title: "no timestamp after the request ids",
+      text: "X.Count:1.0|#|#hostname:h,requestID:r",
+      reason: 'expected "timestamp:<t>" last in "|#hostname:h,...", got "requestID:r"',
+    },
+    {
+      title: "a field other than requestID before the timestamp",
+      text: "X.Count:1.0|#|#hostname:h,color:red,timestamp:1",
+      reason: 'timestamp "color:red" is not a number',
+    },
+    {
+      title: "a timestamp that is no number",
+      text: "X.Count:1.0|#|#hostname:h,timestamp:yesterday",
+      reason: 'timestamp "yesterday" is not a number',
+    },
+    {
+      title: "a negative timestamp",
+      text: "X.Count:1.0|#|#hostname:h,timestamp:-5",
+      reason: 'timestamp "-5" is negative',
+    },
+    {
+      title: "text glued after the timestamp",
+      text: "X.Count:1.0|#|#hostname:h,timestamp:1, pattern=x",
+      reason: 'expected "timestamp:<t>" last in "|#hostname:h,...", got " pattern=x"',
+    },
+  ];
+  for (const { title, text, reason } of invalid) {
+    it(`rejects ${title}`, () => {
+      expect(parseMetricLine(text)).to.deep.equal({ ok: false, reason });
+    });
+  }
+});

@@ -1,0 +1,584 @@
+import { expect } from "chai";
+import fc from "fast-check";
+
+import { loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
+import type { LineSource } from "../../src/sources/metric-ingest.js";
+import { TorchServeLineIngest } from "../../src/sources/torchserve-ingest.js";
+import type { TorchServeFile } from "../../src/sources/torchserve-line.js";
+import { createLineHarness, type LineHarness, type LineHarnessOptions } from "../support/metric-lines.js";
+
+const T = "2024-05-30T21:46:03,625";
+const H = "ip-172-31-11-32";
+const TS = "1717105563";
+
+interface AccessCall {
+  model: string;
+  version: string;
+  status: number;
+  latencyMs: number;
+}
+
+interface Rig {
+  h: LineHarness;
+  ts: TorchServeLineIngest;
+  /** What reached recordAccess (the recorder's real body is h-metrics'). */
+  access: AccessCall[];
+}
+
+function rig(options: LineHarnessOptions & { maxAccessModels?: number } = {}): Rig {
+  const h = createLineHarness(options);
+  const access: AccessCall[] = [];
+  const recorder = h.telemetry.recorder;
+  const ts = new TorchServeLineIngest({
+    ingest: h.ingest,
+    recorder: {
+      recordAccess: (r) => {
+        access.push(r);
+        recorder.recordAccess(r);
+      },
+    },
+    maxAccessModels: options.maxAccessModels,
+  });
+  return { h, ts, access };
+}
+
+/** The value of one sample of the scrape (TorchServe text), or undefined when there is none. */
+function sample(text: string, series: string): number | undefined {
+  const found = text.split("\n").find((l) => l.startsWith(`${series} `));
+  return found === undefined ? undefined : Number(found.slice(series.length + 1));
+}
+
+/** serve_metric_lines_rejected_total for one source and reason, 0 when absent. */
+function rejected(text: string, source: LineSource, reason: string): number {
+  return (
+    sample(text, `serve_metric_lines_rejected_total{source="${source}",reason="${reason}",hostname="h",}`) ??
+    0
+  );
+}
+
+/** The scrape's sample lines (no comments), the rejected-lines counter left out. */
+function samples(text: string): string[] {
+  return text
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith("#") && !l.startsWith("serve_metric_lines"));
+}
+
+interface RealLine {
+  title: string;
+  text: string;
+  hint?: TorchServeFile;
+  autoDetect?: boolean;
+  series: string;
+  value: number;
+}
+
+// Real lines from TorchServe's docs and users' issues (see shared/reference/torchserve-logs.md),
+// each with the series it must produce and the value it must have after that one line.
+const REAL_LINES: RealLine[] = [
+  {
+    title: "Requests2XX from ts_metrics.log",
+    text: `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `Requests2XX{Level="Host",Hostname="${H}",}`,
+    value: 1,
+  },
+  {
+    title: "Requests4XX on the console",
+    text: `2024-05-30T21:46:03,626 [INFO ] epollEventLoopGroup-3-2 TS_METRICS - Requests4XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    series: `Requests4XX{Level="Host",Hostname="${H}",}`,
+    value: 1,
+  },
+  {
+    title: "Requests5XX with ≤0.7's integer value and log4j 1's time",
+    text: `2020-12-20 17:36:07,338 - Requests5XX.Count:1|#Level:Host|#hostname:old-host,timestamp:1608485767`,
+    hint: "ts_metrics",
+    series: `Requests5XX{Level="Host",Hostname="old-host",}`,
+    value: 1,
+  },
+  {
+    title: "ts_inference_requests_total",
+    text: `${T} - ts_inference_requests_total.Count:1.0|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `ts_inference_requests_total{model_name="mnist",model_version="default",hostname="${H}",}`,
+    value: 1,
+  },
+  {
+    title: "ts_inference_latency_microseconds in Java's exponent form",
+    text: `${T} - ts_inference_latency_microseconds.Microseconds:4.9299189976E7|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `ts_inference_latency_microseconds{model_name="mnist",model_version="default",hostname="${H}",}`,
+    value: 49299189.976,
+  },
+  {
+    title: "ts_queue_latency_microseconds",
+    text: `${T} - ts_queue_latency_microseconds.Microseconds:128.1|#model_name:mnist,model_version:2.0|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `ts_queue_latency_microseconds{model_name="mnist",model_version="2.0",hostname="${H}",}`,
+    value: 128.1,
+  },
+  {
+    title: "QueueTime",
+    text: `${T} - QueueTime.Milliseconds:0.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `QueueTime{Level="Host",Hostname="${H}",}`,
+    value: 0,
+  },
+  {
+    title: "WorkerThreadTime with another unit word than the catalog's (ms, not Milliseconds)",
+    text: `${T} - WorkerThreadTime.ms:3.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `WorkerThreadTime{Level="Host",Hostname="${H}",}`,
+    value: 3,
+  },
+  {
+    title: "WorkerLoadTime with WorkerName",
+    text: `${T} - WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-mnist_1.0,Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `WorkerLoadTime{WorkerName="W-9000-mnist_1.0",Level="Host",Hostname="${H}",}`,
+    value: 2704,
+  },
+  {
+    title: "≤0.7's worker load time under the worker's name",
+    text: `${T} - W-9000-mnist_1.0.ms:3579|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `WorkerLoadTime{WorkerName="W-9000-mnist_1.0",Level="Host",Hostname="${H}",}`,
+    value: 3579,
+  },
+  {
+    title: "CPUUtilization, timestamp:null (≤0.5)",
+    text: `2020-12-20 17:36:07,338 - CPUUtilization.Percent:50.0|#Level:Host|#hostname:old-host,timestamp:null`,
+    hint: "ts_metrics",
+    series: `CPUUtilization{Level="Host",Hostname="old-host",}`,
+    value: 50,
+  },
+  {
+    title: "MemoryUsed, ≤0.7's integer",
+    text: `${T} - MemoryUsed.Megabytes:5225|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `MemoryUsed{Level="Host",Hostname="${H}",}`,
+    value: 5225,
+  },
+  {
+    title: "DiskAvailable",
+    text: `${T} - DiskAvailable.Gigabytes:311.49|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    hint: "ts_metrics",
+    series: `DiskAvailable{Level="Host",Hostname="${H}",}`,
+    value: 311.49,
+  },
+  {
+    title: "GPUMemoryUsed with DeviceId",
+    text: `${T} - GPUMemoryUsed.Megabytes:1325.0|#Level:Host,DeviceId:0|#hostname:caddc5b40c7b,timestamp:1712133883`,
+    hint: "ts_metrics",
+    series: `GPUMemoryUsed{Level="Host",DeviceId="0",Hostname="caddc5b40c7b",}`,
+    value: 1325,
+  },
+  {
+    title: "GPUUtilization with ≤0.7's device_id",
+    text: `${T} - GPUUtilization.Percent:87|#Level:Host,device_id:1|#hostname:caddc5b40c7b,timestamp:1712133883`,
+    hint: "ts_metrics",
+    series: `GPUUtilization{Level="Host",DeviceId="1",Hostname="caddc5b40c7b",}`,
+    value: 87,
+  },
+  {
+    title: "HandlerTime of a batch from model_metrics.log",
+    text: `${T} - HandlerTime.ms:71.39|#ModelName:mnist,Level:Model|#hostname:caddc5b40c7b,requestID:id1,id2,timestamp:1712133883`,
+    hint: "model_metrics",
+    series: `HandlerTime{ModelName="mnist",Level="Model",Hostname="caddc5b40c7b",}`,
+    value: 71.39,
+  },
+  {
+    title: "PredictionTime in Java's small exponent form, unit word Milliseconds",
+    text: `${T} - PredictionTime.Milliseconds:5.0E-4|#ModelName:mnist,Level:Model|#hostname:w,requestID:null,timestamp:1712133883`,
+    hint: "model_metrics",
+    series: `PredictionTime{ModelName="mnist",Level="Model",Hostname="w",}`,
+    value: 0.0005,
+  },
+  {
+    title: "HandlerTime on the console, without a hint",
+    text: `${T} [INFO ] W-9000-mnist_1.0 MODEL_METRICS - HandlerTime.ms:2.5|#ModelName:mnist,Level:Model|#hostname:w,requestID:r,timestamp:1`,
+    series: `HandlerTime{ModelName="mnist",Level="Model",Hostname="w",}`,
+    value: 2.5,
+  },
+  {
+    title: "a metric-file line without a hint (metric_log_files, standard input)",
+    text: `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    series: `Requests2XX{Level="Host",Hostname="${H}",}`,
+    value: 1,
+  },
+  {
+    title: "an auto-detected backend metric with TorchServe's long unit",
+    text: `${T} - InferenceTimeCustom.Milliseconds:12.0|#ModelName:mnist,Level:Model|#hostname:w,requestID:r,timestamp:1`,
+    hint: "model_metrics",
+    autoDetect: true,
+    series: `InferenceTimeCustom{ModelName="mnist",Level="Model",Hostname="w",}`,
+    value: 12,
+  },
+  {
+    title: "an auto-detected metric with empty dims",
+    text: `${T} - CustomCount.Count:4.0|#|#hostname:w,requestID:r,timestamp:1`,
+    hint: "model_metrics",
+    autoDetect: true,
+    series: `CustomCount{Hostname="w",}`,
+    value: 4,
+  },
+];
+
+describe("TorchServeLineIngest", () => {
+  describe("real lines", () => {
+    for (const line of REAL_LINES) {
+      it(`applies ${line.title}`, async () => {
+        const { h, ts } = rig({ autoDetect: line.autoDetect ?? false });
+        expect(ts.apply(line.text, "file", line.hint)).to.deep.include({ ok: true, record: "metric" });
+        const text = await h.scrape();
+        expect(sample(text, line.series), text).to.equal(line.value);
+        // That one series and nothing else.
+        expect(samples(text).filter((s) => !s.startsWith(`${line.series} `))).to.deep.equal([]);
+      });
+    }
+  });
+
+  describe("TorchServe's semantics", () => {
+    it("adds counter lines: the sum is what TorchServe's prometheus mode shows", async () => {
+      const { h, ts } = rig();
+      const lines = ["4.9299189976E7", "1.0", "2.5E-4", "123456.0"].map(
+        (v) =>
+          `${T} - ts_inference_latency_microseconds.Microseconds:${v}|#model_name:m,model_version:default|#hostname:${H},timestamp:${TS}`,
+      );
+      for (let i = 0; i < 3; i++)
+        ts.apply(
+          `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+          "file",
+          "ts_metrics",
+        );
+      for (const line of lines) ts.apply(line, "file", "ts_metrics");
+      const text = await h.scrape();
+      expect(sample(text, `Requests2XX{Level="Host",Hostname="${H}",}`)).to.equal(3);
+      expect(
+        sample(
+          text,
+          `ts_inference_latency_microseconds{model_name="m",model_version="default",hostname="${H}",}`,
+        ),
+      ).to.be.closeTo(49299189.976 + 1 + 0.00025 + 123456, 1e-6);
+    });
+
+    it("sets gauge lines: the last value stands", async () => {
+      const { h, ts } = rig();
+      for (const v of ["71.0", "5.0", "33.5"]) {
+        ts.apply(
+          `${T} - HandlerTime.ms:${v}|#ModelName:m,Level:Model|#hostname:w,requestID:r,timestamp:1`,
+          "file",
+          "model_metrics",
+        );
+      }
+      expect(sample(await h.scrape(), `HandlerTime{ModelName="m",Level="Model",Hostname="w",}`)).to.equal(
+        33.5,
+      );
+    });
+
+    it("takes the type from the catalog: a custom catalog's counter HandlerTime adds", async () => {
+      const catalog = parseCatalog(
+        "model_metrics:\n  counter:\n    - { name: HandlerTime, unit: ms, dimensions: [ModelName, Level] }\n",
+        "custom.yaml",
+      );
+      const { h, ts } = rig({ catalog });
+      for (let i = 0; i < 2; i++) {
+        ts.apply(
+          `${T} - HandlerTime.ms:2.0|#ModelName:m,Level:Model|#hostname:w,requestID:r,timestamp:1`,
+          "file",
+          "model_metrics",
+        );
+      }
+      expect(sample(await h.scrape(), `HandlerTime{ModelName="m",Level="Model",Hostname="w",}`)).to.equal(4);
+    });
+
+    it("binds dims by name, whatever their order in the line", async () => {
+      const { h, ts } = rig();
+      ts.apply(
+        `${T} - GPUUtilization.Percent:10.0|#DeviceId:3,Level:Host|#hostname:g,timestamp:1`,
+        "file",
+        "ts_metrics",
+      );
+      expect(sample(await h.scrape(), `GPUUtilization{Level="Host",DeviceId="3",Hostname="g",}`)).to.equal(
+        10,
+      );
+    });
+  });
+
+  describe("lines that write nothing", () => {
+    const silent: [string, string][] = [
+      [
+        "a MODEL_LOG line quoting a metric line",
+        `${T} [INFO ] W-9000-mnist_1.0-stdout MODEL_LOG - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+      ],
+      [
+        "a MODEL_LOG line quoting a TS_METRICS console line",
+        `${T} [INFO ] W-9000-mnist_1.0-stdout MODEL_LOG - ${T} [INFO ] x TS_METRICS - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+      ],
+      [
+        "ts_log.log's result=[METRICS] echo",
+        `${T} [INFO ] W-9000-mnist_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]HandlerTime.Milliseconds:71.39|#ModelName:mnist,Level:Model|#hostname:h,1714029691,r1, pattern=[METRICS]`,
+      ],
+      ["plain text", "Torchserve version: 0.12.0"],
+    ];
+    for (const [title, text] of silent) {
+      it(`ignores ${title}: no update, nothing counted`, async () => {
+        const { h, ts } = rig({ autoDetect: true });
+        expect(ts.apply(text, "file")).to.equal(undefined);
+        expect(h.events).to.deep.equal([]);
+        expect((await h.scrape()).match(/^[^#\n].*$/gm) ?? []).to.deep.equal([]);
+      });
+    }
+  });
+
+  describe("lines not applied, each counted with its reason", () => {
+    const refused: {
+      title: string;
+      text: string;
+      hint?: TorchServeFile;
+      reason: string;
+      autoDetect?: boolean;
+    }[] = [
+      {
+        title: "a value that is no number",
+        text: `${T} - Requests2XX.Count:abc|#Level:Host|#hostname:${H},timestamp:${TS}`,
+        hint: "ts_metrics",
+        reason: "malformed",
+      },
+      {
+        title: "NaN (Java prints it for a failed reading)",
+        text: `${T} - CPUUtilization.Percent:NaN|#Level:Host|#hostname:${H},timestamp:${TS}`,
+        hint: "ts_metrics",
+        reason: "malformed",
+      },
+      {
+        title: "a line cut before its hostname segment",
+        text: `${T} - Requests2XX.Count:1.0|#Level:Host`,
+        hint: "ts_metrics",
+        reason: "malformed",
+      },
+      {
+        title: "a line without the file's layout",
+        text: "Requests2XX.Count:1.0|#Level:Host|#hostname:h,timestamp:1",
+        hint: "ts_metrics",
+        reason: "malformed",
+      },
+      {
+        title: "a broken access line",
+        text: `${T} - /127.0.0.1:53514 "POST /predictions/mnist HTTP/1.1"`,
+        hint: "access_log",
+        reason: "malformed",
+      },
+      {
+        title: "a broken ACCESS_LOG console line",
+        text: `${T} [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - nonsense`,
+        reason: "malformed",
+      },
+      {
+        title: "a frontend metric in model_metrics.log (a worker's, under TorchServe's auto-detection)",
+        text: `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:w,requestID:r,timestamp:1`,
+        hint: "model_metrics",
+        reason: "forbidden",
+        autoDetect: true,
+      },
+      {
+        title: "a frontend metric with a requestID, without a hint",
+        text: `${T} - Requests5XX.Count:1.0|#Level:Host|#hostname:w,requestID:r,timestamp:1`,
+        reason: "forbidden",
+      },
+      {
+        title: "the service's own serve_* metric, even from TS_METRICS",
+        text: `${T} - serve_queue_depth.Count:7.0|#model_name:m|#hostname:h,timestamp:1`,
+        hint: "ts_metrics",
+        reason: "forbidden",
+        autoDetect: true,
+      },
+      {
+        title: "a worker's [METRICS] line naming a frontend metric (model metrics only, as before)",
+        text: "[METRICS]Requests2XX.Count:1|#Level:Host|#hostname:vm,1",
+        reason: "forbidden",
+      },
+      {
+        title: "an undeclared metric, auto-detection off",
+        text: `${T} - CustomCount.Count:4.0|#|#hostname:w,requestID:r,timestamp:1`,
+        hint: "model_metrics",
+        reason: "undeclared",
+      },
+      {
+        title: "a record missing a dimension the catalog declares",
+        text: `${T} - WorkerLoadTime.Milliseconds:2704.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+        hint: "ts_metrics",
+        reason: "invalid",
+      },
+    ];
+    for (const { title, text, hint, reason, autoDetect } of refused) {
+      it(`refuses ${title} (${reason})`, async () => {
+        const { h, ts } = rig({ autoDetect: autoDetect ?? false });
+        const outcome = ts.apply(text, "file", hint);
+        expect(outcome?.ok, JSON.stringify(outcome)).to.equal(false);
+        const scraped = await h.scrape();
+        expect(rejected(scraped, "file", reason)).to.equal(1);
+        expect(samples(scraped)).to.deep.equal([]);
+        expect(h.logger.lines.some((l) => l.startsWith("WARN metric lines"))).to.equal(true);
+      });
+    }
+
+    it("finds a frontend metric that a custom catalog dropped undeclared, never auto-detects it", async () => {
+      const catalog = parseCatalog(
+        "model_metrics:\n  gauge:\n    - { name: HandlerTime, unit: ms, dimensions: [ModelName, Level] }\n",
+        "custom.yaml",
+      );
+      const { h, ts } = rig({ catalog, autoDetect: true });
+      const outcome = ts.apply(
+        `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+        "file",
+        "ts_metrics",
+      );
+      expect(outcome).to.deep.include({ ok: false, record: "metric" });
+      const text = await h.scrape();
+      expect(rejected(text, "file", "undeclared")).to.equal(1);
+      expect(text).not.to.match(/Requests2XX/);
+    });
+
+    it("logs a flood of broken records a bounded number of times, and counts them all", async () => {
+      const { h, ts } = rig();
+      for (let i = 0; i < 500; i++)
+        ts.apply(`${T} - Requests2XX.Count:x${i}|#Level:Host|#hostname:h,timestamp:1`, "file", "ts_metrics");
+      expect(rejected(await h.scrape(), "file", "malformed")).to.equal(500);
+      expect(h.logger.lines.length).to.be.at.most(12);
+    });
+  });
+
+  describe("access records", () => {
+    const line = (request: string, status: number, ms: number): string =>
+      `${T} - /127.0.0.1:53514 "${request}" ${status} ${ms}`;
+
+    it("records an inference response per model version, and no Requests2XX/4XX/5XX", async () => {
+      const { h, ts, access } = rig();
+      const lines = [
+        line("POST /predictions/mnist HTTP/1.1", 200, 118),
+        line("POST /predictions/resnet-18/2.0 HTTP/1.1", 503, 4),
+        line("POST /v1/models/sdxl:predict HTTP/1.1", 200, 9000),
+        line("POST /v2/models/bert/infer HTTP/1.1", 500, 30),
+        line("POST /v2/models/bert/versions/3/infer HTTP/1.1", 200, 31),
+        line("POST /explanations/mnist?x=1 HTTP/1.1", 200, 7),
+        line("GET /predictions/mnist HTTP/1.1", 200, 5),
+      ];
+      for (const l of lines)
+        expect(ts.apply(l, "file", "access_log")).to.deep.equal({ ok: true, record: "access" });
+      expect(access).to.deep.equal([
+        { model: "mnist", version: "default", status: 200, latencyMs: 118 },
+        { model: "resnet-18", version: "2.0", status: 503, latencyMs: 4 },
+        { model: "sdxl", version: "default", status: 200, latencyMs: 9000 },
+        { model: "bert", version: "default", status: 500, latencyMs: 30 },
+        { model: "bert", version: "3", status: 200, latencyMs: 31 },
+        { model: "mnist", version: "default", status: 200, latencyMs: 7 },
+        { model: "mnist", version: "default", status: 200, latencyMs: 5 },
+      ]);
+      expect(await h.scrape()).not.to.match(/^Requests[245]XX\{/m);
+    });
+
+    it("records nothing for management, ping, metrics, API description, OPTIONS and gRPC calls", () => {
+      const { ts, access } = rig();
+      const lines = [
+        line("GET /ping HTTP/1.1", 200, 1),
+        line("GET /models HTTP/1.1", 200, 1),
+        line("GET /models/mnist HTTP/1.1", 200, 1),
+        line("POST /models?url=mnist.mar HTTP/1.1", 200, 900),
+        line("PUT /models/mnist?min_worker=2 HTTP/1.1", 202, 1),
+        line("DELETE /models/mnist/1.0 HTTP/1.1", 200, 1),
+        line("GET /metrics HTTP/1.1", 200, 1),
+        line("GET /metrics?name[]=Requests2XX HTTP/1.1", 200, 1),
+        line("GET /api-description HTTP/1.1", 200, 1),
+        line("OPTIONS /predictions/mnist HTTP/1.1", 200, 1),
+        line("gRPC org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions HTTP/2.0", 0, 27),
+      ];
+      for (const l of lines)
+        expect(ts.apply(l, "file", "access_log")).to.deep.equal({ ok: true, record: "access" });
+      expect(access).to.deep.equal([]);
+    });
+
+    it("takes the access line on the console and without a hint", () => {
+      const { ts, access } = rig();
+      ts.apply(
+        `${T} [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - /127.0.0.1:1 "POST /predictions/a HTTP/1.1" 200 3`,
+        "file",
+      );
+      ts.apply(line("POST /predictions/b HTTP/1.1", 200, 4), "file");
+      expect(access.map((a) => a.model)).to.deep.equal(["a", "b"]);
+    });
+
+    it("attributes a 404 only to a model version seen answering otherwise (TorchServe's 404 is 'no such model')", () => {
+      const { ts, access } = rig();
+      ts.apply(line("POST /predictions/made-up-1 HTTP/1.1", 404, 1), "file", "access_log");
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 2), "file", "access_log");
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 404, 3), "file", "access_log");
+      expect(access).to.deep.equal([
+        { model: "mnist", version: "default", status: 200, latencyMs: 2 },
+        { model: "mnist", version: "default", status: 404, latencyMs: 3 },
+      ]);
+    });
+
+    it("records a negative time (the clock went back) as 0", () => {
+      const { ts, access } = rig();
+      ts.apply(line("POST /predictions/m HTTP/1.1", 200, -2), "file", "access_log");
+      expect(access).to.deep.equal([{ model: "m", version: "default", status: 200, latencyMs: 0 }]);
+    });
+
+    it("records at most maxAccessModels model versions; further ones are counted, not recorded", async () => {
+      const { h, ts, access } = rig({ maxAccessModels: 2 });
+      for (const m of ["a", "b", "c", "a", "d"])
+        ts.apply(line(`POST /predictions/${m} HTTP/1.1`, 200, 1), "file", "access_log");
+      expect(access.map((a) => a.model)).to.deep.equal(["a", "b", "a"]);
+      expect(rejected(await h.scrape(), "file", "invalid")).to.equal(2);
+    });
+  });
+
+  it("never throws on random interleavings of TorchServe's lines and garbage, and counts what it refuses", async () => {
+    const piece = fc.constantFrom(
+      `${T} - `,
+      `${T} [INFO ] x TS_METRICS - `,
+      `${T} [INFO ] x MODEL_METRICS - `,
+      `${T} [INFO ] x ACCESS_LOG - `,
+      `${T} [INFO ] x MODEL_LOG - `,
+      "Requests2XX.Count:1.0",
+      "HandlerTime.ms:1.0",
+      "W-9000-m_1.0.ms:1",
+      "GPUUtilization.Percent:1",
+      "|#Level:Host",
+      "|#ModelName:m,Level:Model",
+      "|#",
+      "device_id:0",
+      "|#hostname:h,timestamp:1",
+      "|#hostname:h,requestID:a,b,timestamp:null",
+      '/1.2.3.4:5 "POST /predictions/m HTTP/1.1" 200 3',
+      '"',
+      " ",
+      "[METRICS]",
+    );
+    const text = fc.oneof(
+      fc.array(piece, { maxLength: 6 }).map((p) => p.join("")),
+      fc.string({ maxLength: 40 }),
+    );
+    const hint = fc.constantFrom<TorchServeFile | undefined>(
+      undefined,
+      "ts_metrics",
+      "model_metrics",
+      "access_log",
+    );
+    const { h, ts } = rig({ autoDetect: true, catalog: loadDefaultCatalog() });
+    let refused = 0;
+    fc.assert(
+      fc.property(text, hint, (t, hh) => {
+        const outcome = ts.apply(t, "file", hh);
+        if (outcome !== undefined && !outcome.ok) refused++;
+      }),
+      { numRuns: 2000 },
+    );
+    const scraped = await h.scrape();
+    const counted = scraped
+      .split("\n")
+      .filter((l) => l.startsWith("serve_metric_lines_rejected_total{"))
+      .reduce((sum, l) => sum + Number(l.slice(l.lastIndexOf(" ") + 1)), 0);
+    expect(counted).to.equal(refused);
+  });
+});
