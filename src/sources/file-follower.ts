@@ -69,7 +69,9 @@ export class FileFollower {
   // The current line outgrew maxLineChars: the rest of it, up to its newline, is dropped.
   private overlong = false;
   private starting: Promise<void> | undefined;
-  private polling: Promise<void> | undefined;
+  // The last look started; each waits for the one before, so two looks never read one file at
+  // once (that would hand on its bytes twice).
+  private polling: Promise<void> = Promise.resolve();
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
   private readonly buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
@@ -106,6 +108,15 @@ export class FileFollower {
   }
 
   /**
+   * Looks at the path now, in turn with the timer's polls, and resolves once everything written
+   * before the call has been handed on (a partial last line stays held). After stop(), does
+   * nothing. Lets a caller catch up without waiting for the next poll, e.g. before a final count.
+   */
+  readNow(): Promise<void> {
+    return this.stopped ? Promise.resolve() : this.poll();
+  }
+
+  /**
    * Stops polling, waits for a poll under way, and closes the file. A partial last line is
    * dropped. The follower cannot be started again.
    */
@@ -123,14 +134,20 @@ export class FileFollower {
   private schedule(): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
-      this.polling = this.poll().then(() => this.schedule());
+      void this.poll().then(() => this.schedule());
     }, this.pollMs);
     // Following a file is never a reason for the process to stay alive.
     this.timer.unref();
   }
 
+  /** Queues one look at the path after any under way. Never rejects. */
+  private poll(): Promise<void> {
+    this.polling = this.polling.then(() => this.pollOnce());
+    return this.polling;
+  }
+
   /** One look at the path: follows rotation and truncation, reads new bytes. Never rejects. */
-  private async poll(): Promise<void> {
+  private async pollOnce(): Promise<void> {
     const { path, logger } = this.options;
     try {
       await this.look();
