@@ -16,14 +16,14 @@ export const VALUE_BUCKETS: readonly number[] = Object.freeze([
   0.1, 0.25, 0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
 ]);
 
-/** Seconds in one of each TorchServe time unit word (long and short forms, lowercased). */
-const SECONDS_PER_UNIT: Readonly<Record<string, number>> = {
-  ns: 1e-9,
-  nanoseconds: 1e-9,
-  us: 1e-6,
-  microseconds: 1e-6,
-  ms: 1e-3,
-  milliseconds: 1e-3,
+/** How many of each TorchServe time unit (long and short forms, lowercased) make a second. */
+const PER_SECOND: Readonly<Record<string, number>> = {
+  ns: 1e9,
+  nanoseconds: 1e9,
+  us: 1e6,
+  microseconds: 1e6,
+  ms: 1e3,
+  milliseconds: 1e3,
   s: 1,
   seconds: 1,
 };
@@ -34,10 +34,16 @@ export interface GaugeHistogram {
   gauge: string;
   /** The histogram: `serve_handler_time_seconds{model_name, hostname}`. */
   definition: MetricDefinition;
-  /** Its OpenTelemetry instrument name (`serve.handler_time`), as serve_request_duration_seconds is `serve.request.duration`. */
+  /**
+   * Its OpenTelemetry instrument name (`serve.handler_time_seconds`): exported under the same name
+   * in both naming modes, and never one a frontend gauge's instrument has (`serve.queue.time`).
+   */
   otelName: string;
-  /** What a gauge value is multiplied by: to seconds for a time unit, 1 for any other unit. */
-  scale: number;
+  /**
+   * What a gauge value is divided by: the gauge's units per second for a time unit (1000 for ms;
+   * a division, so 71.5 ms is 0.0715 s to the last digit), 1 for any other unit.
+   */
+  divisor: number;
   /** The gauge dimension that gives the histogram's model_name (`ModelName` or `model_name`); none: no model_name label. */
   modelDimension: string | undefined;
 }
@@ -55,23 +61,23 @@ export function gaugeHistogram(
 ): GaugeHistogram | undefined {
   if (gauge.type !== "gauge") return undefined;
   const unit = gauge.unit.toLowerCase();
-  const secondsPerUnit = Object.hasOwn(SECONDS_PER_UNIT, unit) ? SECONDS_PER_UNIT[unit] : undefined;
+  const perSecond = Object.hasOwn(PER_SECOND, unit) ? PER_SECOND[unit] : undefined;
   const base = snakeCase(gauge.name);
   const modelDimension = gauge.dimensions.find((d) => d === "ModelName" || d === "model_name");
   // Prometheus names take no `.`, `-` or `/`, which auto-detected metric names may hold.
-  const promBase = `serve_${base.replace(/[^a-z0-9_]/g, "_")}`;
+  const suffix = perSecond === undefined ? "" : "_seconds";
   return {
     gauge: gauge.name,
     definition: {
-      name: secondsPerUnit === undefined ? promBase : `${promBase}_seconds`,
+      name: `serve_${base.replace(/[^a-z0-9_]/g, "_")}${suffix}`,
       type: "histogram",
-      unit: secondsPerUnit === undefined ? gauge.unit : "Seconds",
+      unit: perSecond === undefined ? gauge.unit : "Seconds",
       dimensions: modelDimension === undefined ? ["hostname"] : ["model_name", "hostname"],
       section: "ts_metrics",
-      buckets: secondsPerUnit === undefined ? VALUE_BUCKETS : timeBuckets,
+      buckets: perSecond === undefined ? VALUE_BUCKETS : timeBuckets,
     },
-    otelName: `serve.${base}`.slice(0, 250),
-    scale: secondsPerUnit ?? 1,
+    otelName: `serve.${base.slice(0, 240)}${suffix}`,
+    divisor: perSecond ?? 1,
     modelDimension,
   };
 }

@@ -441,7 +441,7 @@ export class MetricRecorder {
     const bound = this.gaugeHistograms.get(gauge.definition.name);
     if (bound === undefined) return;
     const { spec, instrument } = bound;
-    const observed = value * spec.scale;
+    const observed = value / spec.divisor;
     // The SDK drops negative observations; a huge one would leave the histogram's sum infinite.
     if (!(observed >= 0 && observed <= MAX_ACCUMULATED_UPDATE)) {
       this.warnOnce(
