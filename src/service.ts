@@ -23,6 +23,7 @@ import { metricsPayload } from "./sources/metric-line.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
+import { DEFAULT_HISTOGRAM_GAUGES } from "./telemetry/gauge-histograms.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
 import { createTelemetry } from "./telemetry/pipeline.js";
@@ -122,6 +123,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     hostname,
     logger,
     maxSeriesPerMetric: settings.maxSeriesPerMetric,
+    histogramGauges: DEFAULT_HISTOGRAM_GAUGES,
+    histogramGaugeBuckets: settings.requestDurationBuckets,
     readers: push.readers,
     views: push.views,
     resource: push.resource,

@@ -4,6 +4,20 @@ import type { MetricDefinition } from "../catalog/types.js";
 export const REQUEST_DURATION = "serve_request_duration_seconds";
 /** Requests waiting for a worker, per model: the autoscaling signal TorchServe lacks. */
 export const QUEUE_DEPTH = "serve_queue_depth";
+/**
+ * Inference responses per model version and status class (`2XX`, `4XX`, `5XX`): the per-model
+ * error ratio TorchServe's host-wide Requests2XX/4XX/5XX cannot give.
+ */
+export const INFERENCE_RESPONSES = "serve_inference_responses_total";
+/** The `status_class` values of {@link INFERENCE_RESPONSES}, in TorchServe's classing: not 2xx or 4xx is 5XX. */
+export const STATUS_CLASSES = ["2XX", "4XX", "5XX"] as const;
+/** One of {@link STATUS_CLASSES}. */
+export type StatusClass = (typeof STATUS_CLASSES)[number];
+
+/** The class TorchServe counts a response in: 2xx, 4xx, and everything else (1xx and 3xx too) as 5XX. */
+export function statusClass(status: number): StatusClass {
+  return status >= 200 && status < 300 ? "2XX" : status >= 400 && status < 500 ? "4XX" : "5XX";
+}
 /** `[METRICS]` lines that were not applied, by source and reason; never dropped silently. */
 export const REJECTED_LINES = "serve_metric_lines_rejected_total";
 
@@ -26,6 +40,14 @@ export function extraMetrics(requestDurationBuckets: readonly number[]): MetricD
       type: "gauge",
       unit: "Count",
       dimensions: ["model_name", "hostname"],
+      section: "ts_metrics",
+      buckets: undefined,
+    },
+    {
+      name: INFERENCE_RESPONSES,
+      type: "counter",
+      unit: "Count",
+      dimensions: ["model_name", "model_version", "status_class", "hostname"],
       section: "ts_metrics",
       buckets: undefined,
     },

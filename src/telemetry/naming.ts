@@ -31,6 +31,7 @@ const KNOWN_NAMES: Readonly<Record<string, string>> = {
   PredictionTime: "serve.model.prediction_time",
   serve_request_duration_seconds: "serve.request.duration",
   serve_queue_depth: "serve.queue.depth",
+  serve_inference_responses_total: "serve.inference.responses",
   serve_metric_lines_rejected_total: "serve.metric_lines.rejected",
 };
 
@@ -64,8 +65,8 @@ export function otelUnit(unitWord: string): string {
   return (Object.hasOwn(UNITS, word) ? UNITS[word] : undefined) ?? `{${unitWord.replace(/[{}]/g, "")}}`;
 }
 
-/** `HandlerTime` → `handler_time`: OpenTelemetry names are lowercase. */
-function snakeCase(name: string): string {
+/** `HandlerTime` → `handler_time`: OpenTelemetry (and serve_*) names are lowercase. */
+export function snakeCase(name: string): string {
   return name
     .replace(/([a-z0-9])([A-Z])/g, "$1_$2")
     .replace(/([A-Z]+)([A-Z][a-z])/g, "$1_$2")
@@ -81,9 +82,13 @@ function snakeCase(name: string): string {
 export class InstrumentNamer {
   private readonly taken = new Set<string>();
 
-  /** The OpenTelemetry name and unit for `def`, unique among all names given so far. */
-  name(def: MetricDefinition): InstrumentName {
+  /**
+   * The OpenTelemetry name and unit for `def`, unique among all names given so far: `preferred`
+   * when given (a metric the service derives names its own), else the known or derived name.
+   */
+  name(def: MetricDefinition, preferred?: string): InstrumentName {
     const base =
+      preferred ??
       (Object.hasOwn(KNOWN_NAMES, def.name) ? KNOWN_NAMES[def.name] : undefined) ??
       `serve.${def.section === "model_metrics" ? "model." : ""}${snakeCase(def.name)}`.slice(0, 250);
     let name = base;

@@ -7,15 +7,16 @@ import {
   type MetricReader,
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
-import type { MetricDefinition } from "../catalog/types.js";
+import { DEFAULT_BUCKETS, type MetricDefinition } from "../catalog/types.js";
 import type { MetricsFormat } from "../config/types.js";
 import type { Logger } from "../log.js";
 import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
+import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gauge-histograms.js";
 import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
-import { InstrumentNamer } from "./naming.js";
+import { InstrumentNamer, type InstrumentName } from "./naming.js";
 import { PendingUpdates } from "./pending-updates.js";
-import { MetricRecorder } from "./recorder.js";
+import { MetricRecorder, type BoundGaugeHistogram } from "./recorder.js";
 import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./sample-names.js";
 
 /** The meter's (instrumentation scope's) name. */
@@ -70,6 +71,15 @@ export interface TelemetryOptions {
   resource?: Attributes;
   /** Series kept per metric; later ones go to one `otel.metric.overflow=true` series. Default 50,000. */
   maxSeriesPerMetric?: number;
+  /**
+   * Gauges whose every value is also observed into a histogram per model (see
+   * {@link gaugeHistogram}); default none (the service passes its `histogram_gauges`, by default
+   * `DEFAULT_HISTOGRAM_GAUGES`). A name not declared yet gets its histogram when
+   * model_metrics_auto_detect registers it as a gauge.
+   */
+  histogramGauges?: readonly string[];
+  /** Bucket bounds, in seconds, of those histograms for gauges in a time unit; default TorchServe's. */
+  histogramGaugeBuckets?: readonly number[];
 }
 
 /**
@@ -80,8 +90,40 @@ export interface TelemetryOptions {
 export function createTelemetry(options: TelemetryOptions): Telemetry {
   const { metrics, format, hostname, logger } = options;
   const limit = options.maxSeriesPerMetric ?? 50_000;
+  const histogramGauges = new Set(options.histogramGauges ?? []);
+  const histogramBuckets = options.histogramGaugeBuckets ?? DEFAULT_BUCKETS;
   const namer = new InstrumentNamer();
-  const names = metrics.map((def) => ({ def, otel: namer.name(def) }));
+  // Two families rendering one sample name make the exposition invalid (a second HELP, or samples
+  // a parser files under the wrong family). Checked by TorchServe name in both formats, so a
+  // metric is accepted or refused alike in each; in OTel naming the exporter's names are checked too.
+  const tsSamples = new SampleNameOwners();
+  const otelSamples = new SampleNameOwners();
+  const names: { def: MetricDefinition; otel: InstrumentName }[] = [];
+  const claim = (def: MetricDefinition, otel: InstrumentName): void => {
+    tsSamples.claim(def.name, torchServeSampleNames(def.name, def.type));
+    otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
+    names.push({ def, otel });
+  };
+  for (const def of metrics) claim(def, namer.name(def));
+  const plan = planGaugeHistograms(metrics, [...histogramGauges], histogramBuckets);
+  for (const reason of plan.skipped) logger.warn(`histogram gauges: ${reason}`);
+  const gaugeHistograms = new Map<string, BoundGaugeHistogram>();
+  const planned = new Map<string, GaugeHistogram>();
+  for (const h of plan.histograms) {
+    const clash = tsSamples.clash(torchServeSampleNames(h.definition.name, "histogram"));
+    if (clash !== undefined) {
+      logger.warn(
+        `histogram gauges: ${h.gauge} gets no histogram: ${clash.sample} is a sample of ${clash.family}`,
+      );
+      continue;
+    }
+    let otel = namer.name(h.definition, h.otelName);
+    while (otelSamples.clash(otelSampleNames(otel.name, "histogram")) !== undefined) {
+      otel = namer.name(h.definition, h.otelName);
+    }
+    claim(h.definition, otel);
+    planned.set(h.definition.name, h);
+  }
   const reader = new PullReader(
     format === "torchserve" ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
   );
@@ -121,45 +163,62 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     instruments.set(def.name, instrument);
     families.push({ name: def.name, type: def.type, unit: def.unit, labels: def.dimensions });
   };
-  // Two families rendering one sample name make the exposition invalid (a second HELP, or samples
-  // a parser files under the wrong family). Checked by TorchServe name in both formats, so a
-  // metric is accepted or refused alike in each; in OTel naming the exporter's names are checked too.
-  const tsSamples = new SampleNameOwners();
-  const otelSamples = new SampleNameOwners();
   for (const { def, otel } of names) {
-    add(def, createCatalogInstrument(meter, def, otel));
-    tsSamples.claim(def.name, torchServeSampleNames(def.name, def.type));
-    otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
+    const instrument = createCatalogInstrument(meter, def, otel);
+    add(def, instrument);
+    const h = planned.get(def.name);
+    if (h !== undefined) gaugeHistograms.set(h.gauge, { spec: h, instrument });
   }
+  /** Adds a metric after start under `preferred` (OTel naming), or throws MetricRegistrationError. */
+  const registerLate = (def: MetricDefinition, preferred?: string): CatalogInstrument => {
+    if (instruments.has(def.name)) throw new MetricRegistrationError(def.name, "already registered");
+    const samples = torchServeSampleNames(def.name, def.type);
+    const clash = tsSamples.clash(samples);
+    if (clash !== undefined) {
+      throw new MetricRegistrationError(
+        def.name,
+        `a ${def.type} of this name renders ${clash.sample}, a sample name of ${clash.family}`,
+      );
+    }
+    // Views are fixed once the provider exists, so a late metric is created under its exposed name.
+    let otel = namer.name(def, preferred);
+    if (format === "torchserve") {
+      namer.reserve(def.name);
+      otel = { ...otel, name: def.name };
+    } else {
+      // The namer's names are unique, but the exporter's can still meet (`_total`, `_count`,
+      // collapsed `__`): take the namer's next name then, as for any other taken name.
+      while (otelSamples.clash(otelSampleNames(otel.name, def.type)) !== undefined) {
+        otel = namer.name(def, preferred);
+      }
+    }
+    tsSamples.claim(def.name, samples);
+    otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
+    const instrument = createCatalogInstrument(lateMeter, def, otel);
+    add(def, instrument);
+    return instrument;
+  };
   return {
     provider,
     reader,
-    recorder: new MetricRecorder(instruments, hostname, logger, new PendingUpdates(meter)),
+    recorder: new MetricRecorder(instruments, hostname, logger, new PendingUpdates(meter), gaugeHistograms),
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
-      if (instruments.has(def.name)) throw new MetricRegistrationError(def.name, "already registered");
-      const samples = torchServeSampleNames(def.name, def.type);
-      const clash = tsSamples.clash(samples);
-      if (clash !== undefined) {
-        throw new MetricRegistrationError(
-          def.name,
-          `a ${def.type} of this name renders ${clash.sample}, a sample name of ${clash.family}`,
-        );
+      registerLate(def);
+      if (!histogramGauges.has(def.name) || gaugeHistograms.has(def.name)) return;
+      // An auto-detected gauge named in the list gets its histogram now; the gauge stays either way.
+      const h = gaugeHistogram(def, histogramBuckets);
+      if (h === undefined) {
+        logger.warn(`histogram gauges: ${def.name} is a ${def.type}, not a gauge: it gets no histogram`);
+        return;
       }
-      // Views are fixed once the provider exists, so a late metric is created under its exposed name.
-      let otel = namer.name(def);
-      if (format === "torchserve") {
-        namer.reserve(def.name);
-        otel = { ...otel, name: def.name };
-      } else {
-        // The namer's names are unique, but the exporter's can still meet (`_total`, `_count`,
-        // collapsed `__`): take the namer's next name then, as for any other taken name.
-        while (otelSamples.clash(otelSampleNames(otel.name, def.type)) !== undefined) otel = namer.name(def);
+      try {
+        gaugeHistograms.set(h.gauge, { spec: h, instrument: registerLate(h.definition, h.otelName) });
+      } catch (err) {
+        if (!(err instanceof MetricRegistrationError)) throw err;
+        logger.warn(`histogram gauges: ${def.name} gets no histogram: ${err.message}`);
       }
-      tsSamples.claim(def.name, samples);
-      otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
-      add(def, createCatalogInstrument(lateMeter, def, otel));
     },
   };
 }

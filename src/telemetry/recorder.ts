@@ -3,7 +3,15 @@ import type { MetricDefinition } from "../catalog/types.js";
 import type { Logger } from "../log.js";
 import type { GpuSample } from "../sources/gpu.js";
 import type { HostSample } from "../sources/host.js";
-import { QUEUE_DEPTH, REJECTED_LINES, REQUEST_DURATION } from "./extra-metrics.js";
+import {
+  INFERENCE_RESPONSES,
+  QUEUE_DEPTH,
+  REJECTED_LINES,
+  REQUEST_DURATION,
+  STATUS_CLASSES,
+  statusClass,
+} from "./extra-metrics.js";
+import type { GaugeHistogram } from "./gauge-histograms.js";
 import type { CatalogInstrument } from "./instruments.js";
 import type { PendingSeries, PendingUpdates } from "./pending-updates.js";
 
@@ -50,6 +58,27 @@ export interface InferenceRecord {
   backendMs?: number | undefined;
 }
 
+/**
+ * One access-log line of a followed TorchServe for a model request. Times in milliseconds. Its
+ * Requests2XX/4XX/5XX and ts_* counters are not recorded from it: TorchServe's own metric lines
+ * count those.
+ */
+export interface AccessRecord {
+  model: string;
+  /** The version the URI named; `default` when it named none. */
+  version: string;
+  /** The HTTP status TorchServe sent. */
+  status: number;
+  /** The line's time from the full request to the response. */
+  latencyMs: number;
+}
+
+/** A gauge's histogram (see {@link GaugeHistogram}) bound to its instrument. */
+export interface BoundGaugeHistogram {
+  spec: GaugeHistogram;
+  instrument: CatalogInstrument;
+}
+
 /** A model worker becoming ready. */
 export interface WorkerLoadRecord {
   /** `W-<port>-<model>_<version>`, see {@link workerName}. */
@@ -65,7 +94,7 @@ export function workerName(port: number, model: string, version: string): string
 /** One series of one instrument, its attributes resolved once. */
 type BoundSeries = PendingSeries;
 
-/** What recordInference records besides the response class, in this order. */
+/** What recordInference records per model version besides the response classes, in this order. */
 const INFERENCE_METRICS = [
   "ts_inference_requests_total",
   "ts_inference_latency_microseconds",
@@ -74,6 +103,18 @@ const INFERENCE_METRICS = [
   "WorkerThreadTime",
   REQUEST_DURATION,
 ] as const;
+
+/** The series of one model version, resolved on its first request. */
+interface ModelSeries {
+  requests: BoundSeries | undefined;
+  latency: BoundSeries | undefined;
+  queue: BoundSeries | undefined;
+  queueTime: BoundSeries | undefined;
+  workerThread: BoundSeries | undefined;
+  duration: BoundSeries | undefined;
+  /** serve_inference_responses_total by status class: 2XX, 4XX, 5XX. */
+  responses: Readonly<Record<(typeof STATUS_CLASSES)[number], BoundSeries | undefined>>;
+}
 
 /**
  * Every metric the service writes itself: the frontend's, the host's and GPUs', and its own
@@ -85,6 +126,7 @@ export const SERVICE_METRICS: ReadonlySet<string> = new Set([
   "Requests4XX",
   "Requests5XX",
   ...INFERENCE_METRICS,
+  INFERENCE_RESPONSES,
   "WorkerLoadTime",
   "CPUUtilization",
   "MemoryUsed",
@@ -131,8 +173,8 @@ const MAX_CACHED_MODELS = 1000;
 export class MetricRecorder {
   private readonly warned = new Set<string>();
   private readonly listeners: ((event: RecordEvent) => void)[] = [];
-  /** Resolved series of recordInference by model and version, and of recordResponse by family. */
-  private readonly inference = new Map<string, readonly (BoundSeries | undefined)[]>();
+  /** Resolved series of recordInference and recordAccess by model and version, and of recordResponse by family. */
+  private readonly inference = new Map<string, ModelSeries>();
   private readonly responses = new Map<string, BoundSeries | null>();
 
   constructor(
@@ -141,6 +183,11 @@ export class MetricRecorder {
     private readonly logger: Logger,
     /** Where the service's own counter and gauge series wait for the next collection. */
     private readonly pending: PendingUpdates,
+    /**
+     * By gauge name, the histogram every value of the gauge is also observed into; the pipeline
+     * adds to it when an auto-detected gauge gets one.
+     */
+    private readonly gaugeHistograms: ReadonlyMap<string, BoundGaugeHistogram> = new Map(),
   ) {}
 
   /**
@@ -204,12 +251,7 @@ export class MetricRecorder {
 
   /** Counts one HTTP response in Requests2XX, Requests4XX or Requests5XX. */
   recordResponse(status: number): void {
-    const family =
-      status >= 200 && status < 300
-        ? "Requests2XX"
-        : status >= 400 && status < 500
-          ? "Requests4XX"
-          : "Requests5XX";
+    const family = `Requests${statusClass(status)}`;
     let series = this.responses.get(family);
     if (series === undefined) {
       series = this.bind(family, { Level: "Host" }) ?? null;
@@ -218,29 +260,57 @@ export class MetricRecorder {
     this.recordBound(series ?? undefined, 1);
   }
 
-  /** Records one inference request: its response class, the ts_* counters and the frontend gauges. */
+  /**
+   * Records one inference request: its response class (host-wide and per model), the ts_*
+   * counters, the frontend gauges and serve_request_duration_seconds.
+   */
   recordInference(r: InferenceRecord): void {
     const queueMs = r.queueMs ?? 0;
-    const [requests, latency, queue, queueTime, workerThread, duration] = this.inferenceSeries(
-      r.model,
-      r.version ?? "default",
-    );
-    if (r.status !== undefined) this.recordResponse(r.status);
-    this.recordBound(requests, 1);
-    this.recordBound(latency, r.latencyMs * 1000);
-    this.recordBound(queue, queueMs * 1000);
-    this.recordBound(queueTime, queueMs);
-    this.recordBound(workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
-    this.recordBound(duration, r.latencyMs / 1000);
+    const series = this.modelSeries(r.model, r.version ?? "default");
+    if (r.status !== undefined) {
+      this.recordResponse(r.status);
+      this.recordBound(series.responses[statusClass(r.status)], 1);
+    }
+    this.recordBound(series.requests, 1);
+    this.recordBound(series.latency, r.latencyMs * 1000);
+    this.recordBound(series.queue, queueMs * 1000);
+    this.recordBound(series.queueTime, queueMs);
+    this.recordBound(series.workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
+    this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
-  /** The series of {@link INFERENCE_METRICS} for one model version, resolved on its first request. */
-  private inferenceSeries(model: string, version: string): readonly (BoundSeries | undefined)[] {
+  /**
+   * Records one access-log line of a followed TorchServe: serve_request_duration_seconds and the
+   * per-model response class. A 404 is left out: TorchServe answers it for models it does not
+   * serve, and a name taken from a client's URI must not make series (the frontend does the same).
+   */
+  recordAccess(r: AccessRecord): void {
+    if (r.status === 404) return;
+    const series = this.modelSeries(r.model, r.version);
+    this.recordBound(series.responses[statusClass(r.status)], 1);
+    this.recordBound(series.duration, r.latencyMs / 1000);
+  }
+
+  /** The series of one model version, resolved on its first request. */
+  private modelSeries(model: string, version: string): ModelSeries {
     const key = `${model}\u0000${version}`;
     let series = this.inference.get(key);
     if (series === undefined) {
       const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
-      series = INFERENCE_METRICS.map((name) => this.bind(name, context));
+      const [requests, latency, queue, queueTime, workerThread, duration] = INFERENCE_METRICS.map((name) =>
+        this.bind(name, context),
+      );
+      const response = (status_class: string): BoundSeries | undefined =>
+        this.bind(INFERENCE_RESPONSES, { ...context, status_class });
+      series = {
+        requests,
+        latency,
+        queue,
+        queueTime,
+        workerThread,
+        duration,
+        responses: { "2XX": response("2XX"), "4XX": response("4XX"), "5XX": response("5XX") },
+      };
       // Models come from configuration, but the public API takes any name: keep the cache bounded.
       if (this.inference.size >= MAX_CACHED_MODELS) this.inference.clear();
       this.inference.set(key, series);
@@ -341,6 +411,7 @@ export class MetricRecorder {
         break;
       case "gauge":
         this.pending.set(series, value);
+        this.observeGauge(instrument, value, attributes);
         break;
       case "histogram":
         instrument.record(value, attributes);
@@ -365,7 +436,36 @@ export class MetricRecorder {
     // A gauge keeps its last value: one still waiting must not land after this newer one.
     if (this.pending.holdsGauge(instrument)) this.pending.flush();
     instrument.record(value, attributes);
+    this.observeGauge(instrument, value, attributes);
     this.notify(instrument, value, attributes, line);
+  }
+
+  /**
+   * Observes a gauge's value into its histogram, if the gauge has one: model_name from the gauge's
+   * ModelName (or model_name), hostname from its Hostname (or hostname), the value in seconds for
+   * a time gauge. Listeners do not hear it: it is derived, not a metric update of its own.
+   */
+  private observeGauge(gauge: CatalogInstrument, value: number, attributes: Attributes): void {
+    if (this.gaugeHistograms.size === 0 || gauge.definition.type !== "gauge") return;
+    const bound = this.gaugeHistograms.get(gauge.definition.name);
+    if (bound === undefined) return;
+    const { spec, instrument } = bound;
+    const observed = value / spec.divisor;
+    // The SDK drops negative observations; a huge one would leave the histogram's sum infinite.
+    if (!(observed >= 0 && observed <= MAX_ACCUMULATED_UPDATE)) {
+      this.warnOnce(
+        `${spec.definition.name}:value`,
+        `${spec.definition.name}: ${gauge.definition.name} value ${value} not observed ` +
+          `(a histogram takes values from 0 to ${MAX_ACCUMULATED_UPDATE})`,
+      );
+      return;
+    }
+    const host = attributes.Hostname ?? attributes.hostname ?? this.hostname;
+    const histogramAttributes: Attributes =
+      spec.modelDimension === undefined
+        ? { hostname: host }
+        : { model_name: attributes[spec.modelDimension], hostname: host };
+    instrument.record(observed, histogramAttributes);
   }
 
   private notify(

@@ -193,6 +193,8 @@ describe("OTLP push", function () {
         "WorkerLoadTime",
         "MemoryUsed",
         "serve_request_duration_seconds",
+        "serve_inference_responses_total",
+        "serve_prediction_time_seconds",
       ]) {
         expect(names).to.include(name);
       }
@@ -201,6 +203,18 @@ describe("OTLP push", function () {
         attributes: { hostname: "test-host", model_name: "resnet", model_version: "1.0" },
         value: 2,
       });
+      expect(pushed).to.deep.include({
+        name: "serve_inference_responses_total",
+        attributes: {
+          hostname: "test-host",
+          model_name: "bert",
+          model_version: "default",
+          status_class: "5XX",
+        },
+        value: 1,
+      });
+      const prediction = pushed.find((s) => s.name === "serve_prediction_time_seconds")?.value;
+      expect(prediction).to.deep.include({ count: 1, sum: 0.08313 });
     });
   }
 

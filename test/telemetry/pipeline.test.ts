@@ -141,4 +141,72 @@ describe("createTelemetry", () => {
       "serve_model_foo_total_2",
     ]);
   });
+
+  describe("histogramGauges", () => {
+    const gauge = (name: string, unit = "ms") => ({
+      ...def(name, "gauge"),
+      unit,
+      dimensions: ["ModelName", "Level", "Hostname"],
+    });
+
+    for (const format of ["torchserve", "otel"] as const) {
+      it(`gives a listed gauge auto-detected at run time its histogram then (${format})`, async () => {
+        const logger = createMemoryLogger();
+        const t = setup({ format, logger, histogramGauges: ["Depth", "InferTime"] });
+        expect(t.families.map((f) => f.name)).to.deep.equal(["Latency", "Depth", "serve_depth"]);
+        t.register(gauge("InferTime", "Milliseconds"));
+        expect(t.families.map((f) => f.name)).to.deep.equal([
+          "Latency",
+          "Depth",
+          "serve_depth",
+          "InferTime",
+          "serve_infer_time_seconds",
+        ]);
+        t.recorder.record("InferTime", 250, { ModelName: "m", Level: "Model" });
+        const data = metricsByName((await t.reader.collect()).resourceMetrics);
+        const name = format === "torchserve" ? "serve_infer_time_seconds" : "serve.infer_time_seconds";
+        const point = data.get(name)?.dataPoints[0];
+        expect(point?.attributes).to.deep.equal({ model_name: "m", hostname: "h" });
+        expect(point?.value).to.deep.include({ count: 1, sum: 0.25 });
+        expect(logger.lines).to.deep.equal([]);
+      });
+    }
+
+    it("warns about a listed metric that is not a gauge, or whose histogram name is taken, and goes on", () => {
+      const logger = createMemoryLogger();
+      const t = setup({
+        logger,
+        histogramGauges: ["Latency", "Taken", "LateCounter", "LateTaken"],
+        metrics: [
+          ...METRICS,
+          { ...def("Taken", "gauge"), unit: "s" },
+          { ...def("serve_taken_seconds", "histogram"), section: "ts_metrics" },
+        ],
+      });
+      t.register(def("LateCounter", "counter"));
+      t.register(def("serve_late_taken_seconds_count", "gauge"));
+      t.register({ ...def("LateTaken", "gauge"), unit: "ms" });
+      expect(t.families.map((f) => f.name)).to.deep.equal([
+        "Latency",
+        "Depth",
+        "Taken",
+        "serve_taken_seconds",
+        "LateCounter",
+        "serve_late_taken_seconds_count",
+        "LateTaken",
+      ]);
+      expect(logger.lines).to.deep.equal([
+        "WARN histogram gauges: Latency is a histogram, not a gauge: it gets no histogram",
+        "WARN histogram gauges: Taken gets no histogram: serve_taken_seconds is already a metric",
+        "WARN histogram gauges: LateCounter is a counter, not a gauge: it gets no histogram",
+        "WARN histogram gauges: LateTaken gets no histogram: serve_late_taken_seconds: a histogram of this name " +
+          "renders serve_late_taken_seconds_count, a sample name of serve_late_taken_seconds_count",
+      ]);
+    });
+
+    it("gives none by default", () => {
+      const t = setup({ metrics: [...METRICS, gauge("HandlerTime")] });
+      expect(t.families.map((f) => f.name)).to.deep.equal(["Latency", "Depth", "HandlerTime"]);
+    });
+  });
 });

@@ -1,8 +1,10 @@
 import { expect } from "chai";
 import { loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
-import type { Catalog } from "../../src/catalog/types.js";
+import { DEFAULT_BUCKETS, type Catalog } from "../../src/catalog/types.js";
 import { Scraper } from "../../src/exposition/scrape.js";
 import { createMemoryLogger, type MemoryLogger } from "../../src/log.js";
+import { extraMetrics } from "../../src/telemetry/extra-metrics.js";
+import { DEFAULT_HISTOGRAM_GAUGES } from "../../src/telemetry/gauge-histograms.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 import { MetricRecordError, workerName } from "../../src/telemetry/recorder.js";
 
@@ -184,5 +186,191 @@ describe("MetricRecorder", () => {
     expect(logger.lines.filter((l) => l.includes("QueueTime"))).to.deep.equal([
       "WARN QueueTime: not recorded, the catalog asks for dimension Region which serve-metrics cannot fill",
     ]);
+  });
+});
+
+/** Each format's rendering of the samples these tests read: `sample(name, labels)` → the line's start. */
+const FORMATS = {
+  torchserve: {
+    duration: "serve_request_duration_seconds",
+    handler: "serve_handler_time_seconds",
+    prediction: "serve_prediction_time_seconds",
+    queueTime: "serve_queue_time_seconds",
+    batch: "serve_batch_size",
+    responses: "serve_inference_responses_total",
+    requests2xx: "Requests2XX",
+    labels: (labels: string) => `{${labels.split(",").join(",")},}`,
+    value: (v: string) => (v.includes(".") || v.includes("E") ? v : `${v}.0`),
+  },
+  otel: {
+    duration: "serve_request_duration",
+    handler: "serve_handler_time_seconds",
+    prediction: "serve_prediction_time_seconds",
+    queueTime: "serve_queue_time_seconds",
+    batch: "serve_batch_size",
+    responses: "serve_inference_responses_total",
+    requests2xx: "serve_requests_2xx_total",
+    labels: (labels: string) => `{${labels}}`,
+    value: (v: string) => v,
+  },
+} as const;
+
+function setupWith(
+  format: keyof typeof FORMATS,
+  histogramGauges: readonly string[] = DEFAULT_HISTOGRAM_GAUGES,
+  catalog: Catalog = loadDefaultCatalog(),
+) {
+  const logger = createMemoryLogger();
+  const t = createTelemetry({
+    metrics: [...catalog.metrics, ...extraMetrics(DEFAULT_BUCKETS)],
+    format,
+    hostname: "h",
+    logger,
+    histogramGauges,
+  });
+  const scraper = new Scraper(t.reader, t.families, { mode: "prometheus", format }, logger);
+  const f = FORMATS[format];
+  /** One sample line as this format writes it. */
+  const line = (name: string, labels: string, value: string): string =>
+    `\n${name}${f.labels(labels)} ${f.value(value)}\n`;
+  return { t, logger, f, line, text: () => scraper.scrape(undefined) };
+}
+
+for (const format of ["torchserve", "otel"] as const) {
+  describe(`MetricRecorder, per-model responses and histograms (metrics_format=${format})`, () => {
+    it("recordAccess observes the request duration and counts the status class per model version", async () => {
+      const { t, f, line, text } = setupWith(format);
+      t.recorder.recordAccess({ model: "mnist", version: "1.0", status: 200, latencyMs: 118 });
+      t.recorder.recordAccess({ model: "mnist", version: "1.0", status: 503, latencyMs: 2000 });
+      t.recorder.recordAccess({ model: "mnist", version: "default", status: 400, latencyMs: 5 });
+      const out = await text();
+      const v1 = 'model_name="mnist",model_version="1.0"';
+      expect(out).to.include(line(`${f.duration}_count`, `${v1},hostname="h"`, "2"));
+      expect(out).to.include(line(`${f.duration}_sum`, `${v1},hostname="h"`, "2.118"));
+      expect(out).to.include(line(`${f.duration}_bucket`, `${v1},hostname="h",le="0.25"`, "1"));
+      expect(out).to.include(line(`${f.duration}_bucket`, `${v1},hostname="h",le="2.5"`, "2"));
+      expect(out).to.include(line(f.responses, `${v1},status_class="2XX",hostname="h"`, "1"));
+      expect(out).to.include(line(f.responses, `${v1},status_class="5XX",hostname="h"`, "1"));
+      expect(out).to.include(
+        line(f.responses, 'model_name="mnist",model_version="default",status_class="4XX",hostname="h"', "1"),
+      );
+      expect(out.match(new RegExp(`^${f.responses}\\{`, "gm"))).to.have.length(3);
+    });
+
+    it("recordAccess leaves Requests2XX/4XX/5XX and the ts_* counters to TorchServe's own lines", async () => {
+      const { t, f, text } = setupWith(format);
+      t.recorder.recordAccess({ model: "mnist", version: "1.0", status: 200, latencyMs: 1 });
+      t.recorder.recordAccess({ model: "mnist", version: "1.0", status: 500, latencyMs: 1 });
+      const out = await text();
+      expect(out).to.match(new RegExp(`^${f.responses}\\{`, "m"));
+      expect(out).not.to.match(/^(Requests.XX|serve_requests_.xx_total)\{/m);
+      expect(out).not.to.match(/^(ts_inference_|serve_inference_requests|serve_inference_latency)/m);
+    });
+
+    it("recordAccess records nothing for a 404: a client's URI must not make a model's series", async () => {
+      const { t, text } = setupWith(format);
+      const before = await text();
+      t.recorder.recordAccess({ model: "no-such-model", version: "default", status: 404, latencyMs: 1 });
+      expect(await text()).to.equal(before);
+    });
+
+    it("recordInference counts each response's class per model version, in the series recordAccess uses", async () => {
+      const { t, f, line, text } = setupWith(format);
+      t.recorder.recordInference({ model: "m", version: "2.0", status: 200, latencyMs: 1 });
+      t.recorder.recordAccess({ model: "m", version: "2.0", status: 200, latencyMs: 1 });
+      t.recorder.recordInference({ model: "m", status: 404, latencyMs: 1 });
+      t.recorder.recordInference({ model: "m", status: 302, latencyMs: 1 });
+      // The client left before a response: the request is counted, no response class is.
+      t.recorder.recordInference({ model: "gone", status: undefined, latencyMs: 1 });
+      const out = await text();
+      expect(out).to.include(
+        line(f.responses, 'model_name="m",model_version="2.0",status_class="2XX",hostname="h"', "2"),
+      );
+      expect(out).to.include(
+        line(f.responses, 'model_name="m",model_version="default",status_class="4XX",hostname="h"', "1"),
+      );
+      expect(out).to.include(
+        line(f.responses, 'model_name="m",model_version="default",status_class="5XX",hostname="h"', "1"),
+      );
+      expect(out).not.to.match(new RegExp(`^${f.responses}\\{model_name="gone"`, "m"));
+      expect(out).to.include(line(f.requests2xx, 'Level="Host",Hostname="h"', "1"));
+    });
+
+    it("observes every listed gauge value into a histogram per model, in seconds; the gauge keeps its last value", async () => {
+      const { t, f, line, text } = setupWith(format);
+      t.recorder.record("HandlerTime", 62.5, { ModelName: "mnist", Level: "Model", Hostname: "worker-1" });
+      t.recorder.record("HandlerTime", 125, { ModelName: "mnist", Level: "Model", Hostname: "worker-1" });
+      t.recorder.record("HandlerTime", 5, { ModelName: "resnet", Level: "Model", Hostname: "worker-1" });
+      t.recorder.record("PredictionTime", 250, { ModelName: "mnist", Level: "Model" });
+      const out = await text();
+      const mnist = 'model_name="mnist",hostname="worker-1"';
+      expect(out).to.include(line(`${f.handler}_count`, mnist, "2"));
+      expect(out).to.include(line(`${f.handler}_sum`, mnist, "0.1875"));
+      expect(out).to.include(line(`${f.handler}_bucket`, `${mnist},le="0.05"`, "0"));
+      expect(out).to.include(line(`${f.handler}_bucket`, `${mnist},le="0.075"`, "1"));
+      expect(out).to.include(line(`${f.handler}_bucket`, `${mnist},le="0.25"`, "2"));
+      expect(out).to.include(line(`${f.handler}_count`, 'model_name="resnet",hostname="worker-1"', "1"));
+      expect(out).to.include(line(`${f.prediction}_sum`, 'model_name="mnist",hostname="h"', "0.25"));
+      // The gauge itself is unchanged: the last value, all its labels.
+      const gauge = format === "torchserve" ? "HandlerTime" : "serve_model_handler_time";
+      expect(out).to.include(line(gauge, 'ModelName="mnist",Level="Model",Hostname="worker-1"', "125"));
+    });
+
+    it("observes the frontend's own gauges too when listed (QueueTime, no model label)", async () => {
+      const { t, f, line, text } = setupWith(format, ["QueueTime"]);
+      t.recorder.recordInference({ model: "m", status: 200, latencyMs: 10, queueMs: 2 });
+      t.recorder.recordInference({ model: "m", status: 200, latencyMs: 10, queueMs: 4 });
+      const out = await text();
+      expect(out).to.include(line(`${f.queueTime}_count`, 'hostname="h"', "2"));
+      expect(out).to.include(line(`${f.queueTime}_sum`, 'hostname="h"', "0.006"));
+      expect(out).not.to.include(`${f.handler}_`);
+    });
+
+    it("gives no histogram to a gauge that is not listed", async () => {
+      const { t, f, text } = setupWith(format, []);
+      t.recorder.record("HandlerTime", 71.5, { ModelName: "mnist", Level: "Model" });
+      const out = await text();
+      expect(out).not.to.include(f.handler);
+      expect(out).not.to.include(f.prediction);
+    });
+
+    it("observes a gauge in another unit as it is, in VALUE_BUCKETS", async () => {
+      const catalog = parseCatalog(
+        "model_metrics:\n  gauge:\n    - {name: BatchSize, unit: Count, dimensions: [ModelName, Level]}\n",
+        "c.yaml",
+      );
+      const { t, f, line, text } = setupWith(format, ["BatchSize"], catalog);
+      t.recorder.record("BatchSize", 8, { ModelName: "m", Level: "Model" });
+      const out = await text();
+      expect(out).to.include(line(`${f.batch}_sum`, 'model_name="m",hostname="h"', "8"));
+      expect(out).to.include(
+        line(`${f.batch}_bucket`, `model_name="m",hostname="h",le="${f.value("5")}"`, "0"),
+      );
+      expect(out).to.include(
+        line(`${f.batch}_bucket`, `model_name="m",hostname="h",le="${f.value("10")}"`, "1"),
+      );
+    });
+  });
+}
+
+describe("MetricRecorder, gauge histograms", () => {
+  it("sets the gauge but does not observe a negative or huge value, and warns once per histogram", async () => {
+    const { t, logger, text } = setupWith("torchserve");
+    t.recorder.record("HandlerTime", -1, { ModelName: "m", Level: "Model" });
+    t.recorder.record("HandlerTime", 1e300, { ModelName: "m", Level: "Model" });
+    const out = await text();
+    expect(out).to.include('HandlerTime{ModelName="m",Level="Model",Hostname="h",} 1.0E300\n');
+    expect(out).not.to.include("serve_handler_time_seconds_count");
+    expect(logger.lines).to.deep.equal([
+      "WARN serve_handler_time_seconds: HandlerTime value -1 not observed (a histogram takes values from 0 to 9007199254740991)",
+    ]);
+  });
+
+  it("tells listeners of the gauge's update only: the observation is derived from it", () => {
+    const { t } = setupWith("torchserve");
+    const heard: string[] = [];
+    t.recorder.addListener((e) => heard.push(`${e.definition.name} ${e.value}`));
+    t.recorder.record("PredictionTime", 12, { ModelName: "m", Level: "Model" });
+    expect(heard).to.deep.equal(["PredictionTime 12"]);
   });
 });
