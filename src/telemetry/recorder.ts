@@ -328,15 +328,6 @@ export class MetricRecorder {
     this.recordBuiltin(REJECTED_LINES, 1, { source, reason });
   }
 
-  /**
-   * Records one response of a followed TorchServe's access log for a model version (latency in ms,
-   * from the request to the response). Never touches Requests2XX/4XX/5XX: TorchServe counts those.
-   */
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- h-metrics fills this
-  recordAccess(r: { model: string; version: string; status: number; latencyMs: number }): void {
-    // h-metrics fills this: a stub of its signature, so that the access-log ingest builds alone.
-  }
-
   /** Records how long a worker took to become ready. */
   recordWorkerLoad(r: WorkerLoadRecord): void {
     this.recordBuiltin("WorkerLoadTime", r.loadTimeMs, { WorkerName: r.workerName, Level: "Host" });
