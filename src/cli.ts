@@ -39,6 +39,7 @@ async function main(): Promise<void> {
   const service = await startMetricsService({
     configFile: args.configFile,
     otelConfigFile: args.otelConfigFile,
+    logStream: args.stdin ? process.stdin : undefined,
     logger,
   });
   if (service.activities.length === 0) {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
 import { createSecureContext } from "node:tls";
@@ -19,11 +20,13 @@ import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from 
 import { isLoopbackAddress } from "./server/loopback.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
-import { metricsPayload } from "./sources/metric-line.js";
+import { readLineStream, type LineStreamReader } from "./sources/line-stream.js";
+import { SilenceWatch } from "./sources/silence-watch.js";
+import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
+import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
-import { DEFAULT_HISTOGRAM_GAUGES } from "./telemetry/gauge-histograms.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
 import { createTelemetry } from "./telemetry/pipeline.js";
@@ -50,6 +53,11 @@ export interface MetricsServiceOptions {
   otelConfigFile?: string;
   /** How long stop() waits for the final OTLP export before giving up on it; default 5000 ms. */
   shutdownTimeoutMs?: number;
+  /**
+   * A stream of TorchServe's log lines (any form it writes: its console, ts_log.log, the metric
+   * files, the access log), read to its end; the CLI's `--stdin` passes `process.stdin`.
+   */
+  logStream?: Readable;
 }
 
 /** A running service: record through its typed calls, scrape it, stop it. */
@@ -116,6 +124,12 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     // A catalog that declares one of these names keeps its own definition.
     ...extraMetrics(settings.requestDurationBuckets).filter((m) => !declared.has(m.name)),
   ];
+  // Next to a running TorchServe its own figures win: its lines count its responses and carry its
+  // host's and GPUs' metrics every minute.
+  const followsTorchServe = settings.torchserveLogDir !== undefined || options.logStream !== undefined;
+  const countResponse = followsTorchServe
+    ? () => undefined
+    : (status: number) => recorder.recordResponse(status);
   const push = loadPushConfig({ file: options.otelConfigFile, env: options.env ?? process.env, logger });
   const telemetry = createTelemetry({
     metrics,
@@ -123,7 +137,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     hostname,
     logger,
     maxSeriesPerMetric: settings.maxSeriesPerMetric,
-    histogramGauges: DEFAULT_HISTOGRAM_GAUGES,
+    histogramGauges: settings.histogramGauges,
+    inferenceResponses: !followsTorchServe,
     histogramGaugeBuckets: settings.requestDurationBuckets,
     readers: push.readers,
     views: push.views,
@@ -204,7 +219,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     }
     const sampler = new SystemSampler({
       intervalSeconds: settings.metricTimeInterval,
-      host: !settings.disableSystemMetrics,
+      host: !(settings.disableSystemMetrics ?? followsTorchServe),
       gpu: {
         command: settings.nvidiaSmiPath,
         timeoutMs: settings.nvidiaSmiTimeoutMs,
@@ -217,18 +232,63 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     await sampler.start();
     sampleNow = () => sampler.sampleNow();
 
+    // Every form TorchServe writes, recognised per line; other lines of a log are not records.
+    const torchServeIngest = new TorchServeLineIngest({ ingest, recorder });
     for (const path of settings.metricLogFiles) {
       const follower = new FileFollower({
         path,
         logger,
-        // Log files hold other lines too; only those carrying the marker are metric updates.
-        onLine: (line) => {
-          if (metricsPayload(line) !== undefined) ingest.apply(line, "file");
-        },
+        onLine: (line) => torchServeIngest.apply(line, "file"),
       });
       stops.push(() => follower.stop());
       await follower.start();
       activities.push(`following ${path}`);
+    }
+    if (settings.torchserveLogDir !== undefined) {
+      const silence = new SilenceWatch({
+        afterMs: 2 * settings.metricTimeInterval * 1000,
+        onSilence: (ms) =>
+          logger.warn(
+            `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${settings.torchserveLogDir}): ` +
+              "it writes them every metric_time_interval in metrics_mode=log (its default) or legacy; with " +
+              "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
+              "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
+          ),
+      });
+      const follower = new TorchServeLogFollower({
+        logDir: settings.torchserveLogDir,
+        metricsDir: settings.torchserveMetricsDir,
+        fromStart: settings.torchserveLogFromStart,
+        logger,
+        onLine: (line, file) => {
+          if (torchServeIngest.apply(line, "torchserve", file)?.record === "metric") silence.heard();
+        },
+      });
+      stops.push(() => follower.stop());
+      stops.push(() => silence.stop());
+      await follower.start();
+      silence.start();
+      const dirs = [
+        ...new Set([settings.torchserveLogDir, settings.torchserveMetricsDir ?? settings.torchserveLogDir]),
+      ];
+      activities.push(`following TorchServe's logs in ${dirs.join(" and ")}`);
+    }
+    if (options.logStream !== undefined) {
+      const reader: LineStreamReader = readLineStream({
+        input: options.logStream,
+        name: "standard input",
+        logger,
+        onLine: (line) => torchServeIngest.apply(line, "stdin"),
+      });
+      stops.push(() => reader.stop());
+      void reader.ended.then((end) => {
+        if (end.reason === "stopped") return;
+        logger.info(
+          `standard input ${end.reason === "end" ? "ended" : `failed (${end.error ?? "read error"})`} after ` +
+            `${end.lines} lines; /metrics keeps serving what they wrote`,
+        );
+      });
+      activities.push("reading TorchServe's log lines from standard input");
     }
 
     if (settings.enableMetricsApi) {
@@ -237,13 +297,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
-          onResponse: (status) => recorder.recordResponse(status),
+          onResponse: countResponse,
           logger,
         }),
         tls,
       );
       stops.push(() => server.close());
-      answerClientErrors(server.server, (status) => recorder.recordResponse(status));
+      answerClientErrors(server.server, countResponse);
       metricsServer = server;
       logger.info(`metrics API listening on ${server.url}/metrics`);
       activities.push(`metrics API on ${server.url}/metrics`);
@@ -283,7 +343,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       );
       // Closed before the workers stop, so no new request reaches a stopping worker.
       stops.push(() => server.close());
-      answerClientErrors(server.server, (status) => recorder.recordResponse(status));
+      answerClientErrors(server.server, countResponse);
       inferenceServer = server;
       const count = settings.models.length;
       logger.info(

@@ -9,8 +9,11 @@ import {
 } from "../telemetry/recorder.js";
 import { parseMetricLine, type MetricLine } from "./metric-line.js";
 
-/** Where a line came from: a managed worker's stdout, a followed file, or `POST /metric-lines`. */
-export type LineSource = "worker" | "file" | "http";
+/**
+ * Where a line came from: a managed worker's stdout, a file of `metric_log_files`, `POST
+ * /metric-lines`, a followed TorchServe's log files (`torchserve_log_dir`), or standard input.
+ */
+export type LineSource = "worker" | "file" | "http" | "torchserve" | "stdin";
 
 /** The result of applying one line. */
 export type IngestOutcome = { ok: true } | { ok: false; reason: string };

@@ -80,6 +80,8 @@ export interface TelemetryOptions {
   histogramGauges?: readonly string[];
   /** Bucket bounds, in seconds, of those histograms for gauges in a time unit; default TorchServe's. */
   histogramGaugeBuckets?: readonly number[];
+  /** Whether recordInference counts responses in Requests2XX/4XX/5XX; default true (see MetricRecorder). */
+  inferenceResponses?: boolean;
 }
 
 /**
@@ -201,7 +203,14 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   return {
     provider,
     reader,
-    recorder: new MetricRecorder(instruments, hostname, logger, new PendingUpdates(meter), gaugeHistograms),
+    recorder: new MetricRecorder(
+      instruments,
+      hostname,
+      logger,
+      new PendingUpdates(meter),
+      gaugeHistograms,
+      options.inferenceResponses,
+    ),
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {

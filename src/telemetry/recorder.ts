@@ -188,6 +188,11 @@ export class MetricRecorder {
      * adds to it when an auto-detected gauge gets one.
      */
     private readonly gaugeHistograms: ReadonlyMap<string, BoundGaugeHistogram> = new Map(),
+    /**
+     * Whether recordInference counts its response in Requests2XX/4XX/5XX; false next to a
+     * followed TorchServe, whose own lines count its responses.
+     */
+    private readonly inferenceResponses = true,
   ) {}
 
   /**
@@ -268,7 +273,7 @@ export class MetricRecorder {
     const queueMs = r.queueMs ?? 0;
     const series = this.modelSeries(r.model, r.version ?? "default");
     if (r.status !== undefined) {
-      this.recordResponse(r.status);
+      if (this.inferenceResponses) this.recordResponse(r.status);
       this.recordBound(series.responses[statusClass(r.status)], 1);
     }
     this.recordBound(series.requests, 1);
