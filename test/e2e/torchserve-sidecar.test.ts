@@ -116,7 +116,7 @@ describe("next to a running TorchServe", function () {
   it("reads the console form from standard input (docker logs -f torchserve | serve-metrics --stdin), skipping quoted and echoed lines", async () => {
     const config = writeTempFile(dir, "config.properties", "metrics_address=http://127.0.0.1:0\n");
     child = spawnCli(["--ts-config", config, "--stdin"], cleanEnv());
-    const [, url] = (await waitForStderr(child, /metrics API listening on (http:\S+)\/metrics\n/)) ?? [];
+    const [, url = ""] = await waitForStderr(child, /metrics API listening on (http:\S+)\/metrics\n/);
     const n = 300;
     const time = log4jTime(new Date());
     const console: string[] = [];
