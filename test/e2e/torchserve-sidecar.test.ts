@@ -164,6 +164,16 @@ describe("next to a running TorchServe", function () {
     expect((await fetch(`${url}/metrics`)).status).to.equal(200);
   });
 
+  it("says once that TorchServe may run with metrics_mode=prometheus when no metric line comes for two intervals", async () => {
+    const started = await startTestService({ torchserveLogDir: dir, metricTimeInterval: 0.2 });
+    service = started.service;
+    const hints = (): string[] => started.logger.lines.filter((l) => l.includes("metrics_mode=prometheus"));
+    await until(() => hints().length > 0, "the hint");
+    await sleep(1000);
+    expect(hints()).to.have.length(1);
+    expect(hints()[0]).to.match(/^WARN no metric line from TorchServe in 0 s .*Set metrics_mode=log/);
+  });
+
   it("pushes the same figures over OTLP", async () => {
     const rx = await OtlpReceiver.startHttp();
     try {
