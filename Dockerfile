@@ -20,12 +20,15 @@ RUN npm run build \
     && mv /pkg/serve-metrics-*.tgz /pkg/serve-metrics.tgz
 
 # Run: a production install of that tarball (no dev dependencies, no sources), as a non-root user.
+# test/e2e/package.test.ts installs and starts the tarball the same way.
 FROM node:${NODE_MAJOR}-slim
 ENV NODE_ENV=production
 COPY --from=build /pkg/serve-metrics.tgz /tmp/serve-metrics.tgz
+# No scripts: nothing at run time needs one, and the package's own `prepare` (a build) must not run.
 # The default settings bind all interfaces: 127.0.0.1 (the service's default) is unreachable from
 # outside a container. Mount your own config.properties over this file, or pass --ts-config.
-RUN npm install --prefix /opt/serve-metrics --omit=dev --no-audit --no-fund /tmp/serve-metrics.tgz \
+RUN npm install --prefix /opt/serve-metrics --omit=dev --ignore-scripts --no-audit --no-fund \
+        /tmp/serve-metrics.tgz \
     && rm /tmp/serve-metrics.tgz \
     && npm cache clean --force \
     && mkdir -p /etc/serve-metrics \
