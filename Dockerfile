@@ -16,6 +16,7 @@ RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json README.md LICENSE ./
 COPY src ./src
 RUN npm run build \
+    && mkdir /pkg \
     && npm pack --ignore-scripts --pack-destination /pkg \
     && mv /pkg/serve-metrics-*.tgz /pkg/serve-metrics.tgz
 
