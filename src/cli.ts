@@ -19,8 +19,8 @@ const STOP_SIGNALS: readonly NodeJS.Signals[] = ["SIGTERM", "SIGINT", "SIGHUP", 
 // restart it in a silent loop: a configuration with nothing to do is refused like any other (2).
 const NOTHING_TO_DO =
   "nothing to do: the metrics API is off (enable_metrics_api=false), no inference API is served (no models, " +
-  "enable_inference_api unset or false), metrics_mode=prometheus writes no log, no metric_log_files are " +
-  "followed and no OTLP push is configured (--otel-config, OTEL_METRICS_EXPORTER). Enable at least one of these.";
+  "enable_inference_api unset or false), metrics_mode=prometheus writes no log, no metric_log_files or " +
+  "torchserve_log_dir are followed, no --stdin and no OTLP push is configured (--otel-config, OTEL_METRICS_EXPORTER). Enable at least one of these.";
 
 async function main(): Promise<void> {
   const logger = createConsoleLogger();
