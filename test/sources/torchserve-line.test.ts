@@ -358,6 +358,56 @@ describe("classifyTorchServeLine", () => {
     }
     expect(performance.now() - started).to.be.below(2000);
   });
+
+  it("stays linear on random long runs of layout parts (property)", () => {
+    // A backtracking pattern is quadratic or worse on such runs: 60k characters would take seconds.
+    const head = fc.constantFrom(
+      "",
+      `${T} - `,
+      `${T} [INFO ] x `,
+      `${T} [INFO ] x TS_METRICS - `,
+      `${T} [INFO ] x ACCESS_LOG - `,
+    );
+    const unit = fc.constantFrom(
+      " ",
+      "a",
+      '"',
+      ' "',
+      '" ',
+      "|#",
+      ",",
+      ":",
+      ".",
+      "1 ",
+      "[METRICS]",
+      "W-1-",
+      "timestamp:",
+      "] ",
+    );
+    const hostile = fc.record({
+      head,
+      unit,
+      n: fc.integer({ min: 1_000, max: 30_000 }),
+      tail: fc.constantFrom("", " 200 1", "|#hostname:h,timestamp:1", "x"),
+    });
+    const hint = fc.constantFrom<TorchServeFile | undefined>(
+      undefined,
+      "ts_metrics",
+      "model_metrics",
+      "access_log",
+    );
+    let elapsed = 0;
+    fc.assert(
+      fc.property(hostile, hint, ({ head, unit, n, tail }, h) => {
+        const text = head + unit.repeat(n) + tail;
+        const started = performance.now();
+        classifyTorchServeLine(text, h);
+        elapsed += performance.now() - started;
+      }),
+      { numRuns: 300 },
+    );
+    expect(elapsed).to.be.below(3000);
+  });
 });
 
 describe("metricFileOrigin", () => {
