@@ -129,6 +129,8 @@ describe("the service's metric-line sources", function () {
         "WARN ts_inference_latency_microseconds",
         "WARN ts_queue_latency_microseconds",
         "WARN serve_request_duration_seconds",
+        "WARN serve_inference_responses_total",
+        "WARN serve_handler_time_seconds",
       ]);
     } finally {
       await service.stop();

@@ -9,6 +9,7 @@ import type { MetricsFormat } from "../../src/config/types.js";
 import type { MemoryLogger } from "../../src/log.js";
 import type { MetricsService } from "../../src/service.js";
 import { extraMetrics, REJECTED_LINES } from "../../src/telemetry/extra-metrics.js";
+import { DEFAULT_HISTOGRAM_GAUGES, planGaugeHistograms } from "../../src/telemetry/gauge-histograms.js";
 import { request } from "../support/http.js";
 import {
   labelNameArbitrary,
@@ -436,9 +437,20 @@ async function promtoolError(promtool: string, text: string): Promise<string | u
 /** The families no line may change, and the Requests2XX family, as `format` names them. */
 function guardedFamilies(format: MetricsFormat): { guarded: (name: string) => boolean; requests2xx: string } {
   if (format === "otel") {
-    // Model metrics, declared or auto-detected, are exposed as serve_model_*; all else is the service's.
+    // Model metrics, declared or auto-detected, are exposed as serve_model_*; all else is the
+    // service's, but for the histograms that every value of a model gauge feeds (histogram_gauges).
+    const derived = new Set(
+      planGaugeHistograms(
+        loadDefaultCatalog().metrics,
+        DEFAULT_HISTOGRAM_GAUGES,
+        DEFAULT_BUCKETS,
+      ).histograms.map((h) => h.definition.name),
+    );
     return {
-      guarded: (name) => !name.startsWith("serve_model_") && name !== "serve_metric_lines_rejected_total",
+      guarded: (name) =>
+        !name.startsWith("serve_model_") &&
+        name !== "serve_metric_lines_rejected_total" &&
+        !derived.has(name),
       requests2xx: "serve_requests_2xx_total",
     };
   }

@@ -8,6 +8,7 @@ import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { DEFAULT_BUCKETS, type MetricDefinition } from "../../src/catalog/types.js";
 import type { MetricsService } from "../../src/service.js";
 import { extraMetrics } from "../../src/telemetry/extra-metrics.js";
+import { DEFAULT_HISTOGRAM_GAUGES, planGaugeHistograms } from "../../src/telemetry/gauge-histograms.js";
 import { REPO_ROOT } from "../support/cli.js";
 import { request } from "../support/http.js";
 import {
@@ -113,9 +114,14 @@ function substitute(expr: string, values: { rateInterval: string; model: string;
   return filled;
 }
 
-/** Every metric the service exposes, with its labels: the bundled catalog and serve-metrics' own. */
+/**
+ * Every metric the service exposes, with its labels: the bundled catalog, serve-metrics' own and
+ * the histograms of the default histogram gauges.
+ */
 function exposedMetrics(): Map<string, MetricDefinition> {
-  const all = [...loadDefaultCatalog().metrics, ...extraMetrics(DEFAULT_BUCKETS)];
+  const catalog = loadDefaultCatalog().metrics;
+  const histograms = planGaugeHistograms(catalog, DEFAULT_HISTOGRAM_GAUGES, DEFAULT_BUCKETS).histograms;
+  const all = [...catalog, ...extraMetrics(DEFAULT_BUCKETS), ...histograms.map((h) => h.definition)];
   return new Map(all.map((m) => [m.name, m]));
 }
 
@@ -305,7 +311,10 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
     let inference: string;
     const job = "serve-metrics";
 
-    /** Inference traffic through the frontend: 2XX, a 404, a 5XX, and [METRICS] lines good and bad. */
+    /**
+     * Inference traffic through the frontend: 2XX, a 404 for an unknown model, a worker's 400 and
+     * 500, and [METRICS] lines good and bad.
+     */
     async function sendTraffic(): Promise<void> {
       const post = async (path: string, body = "hello"): Promise<number> =>
         (await request(`${inference}${path}`, { method: "POST", body })).status;
@@ -313,6 +322,8 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       expect(ok).to.deep.equal([200, 200, 200, 200, 200, 200]);
       expect(await post("/predictions/echo/1.0?sleep=20")).to.equal(200);
       expect(await post("/predictions/nope")).to.equal(404);
+      // The worker answers 400 itself: a 4XX of a served model, for the per-model 4XX ratio.
+      expect(await post("/predictions/echo?status=400")).to.equal(400);
       // The worker answers 500 itself: a real 5XX through the frontend, no crash and restart.
       expect(await post("/predictions/echo?status=500")).to.equal(500);
       const now = Math.floor(Date.now() / 1000);
