@@ -355,10 +355,13 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       dir = mkdtempSync(join(tmpdir(), "grafana-prom-"));
       const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
         global: Record<string, unknown>;
+        rule_files?: string[];
         scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
       };
       config.global.scrape_interval = "1s";
       config.global.evaluation_interval = "1s";
+      // Relative to the config file, which is copied: point at the shipped rules.
+      config.rule_files = config.rule_files?.map((f) => resolve(GRAFANA, f));
       const scrape = config.scrape_configs.find((c) => c.job_name === job);
       expect(scrape, `job ${job} in grafana/prometheus.yml`).not.to.equal(undefined);
       expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
