@@ -133,6 +133,7 @@ export class InferenceFrontend {
   private managedWorker(config: ModelWorkerConfig, onReady: () => void): ManagedWorker {
     const { logger, recorder, lifecycle, cwd, workerTimings } = this.options;
     let state: WorkerState | undefined = "starting";
+    lifecycle?.workerVersion(config.model, config.version);
     lifecycle?.workerMoved(config.model, config.version, undefined, state);
     return new ManagedWorker({
       model: config.model,

@@ -41,6 +41,15 @@ export const WORKER_STATES: readonly WorkerState[] = ["starting", "ready", "back
  */
 export type RestartReason = "exit" | "signal" | "start_failed" | "startup_timeout" | "unresponsive";
 
+/** Every {@link RestartReason}. */
+export const RESTART_REASONS: readonly RestartReason[] = [
+  "exit",
+  "signal",
+  "start_failed",
+  "startup_timeout",
+  "unresponsive",
+];
+
 /** The result label of {@link OTLP_EXPORTS}. */
 export type ExportResult = "success" | "failure";
 

@@ -11,6 +11,7 @@ import {
   PROCESS_OPEN_FDS,
   PROCESS_RESIDENT_MEMORY,
   PROCESS_START_TIME,
+  RESTART_REASONS,
   WORKER_RESTARTS,
   WORKER_STATES,
   WORKERS,
@@ -32,7 +33,11 @@ export class LifecycleRecorder {
   private readonly workers = new Map<string, Map<WorkerState, number>>();
   private cpuSeconds = 0;
 
-  constructor(private readonly recorder: MetricRecorder) {}
+  /** Starts the OTLP export counters at 0, so a chart or rule finds them before the first push. */
+  constructor(private readonly recorder: MetricRecorder) {
+    this.add(OTLP_EXPORTS, 0, { result: "success" });
+    this.add(OTLP_EXPORTS, 0, { result: "failure" });
+  }
 
   /** Counts one `[METRICS]` line applied from `source` (`worker`, `http`, `file`, …). */
   lineApplied(source: string): void {
@@ -44,9 +49,17 @@ export class LifecycleRecorder {
     this.add(OTLP_EXPORTS, 1, { result: ok ? "success" : "failure" });
   }
 
+  /**
+   * Starts a model version's restart counters at 0 for every reason, so that the first restart is
+   * an increase (a counter that appears at 1 shows none) and a chart finds the series.
+   */
+  workerVersion(model: string, version: string): void {
+    for (const reason of RESTART_REASONS) this.workerRestarted(model, version, reason, 0);
+  }
+
   /** Counts a restart of a worker of this model version, and why its process ended. */
-  workerRestarted(model: string, version: string, reason: RestartReason): void {
-    this.add(WORKER_RESTARTS, 1, { model_name: model, model_version: version, reason });
+  workerRestarted(model: string, version: string, reason: RestartReason, count = 1): void {
+    this.add(WORKER_RESTARTS, count, { model_name: model, model_version: version, reason });
   }
 
   /**

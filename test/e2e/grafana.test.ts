@@ -373,6 +373,9 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       // scrapes and again after them, then two more scrapes.
       await waitForScrapes(prometheus, job, 2);
       await sendTraffic();
+      // The process metrics are read every 15 s: read them now, so that the CPU counter rises
+      // between scrapes as it would over a longer run.
+      await service.sampleSystem();
       const seen = await successfulScrapes(prometheus.api, job);
       await waitForScrapes(prometheus, job, seen + 2);
     });
