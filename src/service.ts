@@ -136,9 +136,14 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     resource: push.resource,
   });
   const { recorder } = telemetry;
-  const ownMetrics = new LifecycleRecorder(recorder);
-  exportResults.to = ownMetrics;
+
   const activity = new SeriesActivity(settings.seriesExpirySeconds * 1000);
+  const ownMetrics = new LifecycleRecorder(recorder, {
+    // Current state, not activity: a worker count must not expire for having stayed the same.
+    onGauge: ({ instrument, attributes }) =>
+      activity.pin(instrument.definition.name, instrument.definition.dimensions, attributes),
+  });
+  exportResults.to = ownMetrics;
   const overflowed = new Set<string>();
   const onOverflow = (metric: string): void => {
     if (overflowed.has(metric)) return;
@@ -228,10 +233,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     const processSampler = new ProcessSampler({
       intervalMs: PROCESS_SAMPLE_INTERVAL_MS,
       logger,
-      onSample: (reading) => {
-        ownMetrics.process(reading);
-        ownMetrics.refresh();
-      },
+      onSample: (reading) => ownMetrics.process(reading),
     });
     stops.push(() => processSampler.stop());
     await processSampler.start();

@@ -20,21 +20,31 @@ import {
 } from "./lifecycle-metrics.js";
 import type { MetricRecorder, OwnSeries } from "./recorder.js";
 
+/** Options of {@link LifecycleRecorder}. */
+export interface LifecycleRecorderOptions {
+  /**
+   * Hears each gauge series when it is first written, so that series expiry can keep it: a worker
+   * count or a queue capacity that has not changed for an hour is still current.
+   */
+  onGauge?(series: OwnSeries): void;
+}
+
 /**
  * Records the lifecycle and self metrics of lifecycle-metrics.ts. Series are bound once and their
  * updates wait for the next collection, so counting an applied line costs a map lookup and an
- * addition. Gauges remember their last value, so {@link refresh} can write them again (series
- * expiry must not drop a worker count that has not changed for an hour).
+ * addition.
  */
 export class LifecycleRecorder {
   private readonly series = new Map<string, OwnSeries | null>();
-  private readonly gauges = new Map<OwnSeries, number>();
   /** Workers per state, per model version (`model\0version`). */
   private readonly workers = new Map<string, Map<WorkerState, number>>();
   private cpuSeconds = 0;
 
   /** Starts the OTLP export counters at 0, so a chart or rule finds them before the first push. */
-  constructor(private readonly recorder: MetricRecorder) {
+  constructor(
+    private readonly recorder: MetricRecorder,
+    private readonly options: LifecycleRecorderOptions = {},
+  ) {
     this.add(OTLP_EXPORTS, 0, { result: "success" });
     this.add(OTLP_EXPORTS, 0, { result: "failure" });
   }
@@ -111,11 +121,6 @@ export class LifecycleRecorder {
     }
   }
 
-  /** Writes every gauge's last value again, so that series expiry sees it as current. */
-  refresh(): void {
-    for (const [series, value] of this.gauges) this.recorder.recordOwn(series, value);
-  }
-
   private add(name: string, value: number, labels: Readonly<Record<string, string>>): void {
     const series = this.bound(name, labels);
     if (series !== undefined) this.recorder.recordOwn(series, value);
@@ -123,9 +128,7 @@ export class LifecycleRecorder {
 
   private set(name: string, value: number, labels: Readonly<Record<string, string>>): void {
     const series = this.bound(name, labels);
-    if (series === undefined) return;
-    this.gauges.set(series, value);
-    this.recorder.recordOwn(series, value);
+    if (series !== undefined) this.recorder.recordOwn(series, value);
   }
 
   /** The series of `name` with these labels, bound on first use (null: the catalog dropped it). */
@@ -136,6 +139,7 @@ export class LifecycleRecorder {
     if (series === undefined) {
       series = this.recorder.ownSeries(name, labels) ?? null;
       this.series.set(key, series);
+      if (series?.instrument.definition.type === "gauge") this.options.onGauge?.(series);
     }
     return series ?? undefined;
   }

@@ -114,6 +114,33 @@ describe("lifecycle and self metrics", function () {
     });
   }
 
+  it("keeps worker, queue and process gauges under series expiry, which drops idle counters", async () => {
+    const { service } = await startTestService(
+      {
+        models: [ECHO],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+        seriesExpirySeconds: 1,
+      },
+      { workerTimings: { backoff: { initialMs: 50, maxMs: 100 }, stopGraceMs: 1000 } },
+    );
+    services.push(service);
+    await service.workersReady();
+    expect(
+      service.recordMetricLine(
+        "[METRICS]HandlerTime.Milliseconds:3|#ModelName:m,Level:Model|#hostname:w1,1,r",
+      ).ok,
+    ).to.equal(true);
+    let text = await service.scrape();
+    expect(sample(text, "serve_metric_lines_applied_total", { source: "http" })).to.equal(1);
+    await until(async () => {
+      text = await service.scrape();
+      return sample(text, "serve_metric_lines_applied_total", { source: "http" }) === undefined;
+    }, "the idle counter to expire");
+    expect(sample(text, "serve_workers", { model_name: "echo", state: "ready" })).to.equal(2);
+    expect(sample(text, "serve_job_queue_size", { model_name: "echo" })).to.be.above(0);
+    expect(sample(text, "process_resident_memory_bytes")).to.be.above(0);
+  });
+
   it("reads the process only when sampled, so that a scrape reads nothing from the OS", async () => {
     const { service } = await startTestService();
     services.push(service);
