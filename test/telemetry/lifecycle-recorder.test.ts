@@ -114,6 +114,39 @@ describe("lifecycle and self metrics", function () {
     });
   }
 
+  it("tells why workers were restarted: killed by a signal, or not ready within the startup timeout", async () => {
+    const { service } = await startTestService(
+      {
+        models: [
+          // The shell kills itself: the leader ends by SIGKILL that nobody here sent.
+          { ...BROKEN, model: "killed", command: "kill -KILL $$" },
+          {
+            ...BROKEN,
+            model: "slow",
+            command: "FW_NEVER_READY=1 node test/fixtures/workers/faulty-worker.js --port {port}",
+            startupTimeoutSeconds: 0.3,
+          },
+        ],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+      },
+      { workerTimings: { backoff: { initialMs: 50, maxMs: 100 }, stopGraceMs: 200 } },
+    );
+    services.push(service);
+    let text = "";
+    const restarts = (model: string, reason: string): number =>
+      sample(text, "serve_worker_restarts_total", { model_name: model, reason }) ?? 0;
+    await until(
+      async () => {
+        text = await service.scrape();
+        return restarts("killed", "signal") >= 1 && restarts("slow", "startup_timeout") >= 1;
+      },
+      "a restart of each",
+      15_000,
+    );
+    expect(restarts("killed", "exit")).to.equal(0);
+    expect(restarts("slow", "exit") + restarts("slow", "signal")).to.equal(0);
+  });
+
   it("keeps worker, queue and process gauges under series expiry, which drops idle counters", async () => {
     const { service } = await startTestService(
       {
