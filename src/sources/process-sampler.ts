@@ -32,7 +32,7 @@ export interface ProcessSamplerOptions {
  * whole block, so a coarse resolution still sees every long block; a fine one would wake an idle
  * service many times a second.
  */
-const EVENT_LOOP_RESOLUTION_MS = 50;
+const EVENT_LOOP_RESOLUTION_MS = 100;
 
 /**
  * Reads the service's own process on a timer of its own that does not keep the process alive,
