@@ -25,8 +25,10 @@ import { SilenceWatch } from "./sources/silence-watch.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
+import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
+import { LifecycleRecorder } from "./telemetry/lifecycle-recorder.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
 import { createTelemetry } from "./telemetry/pipeline.js";
@@ -130,7 +132,14 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const countResponse = followsTorchServe
     ? () => undefined
     : (status: number) => recorder.recordResponse(status);
-  const push = loadPushConfig({ file: options.otelConfigFile, env: options.env ?? process.env, logger });
+  // The exporters exist before the recorder that counts their results.
+  const exportResults: { to?: LifecycleRecorder } = {};
+  const push = loadPushConfig({
+    file: options.otelConfigFile,
+    env: options.env ?? process.env,
+    logger,
+    onExport: (ok) => exportResults.to?.otlpExport(ok),
+  });
   const telemetry = createTelemetry({
     metrics,
     format: settings.metricsFormat,
@@ -145,7 +154,14 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     resource: push.resource,
   });
   const { recorder } = telemetry;
+
   const activity = new SeriesActivity(settings.seriesExpirySeconds * 1000);
+  const ownMetrics = new LifecycleRecorder(recorder, {
+    // Current state, not activity: a worker count must not expire for having stayed the same.
+    onGauge: ({ instrument, attributes }) =>
+      activity.pin(instrument.definition.name, instrument.definition.dimensions, attributes),
+  });
+  exportResults.to = ownMetrics;
   const overflowed = new Set<string>();
   const onOverflow = (metric: string): void => {
     if (overflowed.has(metric)) return;
@@ -174,6 +190,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     autoDetect: settings.modelMetricsAutoDetect,
     maxLabelValueLength: settings.maxLabelValueLength,
     logger,
+    onApplied: (source) => ownMetrics.lineApplied(source),
   });
 
   let sampleNow: () => Promise<unknown> = () => Promise.resolve();
@@ -230,7 +247,15 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     });
     stops.push(() => sampler.stop());
     await sampler.start();
-    sampleNow = () => sampler.sampleNow();
+    // Its own timer: host sampling may be off (disable_system_metrics) while the process is watched.
+    const processSampler = new ProcessSampler({
+      intervalMs: PROCESS_SAMPLE_INTERVAL_MS,
+      logger,
+      onSample: (reading) => ownMetrics.process(reading),
+    });
+    stops.push(() => processSampler.stop());
+    await processSampler.start();
+    sampleNow = () => Promise.all([sampler.sampleNow(), processSampler.sampleNow()]);
 
     // Every form TorchServe writes, recognised per line; other lines of a log are not records.
     const torchServeIngest = new TorchServeLineIngest({ ingest, recorder });
@@ -317,6 +342,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
         defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
         recorder,
+        lifecycle: ownMetrics,
         logger,
         onMetricLine: (line) => ingest.apply(line, "worker"),
         // A live worker's load time is written once, so it must not age; a dead one's may.
@@ -416,6 +442,12 @@ function boundAddress(server: ListeningServer): string {
   const address = server.server.address();
   return typeof address === "object" && address !== null ? address.address : "";
 }
+
+/**
+ * How often the service reads its own process (CPU, memory, descriptors, event-loop delay): a
+ * scrape shows the latest reading, so at most this old with Prometheus' default 15 s interval.
+ */
+const PROCESS_SAMPLE_INTERVAL_MS = 15_000;
 
 /** How often the pull reader collects when OTLP push is on, scraped or not (see Scraper.drain). */
 const DRAIN_INTERVAL_MS = 60_000;

@@ -1,6 +1,8 @@
 import { Agent } from "node:http";
 import type { ModelWorkerConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
+import type { WorkerState } from "../telemetry/lifecycle-metrics.js";
+import type { LifecycleRecorder } from "../telemetry/lifecycle-recorder.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
 import type { ExchangeTarget } from "./exchange.js";
 import { ManagedWorker } from "./worker-process.js";
@@ -25,6 +27,8 @@ export interface InferenceFrontendOptions {
   /** default_startup_timeout, for versions that set no startupTimeout. */
   defaultStartupTimeoutSeconds: number;
   recorder: MetricRecorder;
+  /** Where worker states and restarts and each version's queue capacity are recorded, if anywhere. */
+  lifecycle?: LifecycleRecorder;
   logger: Logger;
   /** Every `[METRICS]` line a managed worker prints. */
   onMetricLine(line: string): void;
@@ -58,6 +62,7 @@ export class InferenceFrontend {
           const url = config.url;
           // A worker we do not run cannot be restarted; its failed request is simply aborted.
           slots.push({ url: () => url, fault: () => undefined });
+          options.lifecycle?.workerMoved(config.model, config.version, undefined, "ready");
         } else {
           // Called only after the pool below exists: a worker becomes ready after start().
           const worker = this.managedWorker(config, () => pool.dispatch());
@@ -85,6 +90,7 @@ export class InferenceFrontend {
       });
       this.versions.set(config.model, byVersion);
       if (config.isDefault) this.defaults.set(config.model, config.version);
+      options.lifecycle?.jobQueueSize(config.model, config.version, options.jobQueueSize);
       recorder.recordQueueDepth(config.model, 0);
     }
   }
@@ -125,7 +131,10 @@ export class InferenceFrontend {
   }
 
   private managedWorker(config: ModelWorkerConfig, onReady: () => void): ManagedWorker {
-    const { logger, recorder, cwd, workerTimings } = this.options;
+    const { logger, recorder, lifecycle, cwd, workerTimings } = this.options;
+    let state: WorkerState | undefined = "starting";
+    lifecycle?.workerVersion(config.model, config.version);
+    lifecycle?.workerMoved(config.model, config.version, undefined, state);
     return new ManagedWorker({
       model: config.model,
       version: config.version,
@@ -136,7 +145,15 @@ export class InferenceFrontend {
       ...workerTimings,
       onRecovered: onReady,
       onMetricLine: (line) => this.options.onMetricLine(line),
-      onExit: (exit) => this.options.onWorkerLife?.(exit.workerName, false),
+      onExit: (exit) => {
+        lifecycle?.workerRestarted(config.model, config.version, exit.reason);
+        this.options.onWorkerLife?.(exit.workerName, false);
+      },
+      onState: (next) => {
+        const to = next === "stopped" ? undefined : next;
+        if (to !== state) lifecycle?.workerMoved(config.model, config.version, state, to);
+        state = to;
+      },
       onReady: (ready) => {
         recorder.recordWorkerLoad({ workerName: ready.workerName, loadTimeMs: ready.loadTimeMs });
         this.options.onWorkerLife?.(ready.workerName, true);

@@ -5,6 +5,7 @@ import type { Readable } from "node:stream";
 
 import type { Logger } from "../log.js";
 import { metricsPayload } from "../sources/metric-line.js";
+import type { RestartReason, WorkerState } from "../telemetry/lifecycle-metrics.js";
 import { workerName } from "../telemetry/recorder.js";
 import { readCappedLines } from "./capped-lines.js";
 import { unwatchGroup, watchGroup } from "./worker-guardian.js";
@@ -30,6 +31,8 @@ export interface WorkerExit {
   signal: NodeJS.Signals | null;
   /** When the next start comes, in ms (the backoff). */
   restartInMs: number;
+  /** Why the process ended, in the words of serve_worker_restarts_total's `reason` label. */
+  reason: RestartReason;
 }
 
 /** How to start and supervise one model worker. Times in milliseconds. */
@@ -53,6 +56,11 @@ export interface ManagedWorkerOptions {
    * Not called for the exit that stop() causes.
    */
   onExit?(info: WorkerExit): void;
+  /**
+   * Each change of state: `starting` at every spawn and after a fault (not lent requests until it
+   * answers /ping), `ready`, `backing_off` while a restart waits, `stopped` after stop().
+   */
+  onState?(state: WorkerState | "stopped"): void;
   /**
    * TorchServe's startupTimeout, default 120_000: not ready by then → stopped (as by stop()) and
    * restarted. Also how long a worker reported unreachable may take to answer `/ping` again.
@@ -211,6 +219,7 @@ export class ManagedWorker {
 
   private async shutdown(): Promise<void> {
     this.phase = "stopped";
+    this.o.onState?.("stopped");
     clearTimeout(this.restartTimer);
     this.restartTimer = undefined;
     this.ready = undefined;
@@ -236,6 +245,7 @@ export class ManagedWorker {
     } catch (error) {
       if (this.phase !== "running") return;
       const delay = this.takeDelay(undefined);
+      this.o.onState?.("backing_off");
       this.o.logger.error(`${this.label}: no free port (${message(error)}); retrying in ${delay} ms`);
       this.restartTimer = setTimeout(() => void this.launch(), delay);
       return;
@@ -265,7 +275,14 @@ export class ManagedWorker {
         );
       }
       this.failedStarts++;
-      this.notifyExit({ workerName: name, code: null, signal: null, restartInMs: delay });
+      this.o.onState?.("backing_off");
+      this.notifyExit({
+        workerName: name,
+        code: null,
+        signal: null,
+        restartInMs: delay,
+        reason: "start_failed",
+      });
       this.restartTimer = setTimeout(() => void this.launch(), delay);
       return;
     }
@@ -295,6 +312,7 @@ export class ManagedWorker {
     };
     this.attempt = attempt;
     this.unfinished.add(attempt);
+    this.o.onState?.("starting");
     if (attempt.pid !== undefined) watchGroup(attempt.pid);
 
     this.readLines(child.stdout, attempt, "stdout");
@@ -387,6 +405,7 @@ export class ManagedWorker {
     const attempt = this.attempt;
     if (this.phase !== "running" || attempt === undefined || this.ready?.url !== attempt.url) return;
     this.ready = undefined;
+    this.o.onState?.("starting");
     if (kind === "stuck") {
       void this.terminate(attempt, `${detail} to a request`);
       return;
@@ -414,6 +433,7 @@ export class ManagedWorker {
       loadTimeMs: Math.round(attempt.readyAt - attempt.spawnedAt),
     };
     this.ready = ready;
+    this.o.onState?.("ready");
     if (recovered) {
       // Back from a fault: the same process, loaded once; nobody waits for it to start.
       this.o.logger.info(`[${attempt.name}] answers /ping again`);
@@ -509,7 +529,19 @@ export class ManagedWorker {
     // failed), count the failed starts that follow, and say once when a worker is ready again.
     if (this.failedStarts === 0) this.o.logger.warn(`[${attempt.name}] ${what}; restarting in ${delay} ms`);
     this.failedStarts = attempt.readyAt === undefined ? this.failedStarts + 1 : 1;
-    this.notifyExit({ workerName: attempt.name, code, signal, restartInMs: delay });
+    // Killed by us: never ready in time at startup, else it stopped answering.
+    const reason: RestartReason =
+      failure !== undefined
+        ? "start_failed"
+        : attempt.killReason !== undefined
+          ? attempt.readyAt === undefined
+            ? "startup_timeout"
+            : "unresponsive"
+          : signal !== null
+            ? "signal"
+            : "exit";
+    this.o.onState?.("backing_off");
+    this.notifyExit({ workerName: attempt.name, code, signal, restartInMs: delay, reason });
     this.restartTimer = setTimeout(() => void this.launch(), delay);
   }
 

@@ -39,6 +39,8 @@ export interface MetricLineIngestOptions {
   /** Most metrics auto-detection registers (each one costs an instrument); default 1000. */
   maxAutoDetected?: number;
   logger: Logger;
+  /** Hears every line applied, by source (serve_metric_lines_applied_total). */
+  onApplied?(source: LineSource): void;
 }
 
 // A flood of garbage must not flood the log: the first few per source are logged, all are counted.
@@ -111,6 +113,7 @@ export class MetricLineIngest {
       if (!(err instanceof MetricRecordError)) throw err;
       return this.reject(source, "invalid", err.message, text);
     }
+    this.options.onApplied?.(source);
     return { ok: true };
   }
 

@@ -1,4 +1,5 @@
 import type { MetricDefinition } from "../catalog/types.js";
+import { lifecycleMetrics } from "./lifecycle-metrics.js";
 
 /** Request duration per model version, in seconds: the histogram TorchServe lacks (p50/p90/p99). */
 export const REQUEST_DURATION = "serve_request_duration_seconds";
@@ -59,5 +60,6 @@ export function extraMetrics(requestDurationBuckets: readonly number[]): MetricD
       section: "ts_metrics",
       buckets: undefined,
     },
+    ...lifecycleMetrics(),
   ];
 }

@@ -22,6 +22,8 @@ export interface MonitoredExporterOptions {
   /** How the messages name the destination, e.g. `http://127.0.0.1:4318/v1/metrics`. */
   target: string;
   logger: Logger;
+  /** Hears the result of every export (serve_otlp_exports_total). */
+  onResult?(ok: boolean): void;
 }
 
 /**
@@ -49,6 +51,7 @@ export class MonitoredExporter implements PushMetricExporter {
   export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
     const sequence = ++this.started;
     this.inner.export(metrics, (result) => {
+      this.options.onResult?.(succeeded(result));
       this.observe(sequence, result);
       resultCallback(result);
     });

@@ -1,4 +1,5 @@
 import type { MetricDefinition } from "../catalog/types.js";
+import { LIFECYCLE_INSTRUMENT_NAMES } from "./lifecycle-metrics.js";
 
 /** OpenTelemetry-style name and UCUM unit of one catalog metric's instrument. */
 export interface InstrumentName {
@@ -33,6 +34,7 @@ const KNOWN_NAMES: Readonly<Record<string, string>> = {
   serve_queue_depth: "serve.queue.depth",
   serve_inference_responses_total: "serve.inference.responses",
   serve_metric_lines_rejected_total: "serve.metric_lines.rejected",
+  ...LIFECYCLE_INSTRUMENT_NAMES,
 };
 
 /** TorchServe unit words (long and short forms) and their UCUM codes; TorchServe's "Megabytes" are MiB. */

@@ -52,7 +52,12 @@ export interface LoadPushConfigOptions {
   env: NodeJS.ProcessEnv;
   /** Receives warnings about settings that are ignored. */
   logger: Logger;
+  /** Hears the result of every export of every reader (serve_otlp_exports_total). */
+  onExport?(ok: boolean): void;
 }
+
+/** What a reader needs of {@link LoadPushConfigOptions}. */
+type ReaderOptions = Pick<LoadPushConfigOptions, "logger" | "onExport">;
 
 /**
  * Reads the push configuration: the OpenTelemetry declarative configuration file when one is
@@ -62,7 +67,7 @@ export interface LoadPushConfigOptions {
  */
 export function loadPushConfig(opts: LoadPushConfigOptions): PushConfig {
   const file = opts.file ?? nonBlank(opts.env.OTEL_CONFIG_FILE);
-  return file === undefined ? fromEnvironment(opts.env, opts.logger) : fromFile(resolve(file), opts);
+  return file === undefined ? fromEnvironment(opts.env, opts) : fromFile(resolve(file), opts);
 }
 
 /** Nothing to push (fresh arrays each time: the caller owns what it gets). */
@@ -106,7 +111,7 @@ function fromFile(path: string, opts: LoadPushConfigOptions): PushConfig {
       );
     }
     if (reader.periodic !== undefined) {
-      const built = periodicReader(reader.periodic, `${at}.periodic`, fail, opts.logger);
+      const built = periodicReader(reader.periodic, `${at}.periodic`, fail, opts);
       readers.push(built.reader);
       describe.push(built.describe);
     } else if (reader.pull === undefined) {
@@ -216,8 +221,9 @@ function periodicReader(
   model: PeriodicMetricReaderConfigModel,
   at: string,
   fail: Fail,
-  logger: Logger,
+  opts: ReaderOptions,
 ): { reader: MetricReader; describe: string } {
+  const { logger, onExport } = opts;
   const interval = milliseconds(model.interval, DEFAULT_INTERVAL_MS, `${at}.interval`, fail);
   if (interval === 0) fail("must be more than 0 milliseconds", `${at}.interval`, 0);
   // 0 means "no limit"; the SDK refuses a timeout longer than the interval, so the interval is the most it can be.
@@ -252,7 +258,11 @@ function periodicReader(
   const batch = model["max_export_batch_size/development"];
   const limits = model.cardinality_limits;
   const reader = new PeriodicExportingMetricReader({
-    exporter: new MonitoredExporter(destination.exporter, { target: destination.url, logger }),
+    exporter: new MonitoredExporter(destination.exporter, {
+      target: destination.url,
+      logger,
+      onResult: onExport,
+    }),
     exportIntervalMillis: interval,
     exportTimeoutMillis: readerTimeout,
     ...(typeof batch === "number" && { maxExportBatchSize: batch }),
@@ -563,7 +573,8 @@ const PROTOCOLS = ["http/protobuf", "http/json", "grpc"];
  * the service's main output is its pull endpoint, and a push to a collector nobody runs would
  * only log failures.
  */
-function fromEnvironment(env: NodeJS.ProcessEnv, logger: Logger): PushConfig {
+function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfig {
+  const { logger } = opts;
   const fail = (envVar: string, problem: string): never => {
     throw new ConfigError(problem, { envVar, value: env[envVar] });
   };
@@ -604,7 +615,7 @@ function fromEnvironment(env: NodeJS.ProcessEnv, logger: Logger): PushConfig {
     const shown = value === undefined ? "" : ` ${JSON.stringify(value)}`;
     throw new ConfigError(`OTLP settings from the environment: ${key ?? ""}${shown} ${problem}`);
   };
-  const built = periodicReader(periodic, "meter_provider.readers[0].periodic", unexpected, logger);
+  const built = periodicReader(periodic, "meter_provider.readers[0].periodic", unexpected, opts);
   return { readers: [built.reader], views: [], resource, describe: [built.describe] };
 }
 

@@ -12,6 +12,7 @@ import {
   statusClass,
 } from "./extra-metrics.js";
 import type { GaugeHistogram } from "./gauge-histograms.js";
+import { LIFECYCLE_INSTRUMENT_NAMES } from "./lifecycle-metrics.js";
 import type { CatalogInstrument } from "./instruments.js";
 import type { PendingSeries, PendingUpdates } from "./pending-updates.js";
 
@@ -94,6 +95,9 @@ export function workerName(port: number, model: string, version: string): string
 /** One series of one instrument, its attributes resolved once. */
 type BoundSeries = PendingSeries;
 
+/** A series of the service's own metrics, bound once by {@link MetricRecorder.ownSeries}. */
+export type OwnSeries = PendingSeries;
+
 /** What recordInference records per model version besides the response classes, in this order. */
 const INFERENCE_METRICS = [
   "ts_inference_requests_total",
@@ -140,6 +144,7 @@ export const SERVICE_METRICS: ReadonlySet<string> = new Set([
   "GPUMemoryUtilization",
   QUEUE_DEPTH,
   REJECTED_LINES,
+  ...Object.keys(LIFECYCLE_INSTRUMENT_NAMES),
 ]);
 
 /** Why a `[METRICS]` line was not applied: the `reason` label of serve_metric_lines_rejected_total. */
@@ -358,6 +363,24 @@ export class MetricRecorder {
       if (gpu.memoryUtilization !== undefined)
         this.recordBuiltin("GPUMemoryUtilization", gpu.memoryUtilization, device);
     }
+  }
+
+  /**
+   * A series of one of the service's own counters or gauges, its labels taken from `context`
+   * (hostname defaults to this host), for {@link recordOwn}; undefined when the catalog dropped it.
+   */
+  ownSeries(name: string, context: Readonly<Record<string, string>>): OwnSeries | undefined {
+    return this.bind(name, context);
+  }
+
+  /**
+   * Adds to (counter) or sets (gauge) a series from {@link ownSeries}; it reaches the SDK at the
+   * next collection. Not handed to listeners: the log-mode files keep TorchServe's metrics only.
+   */
+  recordOwn(series: OwnSeries, value: number): void {
+    if (!this.accepts(series.instrument, value)) return;
+    if (series.instrument.definition.type === "counter") this.pending.add(series, value);
+    else if (series.instrument.definition.type === "gauge") this.pending.set(series, value);
   }
 
   /** Records one of the service's own metrics, taking each declared label from `context`. */

@@ -366,10 +366,13 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       dir = mkdtempSync(join(tmpdir(), "grafana-prom-"));
       const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
         global: Record<string, unknown>;
+        rule_files?: string[];
         scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
       };
       config.global.scrape_interval = "1s";
       config.global.evaluation_interval = "1s";
+      // Relative to the config file, which is copied: point at the shipped rules.
+      config.rule_files = config.rule_files?.map((f) => resolve(GRAFANA, f));
       const scrape = config.scrape_configs.find((c) => c.job_name === job);
       expect(scrape, `job ${job} in grafana/prometheus.yml`).not.to.equal(undefined);
       expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
@@ -381,6 +384,9 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       // scrapes and again after them, then two more scrapes.
       await waitForScrapes(prometheus, job, 2);
       await sendTraffic();
+      // The process metrics are read every 15 s: read them now, so that the CPU counter rises
+      // between scrapes as it would over a longer run.
+      await service.sampleSystem();
       const seen = await successfulScrapes(prometheus.api, job);
       await waitForScrapes(prometheus, job, seen + 2);
     });

@@ -51,7 +51,8 @@ function nonModelFamilies(h: LineHarness, text: string, format: MetricsFormat): 
   let keep = false;
   for (const line of text.split("\n")) {
     if (line.startsWith("# HELP ")) keep = isOther(line.split(" ")[format === "torchserve" ? 2 : 3] ?? "");
-    if (keep) out += `${line}\n`;
+    // Blank lines end the text: which family they follow depends on what was registered last.
+    if (keep && line !== "") out += `${line}\n`;
   }
   return out;
 }

@@ -102,3 +102,15 @@ export async function waitForScrapes(
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+/** One alert of `GET /api/v1/alerts`. */
+export interface PrometheusAlert {
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  state: "pending" | "firing" | "inactive";
+}
+
+/** The alerts Prometheus holds now (pending and firing). */
+export async function activeAlerts(api: string): Promise<PrometheusAlert[]> {
+  return (await apiGet<{ alerts: PrometheusAlert[] }>(api, "/alerts")).alerts;
+}
