@@ -15,6 +15,7 @@ const SCENARIOS: Readonly<Record<string, () => Promise<Scenario>>> = {
   frontend: async () => (await import("./frontend.js")).frontend,
   idle: async () => (await import("./idle.js")).idle,
   memory: async () => (await import("./memory.js")).memory,
+  ingest: async () => (await import("./ingest.js")).ingest,
 };
 
 const USAGE = `Usage: node --import tsx bench/run.ts [--quick] [--only ${Object.keys(SCENARIOS).join(",")}] [--out FILE]

@@ -29,6 +29,7 @@ describe("npm run bench:quick (the benchmark harness)", function () {
       "## Frontend: inference requests through a proxy",
       "## Idle: the service's own CPU and memory",
       "## Memory: per series",
+      "## Ingest: TorchServe's log files, serve-metrics against mtail",
     ]) {
       expect(text).to.include(title);
     }

@@ -407,6 +407,25 @@ describe("FileFollower", () => {
     expect(() => new FileFollower({ ...options, maxLineChars: 1.5 })).to.throw(RangeError, /maxLineChars/);
   });
 
+  it("readNow() hands on everything written before it, and looks asked for at once never hand a line twice", async () => {
+    await writeFile(file, "");
+    const f = await follow({ pollMs: 1 });
+    const written: string[] = [];
+    for (let i = 0; i < 200; i++) {
+      written.push(`line ${i}`);
+      await appendFile(file, `line ${i}\n`);
+      if (i % 7 === 0) await Promise.all([f.readNow(), f.readNow(), f.readNow()]);
+      if (i % 50 === 49) {
+        await f.readNow();
+        expect(lines).to.deep.equal(written);
+      }
+    }
+    await f.stop();
+    await appendFile(file, "after stop\n");
+    await f.readNow();
+    expect(lines).to.deep.equal(written);
+  });
+
   it("goes on after onLine throws", async () => {
     await writeFile(file, "");
     const seen: string[] = [];

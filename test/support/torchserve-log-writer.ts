@@ -29,11 +29,6 @@ export interface TorchServeLogWriterOptions {
   hostname?: string;
 }
 
-const FILE_NAMES: Readonly<Record<TorchServeLogFile, string>> = {
-  ts_metrics: "ts_metrics",
-  model_metrics: "model_metrics",
-  access_log: "access_log",
-};
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
 const FIRST_TIMESTAMP = 1717105563;
 
@@ -197,7 +192,7 @@ export class TorchServeLogWriter {
     await live.handle.close();
     const now = new Date();
     const day = `${String(now.getDate()).padStart(2, "0")}-${MONTHS[now.getMonth()] ?? "Jan"}`;
-    const archive = join(dirname(live.path), `${FILE_NAMES[file]}.${day}.log`);
+    const archive = join(dirname(live.path), `${file}.${day}.log`);
     await rename(live.path, archive);
     const handle = await open(live.path, "a");
     // Compressed in the background as log4j2's GzipCompressAction does; a same-day rollover
