@@ -226,6 +226,15 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     if (settings.metricsMode !== "prometheus") {
       // TorchServe's METRICS_LOCATION; relative to the working directory like its default `logs`.
       const directory = resolvePath((options.env ?? process.env).METRICS_LOCATION ?? "logs");
+      if (directory === resolvePath(settings.torchserveMetricsDir ?? settings.torchserveLogDir ?? "")) {
+        // Reading back what it writes would count every update twice, forever.
+        throw new ConfigError(
+          `would write ts_metrics.log and model_metrics.log into ${directory}, the TorchServe log directory ` +
+            "it follows; a sidecar serves /metrics: set metrics_mode=prometheus (this is likely TorchServe's own " +
+            "config.properties, whose metrics_mode=log is TorchServe's setting, not the sidecar's)",
+          { file: settings.sourceFile, key: "metrics_mode", value: settings.metricsMode },
+        );
+      }
       const writer = new MetricsLogWriter({ directory, mode: settings.metricsMode, logger });
       recorder.addListener((event) => writer.write(event));
       stops.push(() => writer.stop());

@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { once } from "node:events";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChildProcess } from "node:child_process";
+import { ConfigError } from "../../src/config/errors.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { startMetricsService, type MetricsService } from "../../src/service.js";
 import { makeTempDir, removeTempDir, writeTempFile } from "../config/support.js";
@@ -172,6 +173,18 @@ describe("next to a running TorchServe", function () {
     await sleep(1000);
     expect(hints()).to.have.length(1);
     expect(hints()[0]).to.match(/^WARN no metric line from TorchServe in 0 s .*Set metrics_mode=log/);
+  });
+
+  it("refuses to write metrics_mode=log files into the TorchServe directory it follows (exit status 2)", async () => {
+    const err = await startTestService(
+      { torchserveLogDir: dir, metricsMode: "log" },
+      { env: { METRICS_LOCATION: dir } },
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(ConfigError);
+    expect(err).to.include({ key: "metrics_mode", value: "log", exitCode: 2 });
   });
 
   it("pushes the same figures over OTLP", async () => {
