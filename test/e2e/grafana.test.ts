@@ -21,6 +21,7 @@ import {
 } from "../support/prometheus.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
+import { TorchServeLogWriter } from "../support/torchserve-log-writer.js";
 
 const GRAFANA = join(REPO_ROOT, "grafana");
 const DASHBOARDS = join(GRAFANA, "dashboards");
@@ -148,6 +149,51 @@ function selectors(
     const names = m[1] !== undefined ? [m[1]] : (byName?.value.split("|") ?? []);
     return { names, matchers: matchers.filter((x) => x.label !== "__name__") };
   });
+}
+
+const JOB = "serve-metrics";
+
+/** Starts Debian's Prometheus with the shipped prometheus.yml and rules, scraping `metricsUrl` every second. */
+async function startShippedPrometheus(
+  binary: string,
+  dir: string,
+  metricsUrl: string,
+): Promise<RunningPrometheus> {
+  const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
+    global: Record<string, unknown>;
+    rule_files?: string[];
+    scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
+  };
+  config.global.scrape_interval = "1s";
+  config.global.evaluation_interval = "1s";
+  // Relative to the config file, which is copied: point at the shipped rules.
+  config.rule_files = config.rule_files?.map((f) => resolve(GRAFANA, f));
+  const scrape = config.scrape_configs.find((c) => c.job_name === JOB);
+  expect(scrape, `job ${JOB} in grafana/prometheus.yml`).not.to.equal(undefined);
+  expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
+  scrape!.static_configs = [{ targets: [new URL(metricsUrl).host] }];
+  writeFileSync(join(dir, "prometheus.yml"), stringify(config));
+  return startPrometheus(binary, join(dir, "prometheus.yml"), dir);
+}
+
+/** What is wrong with each query's answer: no series, no finite value, a rate of 0, a legend label missing. */
+async function panelProblems(api: string, queries: readonly PanelQuery[]): Promise<string[]> {
+  const problems: string[] = [];
+  for (const q of queries) {
+    // ".+" rather than Grafana's ".*": it does not match a missing label, so a selector
+    // filtering on a misspelt label (hostname for Hostname) comes back empty here.
+    const promql = substitute(q.expr, { rateInterval: "1m", model: ".+", host: ".+" });
+    const result = await instantQuery(api, promql);
+    const values = result.map((r) => Number(r.value[1]));
+    if (result.length === 0) problems.push(`${q.where}: no series for ${promql}`);
+    else if (!values.some(Number.isFinite)) problems.push(`${q.where}: only ${values.join(", ")}`);
+    else if (/\brate\(/.test(promql) && !values.some((v) => v > 0))
+      problems.push(`${q.where}: no rate above 0 for ${promql}`);
+    for (const label of [...q.legendFormat.matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1] ?? ""))
+      for (const r of result)
+        if (!(label in r.metric)) problems.push(`${q.where}: legend label ${label} missing from the result`);
+  }
+  return problems;
 }
 
 describe("Grafana dashboards, provisioning and the Prometheus and Collector configs", function () {
@@ -309,7 +355,7 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
     let prometheus: RunningPrometheus | undefined;
     let dir: string | undefined;
     let inference: string;
-    const job = "serve-metrics";
+    const job = JOB;
 
     /**
      * Inference traffic through the frontend: 2XX, a 404 for an unknown model, a worker's 400 and
@@ -362,23 +408,8 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       inference = service.inferenceUrl ?? "";
       await sendTraffic();
 
-      // The shipped prometheus.yml, pointed at this service and scraping every second.
       dir = mkdtempSync(join(tmpdir(), "grafana-prom-"));
-      const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
-        global: Record<string, unknown>;
-        rule_files?: string[];
-        scrape_configs: { job_name: string; static_configs: { targets: string[] }[] }[];
-      };
-      config.global.scrape_interval = "1s";
-      config.global.evaluation_interval = "1s";
-      // Relative to the config file, which is copied: point at the shipped rules.
-      config.rule_files = config.rule_files?.map((f) => resolve(GRAFANA, f));
-      const scrape = config.scrape_configs.find((c) => c.job_name === job);
-      expect(scrape, `job ${job} in grafana/prometheus.yml`).not.to.equal(undefined);
-      expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
-      scrape!.static_configs = [{ targets: [new URL(started.url).host] }];
-      writeFileSync(join(dir, "prometheus.yml"), stringify(config));
-      prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir);
+      prometheus = await startShippedPrometheus(binary, dir, started.url);
 
       // Counters must rise between scrapes for rate() to be above 0: traffic before the first
       // scrapes and again after them, then two more scrapes.
@@ -400,23 +431,7 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
 
     it("answers every panel query with data, each legend's labels present", async () => {
       const queries = panelQueries();
-      const problems: string[] = [];
-      for (const q of queries) {
-        // ".+" rather than Grafana's ".*": it does not match a missing label, so a selector
-        // filtering on a misspelt label (hostname for Hostname) comes back empty here.
-        const promql = substitute(q.expr, { rateInterval: "1m", model: ".+", host: ".+" });
-        const result = await instantQuery(prometheus!.api, promql);
-        const values = result.map((r) => Number(r.value[1]));
-        if (result.length === 0) problems.push(`${q.where}: no series for ${promql}`);
-        else if (!values.some(Number.isFinite)) problems.push(`${q.where}: only ${values.join(", ")}`);
-        else if (/\brate\(/.test(promql) && !values.some((v) => v > 0))
-          problems.push(`${q.where}: no rate above 0 for ${promql}`);
-        for (const label of [...q.legendFormat.matchAll(/\{\{\s*(\w+)\s*\}\}/g)].map((m) => m[1] ?? ""))
-          for (const r of result)
-            if (!(label in r.metric))
-              problems.push(`${q.where}: legend label ${label} missing from the result`);
-      }
-      expect(problems).to.deep.equal([]);
+      expect(await panelProblems(prometheus!.api, queries)).to.deep.equal([]);
       expect(queries.length).to.be.at.least(20);
     });
 
@@ -447,6 +462,104 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       // The service's own host, the echo worker's (its [METRICS] lines) and the posted line's.
       expect(await options("Hostname")).to.include.members(["test-host", hostname(), "worker-1"]);
       expect(await options("model")).to.deep.equal(["echo"]);
+    });
+  });
+
+  describe("every panel query against a real Prometheus scraping a service that follows TorchServe's logs", () => {
+    // Only the inference frontend has these: TorchServe's logs say nothing of its queue or workers.
+    const FRONTEND_ONLY = [
+      "serve_queue_depth",
+      "serve_job_queue_size",
+      "serve_workers",
+      "serve_worker_restarts_total",
+    ];
+    let service: MetricsService | undefined;
+    let prometheus: RunningPrometheus | undefined;
+    let writer: TorchServeLogWriter | undefined;
+    let dir: string | undefined;
+    let requests = 0;
+
+    /** What a TorchServe logs for some requests to two models (a 4XX and a 5XX among them) and a minute's system metrics. */
+    async function logTraffic(): Promise<void> {
+      const w = writer!;
+      const tail = `|#hostname:ts-host,timestamp:${Math.floor(Date.now() / 1000)}`;
+      await w.writeRequests(5);
+      requests += 5;
+      for (const [model, status] of [
+        ["resnet", 200],
+        ["resnet", 400],
+        ["resnet", 503],
+      ] as const) {
+        const dims = `model_name:${model},model_version:default`;
+        await w.writeLines("ts_metrics", [
+          `ts_inference_requests_total.Count:1.0|#${dims}${tail}`,
+          `ts_inference_latency_microseconds.Microseconds:2.5E4|#${dims}${tail}`,
+          `ts_queue_latency_microseconds.Microseconds:120.0|#${dims}${tail}`,
+          `Requests${String(status)[0]}XX.Count:1.0|#Level:Host${tail}`,
+        ]);
+        await w.writeLines("access_log", [
+          `/127.0.0.1:5000 "POST /predictions/${model} HTTP/1.1" ${status} 25`,
+        ]);
+      }
+      await w.writeLines("model_metrics", [
+        `HandlerTime.ms:31.5|#ModelName:resnet,Level:Model|#hostname:ts-host,requestID:r-${requests},timestamp:1717105563`,
+        `PredictionTime.ms:30.5|#ModelName:resnet,Level:Model|#hostname:ts-host,requestID:r-${requests},timestamp:1717105563`,
+      ]);
+      await w.writeLines("ts_metrics", [
+        `CPUUtilization.Percent:12.5|#Level:Host${tail}`,
+        `MemoryUsed.Megabytes:5225.0|#Level:Host${tail}`,
+        `MemoryAvailable.Megabytes:10342.0|#Level:Host${tail}`,
+        `MemoryUtilization.Percent:35.1|#Level:Host${tail}`,
+        `DiskUsage.Gigabytes:40.1|#Level:Host${tail}`,
+        `DiskAvailable.Gigabytes:60.0|#Level:Host${tail}`,
+        `DiskUtilization.Percent:40.1|#Level:Host${tail}`,
+        `GPUUtilization.Percent:87.0|#Level:Host,DeviceId:0${tail}`,
+        `GPUMemoryUsed.Megabytes:1325.0|#Level:Host,DeviceId:0${tail}`,
+        `GPUMemoryUtilization.Percent:8.1|#Level:Host,DeviceId:0${tail}`,
+        `WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-mnist_1.0,Level:Host${tail}`,
+        // A broken record: rejected, counted, shown in the rejected-lines panel.
+        "Requests2XX.Count:one|#Level:Host|#hostname:ts-host,timestamp:1717105563",
+      ]);
+    }
+
+    before(async function () {
+      const binary = requireTool(this, "prometheus");
+      dir = mkdtempSync(join(tmpdir(), "grafana-ts-"));
+      writer = new TorchServeLogWriter({ logDir: join(dir, "logs") });
+      await writer.open();
+      const started = await startTestService({ torchserveLogDir: join(dir, "logs") });
+      service = started.service;
+      prometheus = await startShippedPrometheus(binary, dir, started.url);
+      // As for the frontend: traffic before the first scrapes and again after them.
+      await logTraffic();
+      await waitForScrapes(prometheus, JOB, 2);
+      await logTraffic();
+      await service.sampleSystem();
+      const seen = await successfulScrapes(prometheus.api, JOB);
+      await waitForScrapes(prometheus, JOB, seen + 3);
+    });
+
+    after(async () => {
+      await prometheus?.stop();
+      await service?.stop();
+      await writer?.close();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("answers every panel query but the frontend's queue and worker panels with data", async () => {
+      const all = panelQueries();
+      const frontendOnly = (q: PanelQuery): boolean =>
+        selectors(q.expr).some((sel) => sel.names.some((n) => FRONTEND_ONLY.includes(n)));
+      const queries = all.filter((q) => !frontendOnly(q));
+      expect(await panelProblems(prometheus!.api, queries)).to.deep.equal([]);
+      // Left out: the panels about the frontend's own queue and workers, nothing else.
+      expect(all.filter(frontendOnly).map((q) => /"(.*)"/.exec(q.where)?.[1])).to.have.members([
+        "Queued requests",
+        "Queue depth per model",
+        "Workers by state",
+        "Worker restarts",
+        "Queue saturation",
+      ]);
     });
   });
 
