@@ -4,6 +4,8 @@ import { MetricRegistrationError } from "../telemetry/pipeline.js";
 import {
   MetricRecordError,
   SERVICE_METRICS,
+  type LineContext,
+  type LineSeries,
   type MetricRecorder,
   type RejectedLineReason,
 } from "../telemetry/recorder.js";
@@ -47,6 +49,9 @@ export interface MetricLineIngestOptions {
 const LOGGED_PER_SOURCE = 10;
 // Undeclared names are logged once each, the first few only: the set of names stays this small.
 const LOGGED_UNDECLARED = 10;
+// The most lines bound (see MetricLineIngest.bound), and the longest key kept.
+const MAX_BOUND_LINES = 4096;
+const MAX_BOUND_KEY_CHARS = 1024;
 // A name quoted in the log is cut to this length.
 const LOGGED_NAME_CHARS = 80;
 // OpenTelemetry instrument names are stricter than Prometheus names (no leading `_`, no `:`).
@@ -68,6 +73,10 @@ export class MetricLineIngest {
   private readonly maxLabelValueLength: number;
   private readonly maxAutoDetected: number;
   private autoDetected = 0;
+  // Lines repeat a few series over and over: each is checked and bound once, then only its value
+  // is recorded. Bounded in entries and key length, so at most a few MiB.
+  private readonly bound = new Map<string, LineSeries>();
+  private readonly permissionIds = new Map<LinePermission, number>();
 
   constructor(private readonly options: MetricLineIngestOptions) {
     this.maxLabelValueLength = options.maxLabelValueLength ?? 1024;
@@ -82,6 +91,9 @@ export class MetricLineIngest {
     const parsed = parseMetricLine(text);
     if (!parsed.ok) return this.reject(source, "malformed", parsed.reason, text);
     const line = parsed.line;
+    const key = this.lineKey(line, permission);
+    const known = key === undefined ? undefined : this.bound.get(key);
+    if (known !== undefined) return this.recordLine(known, line, source, text);
     const tooLong = this.overlongLabel(line);
     if (tooLong !== undefined) return this.reject(source, "oversized", tooLong, text);
     let def = this.options.recorder.definition(line.name);
@@ -104,17 +116,51 @@ export class MetricLineIngest {
     for (const host of ["Hostname", "hostname"]) {
       if (def.dimensions.includes(host) && dimensions[host] === undefined) dimensions[host] = line.hostname;
     }
+    let series: LineSeries;
     try {
-      this.options.recorder.record(line.name, line.value, dimensions, {
-        requestId: line.requestIds[0],
-        unit: line.unit,
-      });
+      if (key === undefined || this.bound.size >= MAX_BOUND_LINES) {
+        this.options.recorder.record(line.name, line.value, dimensions, lineContext(line));
+        this.options.onApplied?.(source);
+        return { ok: true };
+      }
+      series = this.options.recorder.bindLine(line.name, dimensions);
+    } catch (err) {
+      if (!(err instanceof MetricRecordError)) throw err;
+      return this.reject(source, "invalid", err.message, text);
+    }
+    this.bound.set(key, series);
+    return this.recordLine(series, line, source, text);
+  }
+
+  /** Records a line whose name, labels and permission were checked before. */
+  private recordLine(series: LineSeries, line: MetricLine, source: LineSource, text: string): IngestOutcome {
+    try {
+      this.options.recorder.recordLine(series, line.value, lineContext(line));
     } catch (err) {
       if (!(err instanceof MetricRecordError)) throw err;
       return this.reject(source, "invalid", err.message, text);
     }
     this.options.onApplied?.(source);
     return { ok: true };
+  }
+
+  /**
+   * What every check but the value's depends on: the permission, name, host and dimensions in
+   * line order; undefined for a line too long to be worth keeping.
+   */
+  private lineKey(line: MetricLine, permission: LinePermission): string | undefined {
+    let id = this.permissionIds.get(permission);
+    if (id === undefined) {
+      id = this.permissionIds.size;
+      this.permissionIds.set(permission, id);
+    }
+    // The parser refuses control characters, so NUL cannot occur inside a part.
+    let key = `${id}\u0000${line.name}\u0000${line.hostname}`;
+    for (const name in line.dimensions) {
+      key += `\u0000${name}\u0000${line.dimensions[name] ?? ""}`;
+      if (key.length > MAX_BOUND_KEY_CHARS) return undefined;
+    }
+    return key;
   }
 
   /** Registers the line's undeclared metric if auto-detection allows it, or rejects the line. */
@@ -264,6 +310,11 @@ function collapsedLabelClash(labels: readonly string[]): string | undefined {
     seen.set(rendered, label);
   }
   return undefined;
+}
+
+/** What a listener (the log-mode writer) hears of the line besides its value. */
+function lineContext(line: MetricLine): LineContext {
+  return { requestId: line.requestIds[0], unit: line.unit };
 }
 
 /** A name cut to a length fit for a log line. */

@@ -98,6 +98,9 @@ type BoundSeries = PendingSeries;
 /** A series of the service's own metrics, bound once by {@link MetricRecorder.ownSeries}. */
 export type OwnSeries = PendingSeries;
 
+/** A series a metric line writes, bound once by {@link MetricRecorder.bindLine}. */
+export type LineSeries = PendingSeries;
+
 /** What recordInference records per model version besides the response classes, in this order. */
 const INFERENCE_METRICS = [
   "ts_inference_requests_total",
@@ -181,6 +184,8 @@ export class MetricRecorder {
   /** Resolved series of recordInference and recordAccess by model and version, and of recordResponse by family. */
   private readonly inference = new Map<string, ModelSeries>();
   private readonly responses = new Map<string, BoundSeries | null>();
+  /** Series bound by bindLine, by metric and label values. */
+  private readonly lineSeries = new Map<string, LineSeries>();
 
   constructor(
     private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
@@ -224,20 +229,67 @@ export class MetricRecorder {
     dimensions: Readonly<Record<string, string>> = {},
     line: LineContext = {},
   ): void {
+    const instrument = this.declared(name);
+    checkValue(instrument.definition, value);
+    this.apply(instrument, value, this.attributesOf(instrument, dimensions), line);
+  }
+
+  /**
+   * The series a metric line writes, checked as {@link record} checks its name and dimensions, for
+   * {@link recordLine}. Lines naming the same labels get the same series object, whatever the
+   * order of their dimensions, so that a gauge's updates stay in order.
+   * @throws MetricRecordError on an unknown metric, a missing or undeclared dimension.
+   */
+  bindLine(name: string, dimensions: Readonly<Record<string, string>>): LineSeries {
+    const instrument = this.declared(name);
+    const attributes = this.attributesOf(instrument, dimensions);
+    let key = name;
+    for (const dim of instrument.definition.dimensions) key += `\u0000${String(attributes[dim])}`;
+    let series = this.lineSeries.get(key);
+    if (series === undefined) {
+      // Callers bound how many series they bind (MetricLineIngest caches at most a few thousand).
+      series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false };
+      this.lineSeries.set(key, series);
+    }
+    return series;
+  }
+
+  /**
+   * Records into a series from {@link bindLine} as {@link record} would: counters add, gauges set,
+   * histograms observe. Counters and gauges wait for the next collection, like the frontend's own
+   * series, which spares the SDK's hashing of the attributes on every line.
+   * @throws MetricRecordError on a value the metric cannot take.
+   */
+  recordLine(series: LineSeries, value: number, line: LineContext = {}): void {
+    const { instrument, attributes } = series;
+    checkValue(instrument.definition, value);
+    switch (instrument.definition.type) {
+      case "counter":
+        this.pending.add(series, value);
+        break;
+      case "gauge":
+        this.pending.set(series, value);
+        this.observeGauge(instrument, value, attributes);
+        break;
+      case "histogram":
+        instrument.record(value, attributes);
+    }
+    this.notify(instrument, value, attributes, line);
+  }
+
+  private declared(name: string): CatalogInstrument {
     const instrument = this.instruments.get(name);
     if (instrument === undefined) throw new MetricRecordError(name, "not declared in the metrics catalog");
+    return instrument;
+  }
+
+  /** The attributes of an update: each declared dimension from `dimensions` (Hostname: this host). */
+  private attributesOf(
+    instrument: CatalogInstrument,
+    dimensions: Readonly<Record<string, string>>,
+  ): Attributes {
     const def = instrument.definition;
-    if (!Number.isFinite(value)) throw new MetricRecordError(name, `value ${value} is not a finite number`);
-    if (def.type === "counter" && value < 0) {
-      throw new MetricRecordError(name, `a counter cannot be decreased (value ${value})`);
-    }
-    if (def.type !== "gauge" && Math.abs(value) > MAX_ACCUMULATED_UPDATE) {
-      throw new MetricRecordError(
-        name,
-        `value ${value} is beyond ±${MAX_ACCUMULATED_UPDATE}, the most one ${def.type} update may add ` +
-          `(larger ones would soon make the total infinite)`,
-      );
-    }
+    const name = def.name;
     const attributes: Attributes = {};
     for (const dim of def.dimensions) {
       // Own properties only: a dimension named `constructor` or `toString` that the caller left
@@ -256,7 +308,7 @@ export class MetricRecorder {
         );
       }
     }
-    this.apply(instrument, value, attributes, line);
+    return attributes;
   }
 
   /** Counts one HTTP response in Requests2XX, Requests4XX or Requests5XX. */
@@ -508,5 +560,21 @@ export class MetricRecorder {
     if (this.warned.has(key)) return;
     this.warned.add(key);
     this.logger.warn(message);
+  }
+}
+
+/** Throws unless `value` is one the metric can take (as {@link MetricRecorder.record} requires). */
+function checkValue(def: MetricDefinition, value: number): void {
+  const name = def.name;
+  if (!Number.isFinite(value)) throw new MetricRecordError(name, `value ${value} is not a finite number`);
+  if (def.type === "counter" && value < 0) {
+    throw new MetricRecordError(name, `a counter cannot be decreased (value ${value})`);
+  }
+  if (def.type !== "gauge" && Math.abs(value) > MAX_ACCUMULATED_UPDATE) {
+    throw new MetricRecordError(
+      name,
+      `value ${value} is beyond ±${MAX_ACCUMULATED_UPDATE}, the most one ${def.type} update may add ` +
+        `(larger ones would soon make the total infinite)`,
+    );
   }
 }
