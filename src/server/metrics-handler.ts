@@ -1,6 +1,6 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
-import { GzipMembers } from "../exposition/gzip-members.js";
+import { GzipBody } from "../exposition/gzip-body.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
 import { acceptsGzip } from "./accept-encoding.js";
 import { jsonError, writeReply, type Reply } from "./json-error.js";
@@ -33,7 +33,7 @@ interface Exposition {
  * a client that goes away mid-body only ends the writing.
  */
 export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener {
-  const gzip = new GzipMembers();
+  const gzip = new GzipBody();
   return (req: IncomingMessage, res: ServerResponse): void => {
     void respond(endpoint, gzip, req, res).catch((err: unknown) => {
       endpoint.logger.error(
@@ -46,7 +46,7 @@ export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener
 
 async function respond(
   endpoint: MetricsEndpoint,
-  gzip: GzipMembers,
+  gzip: GzipBody,
   req: IncomingMessage,
   res: ServerResponse,
 ): Promise<void> {
@@ -59,7 +59,7 @@ async function respond(
 
 async function reply(
   endpoint: MetricsEndpoint,
-  gzip: GzipMembers,
+  gzip: GzipBody,
   req: IncomingMessage,
 ): Promise<Reply | Exposition> {
   let url: URL;

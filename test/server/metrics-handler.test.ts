@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
@@ -8,6 +9,7 @@ import { createMetricsHandler, type MetricsEndpoint } from "../../src/server/met
 import type { MetricsService } from "../../src/service.js";
 import { countGzipMembers } from "../support/gzip.js";
 import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
 
 /** A whole response with its body as bytes, as sent (not decoded). */
 interface RawResponse {
@@ -74,7 +76,7 @@ describe("/metrics with Accept-Encoding: gzip", () => {
         "",
         "?name[]=PredictionTime&name[]=serve_model_prediction_time&name[]=ts_inference_requests_total&name[]=serve_inference_requests_total",
       ]) {
-        it(`sends gzip members that decode to exactly the identity body${query === "" ? "" : ", with name[]"}`, async () => {
+        it(`sends one gzip member that decodes to exactly the identity body${query === "" ? "" : ", with name[]"}`, async () => {
           const identity = await get(`${h.url}${query}`);
           const gzip = await get(`${h.url}${query}`, GZIP);
           expect(identity.status).to.equal(200);
@@ -87,10 +89,26 @@ describe("/metrics with Accept-Encoding: gzip", () => {
           expect(gzip.headers.vary).to.equal("Accept-Encoding");
           expect(gzip.headers["content-type"]).to.equal("text/plain");
           expect(gzip.headers["content-length"]).to.equal(String(gzip.body.length));
+          expect(countGzipMembers(gzip.body)).to.equal(1);
           expect(gunzipSync(gzip.body).equals(identity.body)).to.equal(true);
           expect(gzip.body.length).to.be.below(0.15 * identity.body.length);
         });
       }
+
+      it("is read whole by curl --compressed", async function () {
+        const curl = requireTool(this, "curl");
+        const identity = await get(h.url);
+        // Asynchronously: the server answering curl runs in this process.
+        const decoded = await new Promise<Buffer>((resolve, reject) => {
+          execFile(
+            curl,
+            ["-s", "--fail", "--max-time", "20", "--compressed", h.url],
+            { encoding: "buffer", maxBuffer: 64 << 20 },
+            (err, stdout) => (err === null ? resolve(stdout) : reject(err)),
+          );
+        });
+        expect(decoded.equals(identity.body)).to.equal(true);
+      });
 
       it("answers HEAD with the headers GET would send, gzip's length included", async () => {
         const gzip = await get(h.url, GZIP);
