@@ -3,6 +3,7 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
+import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 import { createMemoryLogger } from "../../src/log.js";
 import { createMetricsHandler, type MetricsEndpoint } from "../../src/server/metrics-handler.js";
@@ -99,15 +100,12 @@ describe("/metrics with Accept-Encoding: gzip", () => {
         const curl = requireTool(this, "curl");
         const identity = await get(h.url);
         // Asynchronously: the server answering curl runs in this process.
-        const decoded = await new Promise<Buffer>((resolve, reject) => {
-          execFile(
-            curl,
-            ["-s", "--fail", "--max-time", "20", "--compressed", h.url],
-            { encoding: "buffer", maxBuffer: 64 << 20 },
-            (err, stdout) => (err === null ? resolve(stdout) : reject(err)),
-          );
-        });
-        expect(decoded.equals(identity.body)).to.equal(true);
+        const { stdout } = await promisify(execFile)(
+          curl,
+          ["-s", "--fail", "--max-time", "20", "--compressed", h.url],
+          { encoding: "buffer", maxBuffer: 64 << 20 },
+        );
+        expect(stdout.equals(identity.body)).to.equal(true);
       });
 
       it("answers HEAD with the headers GET would send, gzip's length included", async () => {
