@@ -66,9 +66,16 @@ export class SeriesStore {
 
   /** Adds one delta collection (sums and histograms add up; gauges replace). */
   apply(resourceMetrics: ResourceMetrics): void {
+    const applied = new Set<string>();
     for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) this.applyMetric(metric);
+      for (const metric of scope.metrics) {
+        this.applyMetric(metric);
+        applied.add(metric.descriptor.name);
+      }
     }
+    // A family left out of a delta had no updates; its last order would only keep the SDK's
+    // attribute objects alive, which the SDK itself has let go of by now.
+    for (const state of this.states.values()) if (!applied.has(state.spec.name)) state.last = undefined;
   }
 
   /** Adds one metric's delta points; metrics of no known family are ignored. */
