@@ -1,8 +1,10 @@
 /**
  * CPU profile of the scrape path: `node --import tsx bench/profile.ts [--series 10000] [--scrapes 200] [--changed]`.
- * With `--changed` every series gets a new value before each scrape (that recording is profiled too).
+ * With `--changed` every series gets a new value before each scrape; that recording is left out
+ * of the figures, which count only the samples taken while a measured GET was under way.
  * Runs bench/child/scrape-load.ts under `node --cpu-prof`, writes the profile under bench/profiles/
- * (open it in Chrome DevTools or VS Code) and prints the functions with the most self time.
+ * (open it in Chrome DevTools or VS Code) and prints the functions with the most self time, and
+ * the self time by whose code it is (the OpenTelemetry SDK's, serve-metrics', Node's, GC).
  */
 import { mkdirSync, readFileSync } from "node:fs";
 import { join, relative } from "node:path";
@@ -26,11 +28,13 @@ interface CpuProfile {
   timeDeltas: number[];
 }
 
-/** Self time by function (name, file, line) of the samples taken in [fromUs, toUs], most first. */
+/** A span of the profiler's clock, in µs: [from, to]. */
+type Window = readonly [number, number];
+
+/** Self time by function (name, file, line) of the samples taken in any of `windows`, most first. */
 export function selfTimes(
   profile: CpuProfile,
-  fromUs = -Infinity,
-  toUs = Infinity,
+  windows: readonly Window[] = [[-Infinity, Infinity]],
 ): { name: string; where: string; ms: number; share: number }[] {
   const frameOf = new Map(profile.nodes.map((n) => [n.id, n.callFrame]));
   const parentOf = new Map<number, number>();
@@ -42,7 +46,7 @@ export function selfTimes(
     const frame = frameOf.get(id);
     const us = profile.timeDeltas[i] ?? 0;
     at += us;
-    if (at < fromUs || at > toUs) return;
+    if (!windows.some(([from, to]) => at >= from && at <= to)) return;
     // Idle time is the event loop waiting, not work of the scrape path.
     if (frame === undefined || frame.functionName === "(idle)") return;
     totalUs += us;
@@ -75,6 +79,14 @@ function location(url: string, line: number): string {
   return shown.endsWith(".ts") ? shown : `${shown}:${line + 1}`;
 }
 
+/** Whose code a function is, by where it is: for the share of the SDK's collection in a scrape. */
+function owner(where: string): string {
+  if (where.includes("@opentelemetry/")) return "OpenTelemetry SDK";
+  if (where.startsWith("src/")) return "serve-metrics (src/)";
+  if (where === "") return "GC, idle and VM";
+  return "Node (http, streams, buffers) and the rest";
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
@@ -87,7 +99,7 @@ async function main(): Promise<void> {
   const dir = "bench/profiles";
   const name = `scrape-${values.series}-${variant}.cpuprofile`;
   mkdirSync(dir, { recursive: true });
-  const child = await startChild<{ ms: number[]; fromUs: number; toUs: number }>(
+  const child = await startChild<{ ms: number[]; windows: Window[] }>(
     ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-name", name, ...TSX],
     "bench/child/scrape-load.ts",
     [values.series, values.scrapes, variant],
@@ -99,17 +111,36 @@ async function main(): Promise<void> {
     else child.process.once("exit", resolve);
   });
   const path = join(dir, name);
-  const { fromUs, toUs } = child.ready;
-  const top = selfTimes(JSON.parse(readFileSync(path, "utf8")) as CpuProfile, fromUs, toUs).slice(0, 20);
+  const { windows } = child.ready;
+  const all = selfTimes(JSON.parse(readFileSync(path, "utf8")) as CpuProfile, windows);
+  const scrapes = windows.length;
+  const spent = windows.reduce((sum, [from, to]) => sum + (to - from), 0) / 1000;
   process.stdout.write(
     `${values.scrapes} scrapes of ${values.series} ${variant} series, median ${fmt(median(child.ready.ms))} ms; ` +
-      `profile: ${path}; self time of the ${fmt((toUs - fromUs) / 1000)} ms of scrapes only ` +
-      "(module loading, setup and 10 warm-up scrapes left out):\n\n",
+      `profile: ${path}; self time during the GETs only, ${fmt(spent)} ms in all ` +
+      "(module loading, setup, warm-up scrapes and the recording between scrapes left out):\n\n",
   );
   process.stdout.write(
     `${markdownTable({
-      header: ["self ms", "% of busy", "function", "where"],
-      rows: top.map((t) => [fmt(t.ms), `${(t.share * 100).toFixed(1)}%`, t.name, t.where]),
+      header: ["self ms", "per scrape ms", "% of busy", "function", "where"],
+      rows: all
+        .slice(0, 20)
+        .map((t) => [fmt(t.ms), fmt(t.ms / scrapes), `${(t.share * 100).toFixed(1)}%`, t.name, t.where]),
+    })}\n\n`,
+  );
+  const byOwner = new Map<string, { ms: number; share: number }>();
+  for (const t of all) {
+    const entry = byOwner.get(owner(t.where)) ?? { ms: 0, share: 0 };
+    entry.ms += t.ms;
+    entry.share += t.share;
+    byOwner.set(owner(t.where), entry);
+  }
+  process.stdout.write(
+    `${markdownTable({
+      header: ["whose code", "per scrape ms", "% of busy"],
+      rows: [...byOwner]
+        .sort((a, b) => b[1].ms - a[1].ms)
+        .map(([who, t]) => [who, fmt(t.ms / scrapes), `${(t.share * 100).toFixed(1)}%`]),
     })}\n`,
   );
 }

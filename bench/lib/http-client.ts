@@ -6,7 +6,10 @@ export interface Timed {
   status: number;
   /** Request start to the last body byte, in milliseconds. */
   ms: number;
+  /** Body bytes as sent (compressed, if the answer was). */
   bytes: number;
+  /** The answer's Content-Encoding, if any. */
+  encoding: string | undefined;
   /** The body, only when asked for (keeping it would cost the client time and memory otherwise). */
   body: string | undefined;
 }
@@ -18,21 +21,22 @@ export class KeepAliveClient {
   /**
    * GETs `url` and times it end to end, body drained. A kept connection the server closed while
    * idle (its keep-alive timeout, 5 s for serve-metrics, passes between 100k-series scrapes) is
-   * retried once on a new one, and only that attempt is timed.
+   * retried once on a new one, and only that attempt is timed. `headers` go with the request
+   * (`Accept-Encoding: gzip`, say); a compressed body is counted and kept as it came.
    */
-  async get(url: string, keepBody = false): Promise<Timed> {
+  async get(url: string, keepBody = false, headers: Record<string, string> = {}): Promise<Timed> {
     try {
-      return await this.attempt(url, keepBody);
+      return await this.attempt(url, keepBody, headers);
     } catch (err) {
       if (!(err instanceof StaleConnectionError)) throw err;
-      return this.attempt(url, keepBody);
+      return this.attempt(url, keepBody, headers);
     }
   }
 
-  private attempt(url: string, keepBody: boolean): Promise<Timed> {
+  private attempt(url: string, keepBody: boolean, headers: Record<string, string>): Promise<Timed> {
     return new Promise((resolve, reject) => {
       const started = performance.now();
-      const req = request(url, { agent: this.agent }, (res) => {
+      const req = request(url, { agent: this.agent, headers }, (res) => {
         let bytes = 0;
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => {
@@ -44,6 +48,7 @@ export class KeepAliveClient {
             status: res.statusCode ?? 0,
             ms: performance.now() - started,
             bytes,
+            encoding: res.headers["content-encoding"],
             body: keepBody ? Buffer.concat(chunks).toString("utf8") : undefined,
           }),
         );

@@ -1,6 +1,7 @@
 import { createServer, type RequestListener, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { hostname as osHostname } from "node:os";
+import { gzip } from "node:zlib";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import { Gauge, Registry } from "prom-client";
@@ -74,7 +75,12 @@ async function startServeMetrics(n: number): Promise<ScrapePeer> {
   };
 }
 
-/** prom-client's own registry (not the global one) rendered by `register.metrics()` over node:http. */
+/**
+ * prom-client's own registry (not the global one) rendered by `register.metrics()` over node:http.
+ * prom-client does not compress; a client asking for gzip gets the text through node's
+ * `zlib.gzip` at its default level, as a user adding compression by hand (or with the
+ * `compression` middleware) would.
+ */
 async function startPromClient(n: number): Promise<ScrapePeer> {
   const registry = new Registry();
   const gauge = new Gauge({
@@ -89,10 +95,28 @@ async function startPromClient(n: number): Promise<ScrapePeer> {
     }
   };
   setSeries(n, 0);
-  const server = await serve((_req, res) => {
+  const server = await serve((req, res) => {
     void registry.metrics().then((body) => {
-      res.writeHead(200, { "Content-Type": registry.contentType, "Content-Length": Buffer.byteLength(body) });
-      res.end(body);
+      if (!/\bgzip\b/.test(req.headers["accept-encoding"] ?? "")) {
+        res.writeHead(200, {
+          "Content-Type": registry.contentType,
+          "Content-Length": Buffer.byteLength(body),
+        });
+        res.end(body);
+        return;
+      }
+      gzip(body, (err, zipped) => {
+        if (err !== null) {
+          res.destroy(err);
+          return;
+        }
+        res.writeHead(200, {
+          "Content-Type": registry.contentType,
+          "Content-Encoding": "gzip",
+          "Content-Length": zipped.length,
+        });
+        res.end(zipped);
+      });
     });
   });
   return { name: "prom-client", url: `${urlOf(server)}/metrics`, setSeries, stop: () => close(server) };

@@ -32,6 +32,8 @@ interface FamilyState {
   histogram: boolean;
   /** The family's samples as encoded chunks, until one of its series changes or goes. */
   text: Buffer[] | undefined;
+  /** Where the points of the family's last delta went, in their order; dropped on eviction. */
+  last: PointOrder | undefined;
 }
 
 /** Options of {@link SeriesStore}. */
@@ -64,9 +66,16 @@ export class SeriesStore {
 
   /** Adds one delta collection (sums and histograms add up; gauges replace). */
   apply(resourceMetrics: ResourceMetrics): void {
+    const applied = new Set<string>();
     for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) this.applyMetric(metric);
+      for (const metric of scope.metrics) {
+        this.applyMetric(metric);
+        applied.add(metric.descriptor.name);
+      }
     }
+    // A family left out of a delta had no updates; its last order would only keep the SDK's
+    // attribute objects alive, which the SDK itself has let go of by now.
+    for (const state of this.states.values()) if (!applied.has(state.spec.name)) state.last = undefined;
   }
 
   /** Adds one metric's delta points; metrics of no known family are ignored. */
@@ -75,23 +84,24 @@ export class SeriesStore {
     if (spec === undefined) return;
     const state = this.state(spec);
     const { series } = state;
+    const order = new PointOrder(state.spec.labels, state.last);
     switch (metric.dataPointType) {
       case DataPointType.SUM:
         for (const point of metric.dataPoints) {
-          const labels = this.locate(state, point.attributes);
+          const labels = this.find(state, order, point.attributes);
           const total = series.get(labels);
           this.set(state, labels, total === undefined ? point.value : (total as number) + point.value);
         }
         break;
       case DataPointType.GAUGE:
         for (const point of metric.dataPoints)
-          this.set(state, this.locate(state, point.attributes), point.value);
+          this.set(state, this.find(state, order, point.attributes), point.value);
         break;
       case DataPointType.HISTOGRAM:
         state.histogram = true;
         for (const point of metric.dataPoints) {
           const { buckets, count, sum = 0 } = point.value;
-          const labels = this.locate(state, point.attributes);
+          const labels = this.find(state, order, point.attributes);
           const total = series.get(labels) as HistogramValue | undefined;
           if (total === undefined) {
             this.set(state, labels, {
@@ -113,6 +123,7 @@ export class SeriesStore {
       default:
       // Exponential histograms have no TorchServe text: their family shows HELP and TYPE only.
     }
+    state.last = order;
   }
 
   /**
@@ -142,6 +153,8 @@ export class SeriesStore {
     if (state === undefined || !state.series.delete(labels)) return;
     if (labels !== OVERFLOW_LABELS) state.real--;
     state.text = undefined;
+    // The last delta's order may name the evicted series, which must now start again as new.
+    state.last = undefined;
   }
 
   /** How many series the store keeps, the overflow series included. */
@@ -182,6 +195,20 @@ export class SeriesStore {
       );
     }
     return out.finish();
+  }
+
+  /**
+   * {@link locate}, but first trying the series the previous delta had at this place in its
+   * order: deltas of the same series tend to come in the same order, and comparing a point's
+   * attributes with those of the previous costs far less than writing its label text and looking
+   * that up.
+   */
+  private find(state: FamilyState, order: PointOrder, attributes: Attributes): string {
+    const guessed = order.guess(attributes);
+    if (guessed !== undefined) return guessed;
+    const labels = this.locate(state, attributes);
+    if (labels !== OVERFLOW_LABELS) order.keep(attributes, labels);
+    return labels;
   }
 
   /** The series a point adds into: its own, or the overflow series past the limit. */
@@ -231,10 +258,74 @@ export class SeriesStore {
         // Known from the data, not the catalog: a view may aggregate a histogram some other way.
         histogram: false,
         text: undefined,
+        last: undefined,
       };
       this.states.set(spec.name, state);
     }
     return state;
+  }
+}
+
+/**
+ * The points of one delta of a family in the order they came, each with the label text of its
+ * series, so that the next delta's points can be matched to theirs by attribute values alone.
+ * Only points whose attributes are all declared labels are kept: their label text depends on
+ * nothing else. Holds the SDK's attribute objects, which the SDK keeps until its next collection
+ * anyway.
+ */
+class PointOrder {
+  private readonly attributes: Attributes[] = [];
+  private readonly labels: string[] = [];
+  /** Where in the previous order the next point is looked for. */
+  private at = 0;
+
+  constructor(
+    private readonly declared: readonly string[],
+    private readonly previous: PointOrder | undefined,
+  ) {}
+
+  /**
+   * The label text of the previous delta's point at this place (or, after one that went away,
+   * the next place) if its attributes are the same as `attributes`; kept for the next delta too.
+   */
+  guess(attributes: Attributes): string | undefined {
+    const previous = this.previous;
+    if (previous === undefined) return undefined;
+    for (let at = this.at; at < this.at + 2; at++) {
+      const candidate = previous.attributes[at];
+      if (candidate !== undefined && this.same(candidate, attributes)) {
+        this.at = at + 1;
+        const labels = previous.labels[at] as string;
+        this.attributes.push(attributes);
+        this.labels.push(labels);
+        return labels;
+      }
+    }
+    return undefined;
+  }
+
+  /** Keeps a point found without a guess, if its label text depends on its declared labels only. */
+  keep(attributes: Attributes, labels: string): void {
+    if (Object.keys(attributes).length !== this.defined(attributes)) return;
+    this.attributes.push(attributes);
+    this.labels.push(labels);
+  }
+
+  /**
+   * Whether `attributes` have exactly `kept`'s values (which are declared labels only), so that
+   * their label text is the same. Strictly equal values print alike; NaN, which is not equal to
+   * itself, only misses the guess.
+   */
+  private same(kept: Attributes, attributes: Attributes): boolean {
+    for (const key of this.declared) if (kept[key] !== attributes[key]) return false;
+    return Object.keys(attributes).length === this.defined(attributes);
+  }
+
+  /** How many of the declared labels have a value. */
+  private defined(attributes: Attributes): number {
+    let count = 0;
+    for (const key of this.declared) if (attributes[key] !== undefined) count++;
+    return count;
   }
 }
 

@@ -55,10 +55,19 @@ function pipeline(limit = Infinity) {
 const MODELS = ["a", 'b"q', "c\\d", "e\nf", ""];
 const LEVELS = ["Model", "Host", undefined];
 
-/** The same label values in either key order: the SDK's series identity ignores the order. */
-function attributes(model: string, level: string | undefined, reversed: boolean): Attributes {
+/**
+ * The same label values in either key order: the SDK's series identity ignores the order. An
+ * undeclared attribute (`Zone`) makes another series with the same declared values.
+ */
+function attributes(
+  model: string,
+  level: string | undefined,
+  reversed: boolean,
+  zone: string | undefined,
+): Attributes {
   const pairs: [string, string][] = [["Model", model]];
   if (level !== undefined) pairs.push(["Level", level]);
+  if (zone !== undefined) pairs.push(["Zone", zone]);
   return Object.fromEntries(reversed ? pairs.reverse() : pairs);
 }
 
@@ -70,6 +79,7 @@ const step = fc.oneof(
     model: fc.constantFrom(...MODELS),
     level: fc.constantFrom(...LEVELS),
     reversed: fc.boolean(),
+    zone: fc.constantFrom(undefined, undefined, "z"),
   }),
   fc.record({
     kind: fc.constant("scrape" as const),
@@ -84,7 +94,7 @@ describe("SeriesStore", () => {
         const p = pipeline();
         for (const s of [...steps, { kind: "scrape" as const, filter: undefined }]) {
           if (s.kind === "record") {
-            const attrs = s.metric === "Bare" ? {} : attributes(s.model, s.level, s.reversed);
+            const attrs = s.metric === "Bare" ? {} : attributes(s.model, s.level, s.reversed, s.zone);
             p.record[s.metric](s.value, attrs);
             continue;
           }
@@ -96,6 +106,27 @@ describe("SeriesStore", () => {
       }),
       { numRuns: 300 },
     );
+  });
+
+  it("matches each delta's points to their series whatever their order, undeclared attributes included", async () => {
+    const p = pipeline();
+    const deltas: Attributes[][] = [
+      [{ Model: "a", Level: "Model" }, { Model: "b", Level: "Model" }, { Model: "c" }],
+      // The same values as the previous delta's points, place by place, but other series.
+      [{ Model: "a", Level: "Model", Zone: "z" }, { Model: "b" }, { Model: "c", Level: "Host" }],
+      // One series gone from the middle, one new, the rest in their old order, then all reversed.
+      [{ Model: "a", Level: "Model" }, { Model: "c" }, { Model: "d" }, { Model: "b", Level: "Model" }],
+      [{ Model: "b", Level: "Model" }, { Model: "d" }, { Model: "c" }, { Model: "a", Level: "Model" }],
+    ];
+    for (const [round, delta] of deltas.entries()) {
+      for (const attrs of delta) p.record.Count(round + 1, attrs);
+      const [expected, actual] = [await p.reference(), await p.stored()];
+      expect(actual, `delta ${round}`).to.equal(expected);
+    }
+    const lines = (await p.stored(new Set(["Count"]))).split("\n").filter((l) => l.startsWith("Count{"));
+    expect(lines).to.include('Count{Model="a",Level="Model",Zone="z",} 2.0');
+    expect(lines).to.include('Count{Model="a",Level="Model",} 8.0');
+    expect(lines).to.have.length(7);
   });
 
   it("keeps counting across collections and reuses a family's text until one of its series changes", async () => {
