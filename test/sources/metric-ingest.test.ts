@@ -429,3 +429,56 @@ describe("MetricLineIngest", () => {
     });
   });
 });
+
+describe("MetricLineIngest: series checked once, then recorded by value", () => {
+  const TS_FRONTEND = (): boolean => true;
+
+  it("keeps a gauge's last value whatever the order of the lines' dimensions", async () => {
+    const h = createLineHarness({ autoDetect: true });
+    const line = (dims: string, value: number): string =>
+      `[METRICS]QueueSize.Count:${value}|#${dims}|#type:GAUGE|#hostname:h,1699061430`;
+    for (let i = 0; i < 5; i++) {
+      expect(h.ingest.apply(line("ModelName:m,Level:Model", i * 2), "worker")).to.deep.equal({ ok: true });
+      expect(h.ingest.apply(line("Level:Model,ModelName:m", i * 2 + 1), "worker")).to.deep.equal({
+        ok: true,
+      });
+    }
+    // The last value goes to the order seen first: two series objects would be flushed in that order.
+    h.ingest.apply(line("ModelName:m,Level:Model", 100), "worker");
+    expect(sample(await h.scrape(), 'QueueSize{ModelName="m",Level="Model",Hostname="h",}')).to.equal(100);
+  });
+
+  it("still checks every value of a series it has seen, and adds counter increments exactly", async () => {
+    const h = createLineHarness();
+    const line = (value: string): string =>
+      `Requests2XX.Count:${value}|#Level:Host|#hostname:ts,timestamp:1717105563`;
+    for (let i = 0; i < 1000; i++) h.ingest.apply(line("1.0"), "file", TS_FRONTEND);
+    expect(h.ingest.apply(line("-1.0"), "file", TS_FRONTEND)).to.include({ ok: false });
+    expect(h.ingest.apply(line("1e300"), "file", TS_FRONTEND)).to.include({ ok: false });
+    const text = await h.scrape();
+    expect(sample(text, 'Requests2XX{Level="Host",Hostname="ts",}')).to.equal(1000);
+    expect(rejected(text, "file", "invalid")).to.equal(2);
+  });
+
+  it("asks each permission of a series it has seen under another", async () => {
+    const h = createLineHarness();
+    const line = "Requests2XX.Count:1.0|#Level:Host|#hostname:ts,timestamp:1717105563";
+    expect(h.ingest.apply(line, "file", TS_FRONTEND)).to.deep.equal({ ok: true });
+    // The same series from a worker: forbidden, though the frontend's record of it was taken.
+    expect(h.ingest.apply(line, "worker")).to.include({ ok: false });
+    const text = await h.scrape();
+    expect(sample(text, 'Requests2XX{Level="Host",Hostname="ts",}')).to.equal(1);
+    expect(rejected(text, "worker", "forbidden")).to.equal(1);
+  });
+
+  it("hands listeners each line's request id, seen series or not", () => {
+    const h = createLineHarness();
+    for (const id of ["a", "b"]) {
+      h.ingest.apply(
+        `[METRICS]HandlerTime.ms:1.5|#ModelName:m,Level:Model|#hostname:h,1699061430,${id}`,
+        "worker",
+      );
+    }
+    expect(h.events.map((e) => e.requestId)).to.deep.equal(["a", "b"]);
+  });
+});
