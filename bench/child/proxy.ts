@@ -91,23 +91,20 @@ if (kind === "serve-metrics") {
       const value = req.headers[name];
       if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
     }
-    pool.request(
-      { method: "POST", path: req.url ?? "/", headers, body: req },
-      (err, data) => {
-        if (err !== null) {
-          if (!res.headersSent) res.writeHead(502).end();
-          else res.destroy();
-          return;
-        }
-        const out: Record<string, string | string[]> = {};
-        for (const name in data.headers) {
-          const value = data.headers[name];
-          if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-        }
-        res.writeHead(data.statusCode, out);
-        pipeline(data.body, res, () => undefined);
-      },
-    );
+    pool.request({ method: "POST", path: req.url ?? "/", headers, body: req }, (err, data) => {
+      if (err !== null) {
+        if (!res.headersSent) res.writeHead(502).end();
+        else res.destroy();
+        return;
+      }
+      const out: Record<string, string | string[]> = {};
+      for (const name in data.headers) {
+        const value = data.headers[name];
+        if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+      }
+      res.writeHead(data.statusCode, out);
+      pipeline(data.body, res, () => undefined);
+    });
   });
   url = urlOf(server);
   stop = async () => {
