@@ -3,6 +3,7 @@ import autocannon from "autocannon";
 import { builtIsFresh } from "./lib/built.js";
 import { startChild, TSX, type Child } from "./lib/child.js";
 import { pacedLoad } from "./lib/paced.js";
+import { procSample } from "./lib/proc.js";
 import { fmt, times, type Check, type Scenario, type Table } from "./lib/report.js";
 import { median, quantile, ratio, rotated } from "./lib/stats.js";
 
@@ -40,6 +41,8 @@ const PEERS = ["http-proxy", "reply-from", "undici"] as const;
 interface Target {
   name: "direct" | Proxy;
   url: string;
+  /** The process that serves it (the worker itself for direct), whose CPU time is read. */
+  pid: number;
 }
 
 /** An installed package's version, from its package.json. */
@@ -81,8 +84,8 @@ export const frontend: Scenario = async ({ quick, log }) => {
     );
     children.push(...proxies);
     const targets: Target[] = [
-      { name: "direct", url: worker.ready.url },
-      ...PROXIES.map((name, i) => ({ name, url: proxies[i]?.ready.url ?? "" })),
+      { name: "direct", url: worker.ready.url, pid: worker.pid },
+      ...PROXIES.map((name, i) => ({ name, url: proxies[i]?.ready.url ?? "", pid: proxies[i]?.pid ?? 0 })),
     ];
 
     for (const target of targets) {
@@ -90,14 +93,21 @@ export const frontend: Scenario = async ({ quick, log }) => {
       await cannon(target, { duration: t.warmupS });
     }
     const top = new Map<string, number[]>(targets.map((x) => [x.name, []]));
+    // CPU time per request of the proxy process (of the worker, for direct): what each proxy costs,
+    // which moves less than its rate when other processes take the cores.
+    const cpu = new Map<string, number[]>(targets.map((x) => [x.name, []]));
     for (let round = 0; round < t.rounds; round++) {
       for (const target of rotated(targets, round)) {
         log(`frontend: throughput ${target.name}, round ${round + 1}/${t.rounds}`);
+        const before = procSample(target.pid);
         const result = await cannon(target, { duration: t.throughputS });
+        const after = procSample(target.pid);
         top.get(target.name)?.push(result.rps);
+        cpu.get(target.name)?.push(((after.cpuS - before.cpuS) * 1e6) / (result.rps * t.throughputS));
       }
     }
     const topRate = (name: string): number => median(top.get(name) ?? []);
+    const cpuPerRequest = (name: string): number => median(cpu.get(name) ?? []);
     const rate = Math.max(1, Math.round(topRate("serve-metrics") / 2));
 
     // Latency at one rate for all targets, so the worker's own share can be subtracted. Percentiles
@@ -127,13 +137,24 @@ export const frontend: Scenario = async ({ quick, log }) => {
     }
 
     const throughput: Table = {
-      caption: `Top rate, ${CONNECTIONS} connections, median of ${t.rounds} × ${t.throughputS} s:`,
-      header: ["target", "req/s", "vs http-proxy", "serve-metrics vs it"],
+      caption:
+        `Top rate, ${CONNECTIONS} connections, median of ${t.rounds} × ${t.throughputS} s; CPU µs/req: ` +
+        "user + system CPU time of the proxy's process (of the worker's, for direct) per request, median over the same runs:",
+      header: [
+        "target",
+        "req/s",
+        "vs http-proxy",
+        "serve-metrics vs it",
+        "CPU µs/req",
+        "serve-metrics' CPU vs it",
+      ],
       rows: targets.map((x) => [
         x.name,
         fmt(topRate(x.name)),
         times(ratio(topRate(x.name), topRate("http-proxy"))),
         times(ratio(topRate("serve-metrics"), topRate(x.name))),
+        fmt(cpuPerRequest(x.name)),
+        x.name === "direct" ? "" : times(ratio(cpuPerRequest("serve-metrics"), cpuPerRequest(x.name))),
       ]),
     };
     /** Median over rounds of one percentile, or of its difference from the direct run of the same round. */

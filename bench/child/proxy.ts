@@ -5,7 +5,6 @@
  * Pool behind node:http). Prints `{"url": ...}` (where to send `POST /predictions/bench`) once it listens.
  */
 import { Agent } from "node:http";
-import { pipeline } from "node:stream";
 import replyFrom from "@fastify/reply-from";
 import fastify from "fastify";
 import httpProxy from "http-proxy";
@@ -91,20 +90,24 @@ if (kind === "serve-metrics") {
       const value = req.headers[name];
       if (value !== undefined && !HOP_BY_HOP.has(name)) headers[name] = value;
     }
-    pool.request({ method: "POST", path: req.url ?? "/", headers, body: req }, (err, data) => {
-      if (err !== null) {
+    // stream() writes the answer into the response as it comes: undici's fastest API for a proxy.
+    pool
+      .stream(
+        { method: "POST", path: req.url ?? "/", headers, body: req },
+        ({ statusCode, headers: answer }) => {
+          const out: Record<string, string | string[]> = {};
+          for (const name in answer) {
+            const value = answer[name];
+            if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
+          }
+          res.writeHead(statusCode, out);
+          return res;
+        },
+      )
+      .catch(() => {
         if (!res.headersSent) res.writeHead(502).end();
         else res.destroy();
-        return;
-      }
-      const out: Record<string, string | string[]> = {};
-      for (const name in data.headers) {
-        const value = data.headers[name];
-        if (value !== undefined && !HOP_BY_HOP.has(name)) out[name] = value;
-      }
-      res.writeHead(data.statusCode, out);
-      pipeline(data.body, res, () => undefined);
-    });
+      });
   });
   url = urlOf(server);
   stop = async () => {
