@@ -62,10 +62,11 @@ const FULL: Timings = { warmupS: 2, throughputS: 5, latencyS: 4, rounds: 5 };
 const QUICK: Timings = { warmupS: 0.5, throughputS: 1, latencyS: 1, rounds: 1 };
 
 /**
- * Throughput and added latency of the inference frontend against http-proxy, both in their own
- * process in front of one worker process, driven by autocannon from this process: first the top
- * rate at 32 connections, then latency at half of serve-metrics' top rate, for both proxies and
- * for the worker alone (added latency = proxied − direct, percentile by percentile).
+ * Throughput and added latency of the inference frontend against http-proxy, @fastify/reply-from
+ * and a plain undici proxy, each in its own process in front of one worker process, driven by
+ * autocannon from this process: first the top rate at 32 connections (and each proxy's CPU time
+ * per request), then latency at half of serve-metrics' top rate, for every proxy and for the
+ * worker alone (added latency = proxied − direct, percentile by percentile).
  */
 export const frontend: Scenario = async ({ quick, log }) => {
   const t = quick ? QUICK : FULL;
@@ -244,7 +245,7 @@ export const frontend: Scenario = async ({ quick, log }) => {
           "back to back and then wait, so half the rate means full load half of each second: those " +
           "percentiles include queueing. The paced load sends the same rate evenly (open loop), which is " +
           "what added latency at half load means; both are shown. On a 2-core machine shared by the " +
-          "load generator, both proxies and the worker, p99 is mostly scheduling noise; p50 and p90 are steadier.",
+          "load generator, the proxies and the worker, p99 is mostly scheduling noise; p50 and p90 are steadier.",
       ],
       tables: [throughput, latency],
       checks,
