@@ -1,14 +1,7 @@
-import {
-  request as httpRequest,
-  type Agent,
-  type ClientRequest,
-  type IncomingMessage,
-  type OutgoingHttpHeaders,
-  type ServerResponse,
-} from "node:http";
-import { request as httpsRequest } from "node:https";
-import type { Socket } from "node:net";
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
+import { PassThrough } from "node:stream";
+import type { Dispatcher } from "undici";
 import { jsonError, writeReply } from "../server/json-error.js";
 import { endToEndHeaders } from "./forwarded-headers.js";
 import {
@@ -25,8 +18,8 @@ export interface ExchangeTarget {
   model: string;
   version: string;
   pool: WorkerPool;
-  /** Connections to this version's workers are reused across requests. */
-  agent: Agent;
+  /** Keeps connections to this version's workers (an undici Agent: a Pool per worker address). */
+  dispatcher: Dispatcher;
   /** How long a request may wait for a worker, and a worker may go without answering. */
   responseTimeoutMs: number;
 }
@@ -47,9 +40,9 @@ export interface ExchangeOutcome {
 const WHOLE_BODY_BYTES = 64 * 1024;
 
 interface Upstream {
-  protocol: string;
-  hostname: string;
-  port: string;
+  /** `http(s)://host:port`, which picks the connection pool. */
+  origin: string;
+  /** The Host header the worker gets. */
   host: string;
   /** The base URL's path without its trailing slash, put before each request's path. */
   prefix: string;
@@ -62,13 +55,7 @@ function parsedUpstream(baseUrl: string): Upstream {
   let upstream = upstreams.get(baseUrl);
   if (upstream === undefined) {
     const url = new URL(baseUrl);
-    upstream = {
-      protocol: url.protocol,
-      hostname: url.hostname,
-      port: url.port,
-      host: url.host,
-      prefix: url.pathname.replace(/\/$/, ""),
-    };
+    upstream = { origin: url.origin, host: url.host, prefix: url.pathname.replace(/\/$/, "") };
     // Restarted workers come back on new ports; a bound keeps that from growing without end.
     if (upstreams.size >= 1024) upstreams.clear();
     upstreams.set(baseUrl, upstream);
@@ -88,15 +75,25 @@ type State = "new" | "queued" | "forwarding" | "done";
  * Times: a request waits at most `responseTimeoutMs` for a slot (then 503), and once dispatched
  * the worker may go that long without sending anything (then 504, or a cut connection when its
  * answer has begun; the worker is reported stuck).
+ *
+ * The worker request goes through undici's dispatcher, with the exchange itself as its handler
+ * (the `on…` methods): no stream objects per request on the worker's side.
  */
-export class InferenceExchange implements PoolWaiter {
+export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler {
   private state: State = "new";
   private readonly arrival = performance.now();
   private dispatchedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private lease: Lease | undefined;
-  private upstream: ClientRequest | undefined;
-  private answer: IncomingMessage | undefined;
+  /** The worker request, once undici has started it. */
+  private controller: Dispatcher.DispatchController | undefined;
+  /** True only while `dispatch` runs: an error then is about the request itself, not the worker. */
+  private dispatching = false;
+  /** The worker's answer: its status, and end-to-end headers while its body is read whole. */
+  private status = 0;
+  private headers: OutgoingHttpHeaders | undefined;
+  /** Chunks of an answer read whole; undefined while the answer is streamed (or not begun). */
+  private chunks: Buffer[] | undefined;
   /** The worker's whole answer has arrived: its request must not be cut any more. */
   private answerEnded = false;
 
@@ -111,10 +108,7 @@ export class InferenceExchange implements PoolWaiter {
 
   /** Takes a slot or a place in the queue; answers 503 at once when neither is to be had. */
   start(): void {
-    this.res.once("close", () => {
-      // Once the status has gone out, the response was sent, however much of its body arrived.
-      if (!this.res.writableFinished) this.finish(this.res.headersSent ? this.res.statusCode : undefined);
-    });
+    this.res.once("close", () => this.clientClosed());
     let lease: Lease | undefined;
     try {
       lease = this.target.pool.acquire(this);
@@ -156,98 +150,151 @@ export class InferenceExchange implements PoolWaiter {
     this.reply(503, `Model "${this.target.model}" cannot take requests: ${reason.message}.`);
   }
 
-  private forward(baseUrl: string): void {
-    const { req } = this;
-    const upstream = parsedUpstream(baseUrl);
-    const send = upstream.protocol === "https:" ? httpsRequest : httpRequest;
-    let request: ClientRequest;
-    try {
-      request = send({
-        protocol: upstream.protocol,
-        hostname: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: `${upstream.prefix}${this.path}`,
-        headers: { ...endToEndHeaders(req.headers), host: upstream.host },
-        agent: this.target.agent,
-      });
-    } catch (err) {
-      // Only for what Node refuses to send; the client's request is at fault, not the worker.
-      this.reply(400, `The request cannot be forwarded: ${(err as Error).message}`);
-      return;
-    }
-    this.upstream = request;
-    request.on("response", (answer) => this.answered(answer));
-    request.on("upgrade", (answer: IncomingMessage, socket: Socket) => {
-      socket.destroy();
-      this.workerFailed(`answered ${answer.statusCode ?? "?"} Switching Protocols, which is not forwarded`);
-    });
-    request.on("error", (err: NodeJS.ErrnoException) => {
-      // Bytes after a whole answer (a body on a 204, a Content-Length one short) break only the
-      // connection, which Node then closes; the answer itself still ends and is forwarded.
-      if (this.answer?.complete === true) return;
-      this.workerFailed(err.code ?? err.message, true);
-    });
-    const length = Number(req.headers["content-length"]);
-    if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
-      // A small body of known size goes to the worker in one write with the headers, without a pipe.
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => {
-        if (this.upstream === request && this.state === "forwarding")
-          request.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-      });
-    } else {
-      req.pipe(request);
-    }
+  /** undici starts the worker request: keep its controller, or cut it when the exchange is over. */
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.state !== "forwarding") controller.abort(new Error("the exchange is over"));
   }
 
-  private answered(answer: IncomingMessage): void {
-    if (this.state !== "forwarding") {
-      answer.destroy();
-      return;
-    }
+  /** The worker's status and headers (informational ones included). */
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    status: number,
+    headers: Readonly<Record<string, string | string[] | undefined>>,
+  ): void {
+    if (this.state !== "forwarding") return;
     this.timer?.refresh();
-    this.answer = answer;
-    const status = answer.statusCode ?? 0;
+    // undici refuses 100 and 101 itself (the socket is closed); other 1xx come before the answer.
+    if (status >= 100 && status < 200) return;
     if (status < 200 || status > 599) {
-      answer.destroy();
       this.workerFailed(`answered with the invalid status ${String(status).padStart(3, "0")}`);
       return;
     }
+    this.status = status;
+    const forwarded = endToEndHeaders(headers);
     if (status === 204 || status === 304) {
-      // A body after a bodiless answer is a common worker bug, and its bytes may arrive after
-      // the connection was lent to the next request, which would fail on them: not reused.
-      const socket = answer.socket; // Node detaches it from the answer before "end"
-      answer.once("end", () => socket.destroy());
-    }
-    answer.on("close", () => {
-      // Unless "end" came first, the answer was cut short: the worker died or broke the protocol.
-      if (this.state === "forwarding") this.workerFailed("ended its answer before it was complete", true);
-    });
-    const headers = endToEndHeaders(answer.headers);
-    const length = Number(answer.headers["content-length"]);
-    if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
-      // A small answer of known size goes out in one write, headers included, without a pipe.
-      const chunks: Buffer[] = [];
-      answer.on("data", (chunk: Buffer) => {
-        chunks.push(chunk);
-        this.timer?.refresh();
-      });
-      answer.on("end", () => {
-        this.answerEnded = true;
-        if (this.state !== "forwarding") return;
-        this.send(status, headers, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
-      });
+      // A body after a bodiless answer is a common worker bug, and its bytes may arrive after the
+      // connection was lent to the next request, which would fail on them: the answer is complete
+      // at its headers, so it is sent now and the connection is closed, not reused.
+      this.answerEnded = true;
+      this.send(status, forwarded, Buffer.alloc(0));
+      controller.abort(new Error("a bodiless answer's connection is not reused"));
       return;
     }
-    if (!this.send(status, headers, undefined)) return;
-    answer.on("data", () => this.timer?.refresh());
-    answer.pipe(this.res);
-    answer.on("end", () => {
-      this.answerEnded = true;
-      this.finish(status);
-    });
+    const length = Number(headers["content-length"]);
+    if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
+      // A small answer of known size goes out in one write, headers included.
+      this.headers = forwarded;
+      this.chunks = [];
+      return;
+    }
+    this.send(status, forwarded, undefined);
+  }
+
+  /** A piece of the worker's body: kept, or streamed on with the client's backpressure. */
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.state !== "forwarding") return;
+    this.timer?.refresh();
+    if (this.chunks !== undefined) {
+      this.chunks.push(chunk);
+      return;
+    }
+    if (!this.res.write(chunk)) {
+      controller.pause();
+      this.res.once("drain", () => controller.resume());
+    }
+  }
+
+  /** The worker's answer is complete. */
+  onResponseEnd(): void {
+    this.answerEnded = true;
+    if (this.state !== "forwarding") return;
+    const { chunks } = this;
+    if (chunks !== undefined) {
+      this.send(this.status, this.headers ?? {}, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      return;
+    }
+    this.res.end();
+    this.finish(this.status);
+  }
+
+  /** The worker request failed: it could not be sent, the worker broke off, or it was aborted here. */
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.dispatching) {
+      // Only for what undici refuses to send; the client's request is at fault, not the worker.
+      this.reply(400, `The request cannot be forwarded: ${err.message}`);
+      return;
+    }
+    if (this.state !== "forwarding" || this.answerEnded) return;
+    // The client's body broke off: the client left, which is no fault of the worker's.
+    if (this.req.destroyed && !this.req.complete) {
+      this.clientClosed();
+      return;
+    }
+    const { code } = err as NodeJS.ErrnoException;
+    if (err.message === "bad upgrade") {
+      this.workerFailed("answered 101 Switching Protocols, which is not forwarded");
+      return;
+    }
+    // undici's socket errors say how the connection ended in fixed words; other codes say enough.
+    const detail =
+      code === "UND_ERR_SOCKET" ? `the connection closed (${err.message})` : (code ?? "unknown error");
+    this.workerFailed(detail, true);
+  }
+
+  private forward(baseUrl: string): void {
+    const { req } = this;
+    const upstream = parsedUpstream(baseUrl);
+    const headers = endToEndHeaders(req.headers);
+    headers.host = upstream.host;
+    // This server already answered `100 Continue` to the client; the worker gets the body at once.
+    delete headers.expect;
+    const length =
+      req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined
+        ? 0
+        : Number(req.headers["content-length"]);
+    if (Number.isInteger(length) && length <= WHOLE_BODY_BYTES) {
+      // A small body of known size goes to the worker in one write with the headers.
+      const chunks: Buffer[] = [];
+      req.on("data", (chunk: Buffer) => chunks.push(chunk));
+      req.on("end", () => {
+        if (this.state !== "forwarding") return;
+        const body = chunks.length === 0 ? null : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+        this.dispatch(upstream, headers, body ?? null);
+      });
+    } else {
+      // undici destroys a body it could not send; the client's request stays whole for the 502.
+      const body = new PassThrough();
+      req.pipe(body);
+      this.dispatch(upstream, headers, body);
+    }
+  }
+
+  private dispatch(
+    upstream: Upstream,
+    headers: Record<string, string | string[]>,
+    body: Buffer | PassThrough | null,
+  ): void {
+    this.dispatching = true;
+    try {
+      this.target.dispatcher.dispatch(
+        {
+          origin: upstream.origin,
+          path: `${upstream.prefix}${this.path}`,
+          method: this.req.method ?? "POST",
+          headers,
+          body,
+        },
+        this,
+      );
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  /** The client's connection closed: once the status has gone out, the response was sent, however much of its body arrived. */
+  private clientClosed(): void {
+    if (!this.res.writableFinished) this.finish(this.res.headersSent ? this.res.statusCode : undefined);
   }
 
   /**
@@ -311,8 +358,9 @@ export class InferenceExchange implements PoolWaiter {
     clearTimeout(this.timer);
     const now = performance.now();
     if (was === "queued") this.target.pool.cancel(this);
-    // Whatever ended it first, the worker stops working for a request nobody waits for.
-    if (!this.answerEnded) this.upstream?.destroy();
+    // Whatever ended it first, the worker stops working for a request nobody waits for (undici
+    // closes its connection); one not started yet is cut as it starts (onRequestStart).
+    if (!this.answerEnded) this.controller?.abort(new Error("the exchange is over"));
     this.lease?.release(fault);
     const dispatched = this.lease !== undefined;
     this.onEnd({

@@ -1,4 +1,4 @@
-import { Agent } from "node:http";
+import { Agent } from "undici";
 import type { ModelWorkerConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
 import type { WorkerState } from "../telemetry/lifecycle-metrics.js";
@@ -85,7 +85,9 @@ export class InferenceFrontend {
         model: config.model,
         version: config.version,
         pool,
-        agent: new Agent({ keepAlive: true, maxSockets: config.workers }),
+        // undici keeps a Pool per worker address (managed workers come back on new ports); the
+        // exchange keeps the time limits, so undici's own are off.
+        dispatcher: new Agent({ connections: config.workers, headersTimeout: 0, bodyTimeout: 0 }),
         responseTimeoutMs: 1000 * (config.responseTimeoutSeconds ?? options.defaultResponseTimeoutSeconds),
       });
       this.versions.set(config.model, byVersion);
@@ -121,13 +123,14 @@ export class InferenceFrontend {
 
   /** Refuses queued requests, stops managed workers (SIGTERM, then SIGKILL) and closes connections. */
   async stop(): Promise<void> {
+    const closing: Promise<void>[] = [];
     for (const byVersion of this.versions.values()) {
       for (const served of byVersion.values()) {
         served.pool.close();
-        served.agent.destroy();
+        closing.push(served.dispatcher.destroy());
       }
     }
-    await Promise.all(this.workers.map((w) => w.stop()));
+    await Promise.all([...closing, ...this.workers.map((w) => w.stop())]);
   }
 
   private managedWorker(config: ModelWorkerConfig, onReady: () => void): ManagedWorker {

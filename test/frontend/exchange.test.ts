@@ -272,6 +272,58 @@ describe("the inference frontend against faulty workers and impatient clients", 
     expect(res).to.not.have.property("x-internal");
   });
 
+  it("answers a client that waits for 100 Continue, and does not pass the expectation on", async () => {
+    const outcome = await new Promise<{ status: number; body: string; continued: boolean }>(
+      (resolve, reject) => {
+        let continued = false;
+        const req = httpRequest(
+          `${base}/predictions/f?do=ok`,
+          { method: "POST", agent: false, headers: { Expect: "100-continue", "Content-Length": "5" } },
+          (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body, continued }));
+          },
+        );
+        // The body goes only once this service said to go on.
+        req.on("continue", () => {
+          continued = true;
+          req.end("hello");
+        });
+        req.on("error", reject);
+      },
+    );
+    expect(outcome).to.include({ status: 200, continued: true });
+    const seen = (JSON.parse(outcome.body) as { headers: Record<string, string> }).headers;
+    expect(seen).to.include({ "content-length": "5" });
+    expect(seen).to.not.have.property("expect");
+  });
+
+  it("answers 502 to a client still sending its body when the worker's connection fails", async () => {
+    const recovered = (): number => logger.lines.filter((l) => l.includes("answers /ping again")).length;
+    const before = recovered();
+    const outcome = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = httpRequest(
+        `${base}/predictions/f?do=reset`,
+        { method: "POST", agent: false, headers: { "Transfer-Encoding": "chunked" } },
+        (res) => {
+          let body = "";
+          res.setEncoding("utf8");
+          res.on("data", (d: string) => (body += d));
+          res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+          req.end();
+        },
+      );
+      req.on("error", reject);
+      // The first chunk goes out, the rest is held until the answer: the upload is under way.
+      req.write("x".repeat(1024));
+    });
+    expect(outcome.status).to.equal(502);
+    expect(JSON.parse(outcome.body)).to.include({ code: 502, type: "BadGatewayException" });
+    await until(() => recovered() > before, "the worker to recover");
+  });
+
   it("cuts a worker's output line that never ends at 64 KiB, without holding it", async () => {
     const rssBefore = process.memoryUsage().rss;
     const outcome = await post(`${base}/predictions/f?do=flood`);
