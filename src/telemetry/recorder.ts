@@ -261,20 +261,8 @@ export class MetricRecorder {
    * @throws MetricRecordError on a value the metric cannot take.
    */
   recordLine(series: LineSeries, value: number, line: LineContext = {}): void {
-    const { instrument, attributes } = series;
-    checkValue(instrument.definition, value);
-    switch (instrument.definition.type) {
-      case "counter":
-        this.pending.add(series, value);
-        break;
-      case "gauge":
-        this.pending.set(series, value);
-        this.observeGauge(instrument, value, attributes);
-        break;
-      case "histogram":
-        instrument.record(value, attributes);
-    }
-    this.notify(instrument, value, attributes, line);
+    checkValue(series.instrument.definition, value);
+    this.recordInto(series, value, line);
   }
 
   private declared(name: string): CatalogInstrument {
@@ -475,6 +463,11 @@ export class MetricRecorder {
    */
   private recordBound(series: BoundSeries | undefined, value: number): void {
     if (series === undefined || !this.accepts(series.instrument, value)) return;
+    this.recordInto(series, value, {});
+  }
+
+  /** Counters and gauges wait in {@link PendingUpdates}, histograms go straight in. */
+  private recordInto(series: BoundSeries, value: number, line: LineContext): void {
     const { instrument, attributes } = series;
     switch (instrument.definition.type) {
       case "counter":
@@ -487,7 +480,7 @@ export class MetricRecorder {
       case "histogram":
         instrument.record(value, attributes);
     }
-    this.notify(instrument, value, attributes, {});
+    this.notify(instrument, value, attributes, line);
   }
 
   /** Whether a builtin value fits its metric; warns once per metric when not. */
