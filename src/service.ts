@@ -20,7 +20,7 @@ import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from 
 import { isLoopbackAddress } from "./server/loopback.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
-import { readLineStream, type LineStreamReader } from "./sources/line-stream.js";
+import { readLineStream } from "./sources/line-stream.js";
 import { SilenceWatch } from "./sources/silence-watch.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
@@ -226,7 +226,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     if (settings.metricsMode !== "prometheus") {
       // TorchServe's METRICS_LOCATION; relative to the working directory like its default `logs`.
       const directory = resolvePath((options.env ?? process.env).METRICS_LOCATION ?? "logs");
-      if (directory === resolvePath(settings.torchserveMetricsDir ?? settings.torchserveLogDir ?? "")) {
+      const followed = settings.torchserveMetricsDir ?? settings.torchserveLogDir;
+      if (followed !== undefined && directory === resolvePath(followed)) {
         // Reading back what it writes would count every update twice, forever.
         throw new ConfigError(
           `would write ts_metrics.log and model_metrics.log into ${directory}, the TorchServe log directory ` +
@@ -308,7 +309,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       activities.push(`following TorchServe's logs in ${dirs.join(" and ")}`);
     }
     if (options.logStream !== undefined) {
-      const reader: LineStreamReader = readLineStream({
+      const reader = readLineStream({
         input: options.logStream,
         name: "standard input",
         logger,
