@@ -1,3 +1,4 @@
+import { TORCHSERVE_FRONTEND_METRICS } from "../telemetry/recorder.js";
 import { metricsPayload } from "./metric-line.js";
 
 /** One response as TorchServe's access log records it. */
@@ -29,32 +30,6 @@ export type TorchServeLine =
   | { kind: "ignored" }
   /** A line with a record's layout that is broken, and why. */
   | { kind: "malformed"; reason: string };
-
-/**
- * Names of TorchServe's frontend and system metrics (its default catalog's `ts_metrics`): the
- * frontend writes these and no others, in any version.
- */
-export const TORCHSERVE_FRONTEND_METRICS: ReadonlySet<string> = new Set([
-  "Requests2XX",
-  "Requests4XX",
-  "Requests5XX",
-  "ts_inference_requests_total",
-  "ts_inference_latency_microseconds",
-  "ts_queue_latency_microseconds",
-  "QueueTime",
-  "WorkerThreadTime",
-  "WorkerLoadTime",
-  "CPUUtilization",
-  "MemoryUsed",
-  "MemoryAvailable",
-  "MemoryUtilization",
-  "DiskUsage",
-  "DiskUtilization",
-  "DiskAvailable",
-  "GPUMemoryUtilization",
-  "GPUMemoryUsed",
-  "GPUUtilization",
-]);
 
 // A record longer than this is not one TorchServe writes; refusing it bounds the work per line.
 const MAX_LINE_CHARS = 64 * 1024;

@@ -124,16 +124,14 @@ interface ModelSeries {
 }
 
 /**
- * Every metric the service writes itself: the frontend's, the host's and GPUs', and its own
- * serve_* metrics. A `[METRICS]` line never writes or auto-detects one of these names, even where a
- * custom catalog dropped it.
+ * TorchServe's frontend and system metrics (its default catalog's `ts_metrics`): TorchServe's
+ * frontend writes these and no others, in any version, and so does the service's.
  */
-export const SERVICE_METRICS: ReadonlySet<string> = new Set([
+export const TORCHSERVE_FRONTEND_METRICS: ReadonlySet<string> = new Set([
   "Requests2XX",
   "Requests4XX",
   "Requests5XX",
-  ...INFERENCE_METRICS,
-  INFERENCE_RESPONSES,
+  ...INFERENCE_METRICS.filter((name) => name !== REQUEST_DURATION),
   "WorkerLoadTime",
   "CPUUtilization",
   "MemoryUsed",
@@ -145,6 +143,17 @@ export const SERVICE_METRICS: ReadonlySet<string> = new Set([
   "GPUUtilization",
   "GPUMemoryUsed",
   "GPUMemoryUtilization",
+]);
+
+/**
+ * Every metric the service writes itself: the frontend's, the host's and GPUs', and its own
+ * serve_* metrics. A `[METRICS]` line never writes or auto-detects one of these names, even where a
+ * custom catalog dropped it.
+ */
+export const SERVICE_METRICS: ReadonlySet<string> = new Set([
+  ...TORCHSERVE_FRONTEND_METRICS,
+  REQUEST_DURATION,
+  INFERENCE_RESPONSES,
   QUEUE_DEPTH,
   REJECTED_LINES,
   ...Object.keys(LIFECYCLE_INSTRUMENT_NAMES),
