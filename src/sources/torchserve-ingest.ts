@@ -36,7 +36,7 @@ export interface TorchServeLineIngestOptions {
  * record is counted in serve_metric_lines_rejected_total as malformed and logged (bounded).
  */
 export class TorchServeLineIngest {
-  /** Model versions seen with a status other than 404, in `model\0version` form. */
+  /** Model versions seen in the access log, in `model\0version` form. */
   private readonly models = new Set<string>();
   private readonly maxAccessModels: number;
 
@@ -69,13 +69,12 @@ export class TorchServeLineIngest {
 
   private applyAccess(access: AccessRecord, source: LineSource, text: string): IngestOutcome {
     const target = modelOfAccess(access);
-    // Management, ping and metrics calls, gRPC: a valid record that no model ran.
-    if (target === undefined) return { ok: true };
+    // Management, ping and metrics calls, gRPC: a valid record that no model ran. A 404 is
+    // TorchServe's "no such model": recordAccess records nothing for it (as the frontend does), and
+    // a made-up name in a client's URI must not take one of the model versions' places either.
+    if (target === undefined || access.status === 404) return { ok: true };
     const key = `${target.model}\u0000${target.version}`;
     if (!this.models.has(key)) {
-      // TorchServe answers 404 for a model or version it does not have: whoever sends requests
-      // could otherwise add a series per made-up name. A 404 counts once the version is known.
-      if (access.status === 404) return { ok: true };
       if (this.models.size >= this.maxAccessModels) return this.full(source, text);
       this.models.add(key);
     }
