@@ -280,8 +280,17 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       activities.push(`following ${path}`);
     }
     if (settings.torchserveLogDir !== undefined) {
+      const follower = new TorchServeLogFollower({
+        logDir: settings.torchserveLogDir,
+        metricsDir: settings.torchserveMetricsDir,
+        fromStart: settings.torchserveLogFromStart,
+        logger,
+        onLine: (line, file) => torchServeIngest.apply(line, "torchserve", file),
+      });
+      // The metric files' last line: the access log is written in every metrics_mode.
       const silence = new SilenceWatch({
         afterMs: 2 * settings.metricTimeInterval * 1000,
+        lastHeard: () => follower.lastLineAt(),
         onSilence: (ms) =>
           logger.warn(
             `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${settings.torchserveLogDir}): ` +
@@ -289,15 +298,6 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
               "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
               "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
           ),
-      });
-      const follower = new TorchServeLogFollower({
-        logDir: settings.torchserveLogDir,
-        metricsDir: settings.torchserveMetricsDir,
-        fromStart: settings.torchserveLogFromStart,
-        logger,
-        onLine: (line, file) => {
-          if (torchServeIngest.apply(line, "torchserve", file)?.record === "metric") silence.heard();
-        },
       });
       stops.push(() => follower.stop());
       stops.push(() => silence.stop());
