@@ -45,18 +45,18 @@ export class LifecycleRecorder {
     private readonly recorder: MetricRecorder,
     private readonly options: LifecycleRecorderOptions = {},
   ) {
-    this.add(OTLP_EXPORTS, 0, { result: "success" });
-    this.add(OTLP_EXPORTS, 0, { result: "failure" });
+    this.update(OTLP_EXPORTS, 0, { result: "success" });
+    this.update(OTLP_EXPORTS, 0, { result: "failure" });
   }
 
   /** Counts one `[METRICS]` line applied from `source` (`worker`, `http`, `file`, …). */
   lineApplied(source: string): void {
-    this.add(APPLIED_LINES, 1, { source });
+    this.update(APPLIED_LINES, 1, { source });
   }
 
   /** Counts one OTLP export by its result. */
   otlpExport(ok: boolean): void {
-    this.add(OTLP_EXPORTS, 1, { result: ok ? "success" : "failure" });
+    this.update(OTLP_EXPORTS, 1, { result: ok ? "success" : "failure" });
   }
 
   /**
@@ -69,7 +69,7 @@ export class LifecycleRecorder {
 
   /** Counts a restart of a worker of this model version, and why its process ended. */
   workerRestarted(model: string, version: string, reason: RestartReason, count = 1): void {
-    this.add(WORKER_RESTARTS, count, { model_name: model, model_version: version, reason });
+    this.update(WORKER_RESTARTS, count, { model_name: model, model_version: version, reason });
   }
 
   /**
@@ -92,13 +92,13 @@ export class LifecycleRecorder {
     if (from !== undefined) counts.set(from, Math.max(0, (counts.get(from) ?? 0) - 1));
     if (to !== undefined) counts.set(to, (counts.get(to) ?? 0) + 1);
     for (const state of WORKER_STATES) {
-      this.set(WORKERS, counts.get(state) ?? 0, { model_name: model, model_version: version, state });
+      this.update(WORKERS, counts.get(state) ?? 0, { model_name: model, model_version: version, state });
     }
   }
 
   /** Sets the queue capacity (job_queue_size) of a model version. */
   jobQueueSize(model: string, version: string, size: number): void {
-    this.set(JOB_QUEUE_SIZE, size, { model_name: model, model_version: version });
+    this.update(JOB_QUEUE_SIZE, size, { model_name: model, model_version: version });
   }
 
   /** Records a reading of the service's own process. */
@@ -106,27 +106,23 @@ export class LifecycleRecorder {
     // The counter holds the process' cumulative CPU time: add what was used since the last reading.
     const used = reading.cpuSeconds - this.cpuSeconds;
     if (used > 0) {
-      this.add(PROCESS_CPU, used, {});
+      this.update(PROCESS_CPU, used, {});
       this.cpuSeconds = reading.cpuSeconds;
     }
-    this.set(PROCESS_RESIDENT_MEMORY, reading.residentBytes, {});
-    this.set(PROCESS_START_TIME, reading.startTimeSeconds, {});
-    if (reading.openFds !== undefined) this.set(PROCESS_OPEN_FDS, reading.openFds, {});
-    if (reading.maxFds !== undefined) this.set(PROCESS_MAX_FDS, reading.maxFds, {});
+    this.update(PROCESS_RESIDENT_MEMORY, reading.residentBytes, {});
+    this.update(PROCESS_START_TIME, reading.startTimeSeconds, {});
+    if (reading.openFds !== undefined) this.update(PROCESS_OPEN_FDS, reading.openFds, {});
+    if (reading.maxFds !== undefined) this.update(PROCESS_MAX_FDS, reading.maxFds, {});
     const delay = reading.eventLoopDelay;
     if (delay !== undefined) {
-      this.set(EVENT_LOOP_DELAY_P50, delay.p50, {});
-      this.set(EVENT_LOOP_DELAY_P99, delay.p99, {});
-      this.set(EVENT_LOOP_DELAY_MAX, delay.max, {});
+      this.update(EVENT_LOOP_DELAY_P50, delay.p50, {});
+      this.update(EVENT_LOOP_DELAY_P99, delay.p99, {});
+      this.update(EVENT_LOOP_DELAY_MAX, delay.max, {});
     }
   }
 
-  private add(name: string, value: number, labels: Readonly<Record<string, string>>): void {
-    const series = this.bound(name, labels);
-    if (series !== undefined) this.recorder.recordOwn(series, value);
-  }
-
-  private set(name: string, value: number, labels: Readonly<Record<string, string>>): void {
+  /** Adds to a counter or sets a gauge, as recordOwn does by the metric's type. */
+  private update(name: string, value: number, labels: Readonly<Record<string, string>>): void {
     const series = this.bound(name, labels);
     if (series !== undefined) this.recorder.recordOwn(series, value);
   }
