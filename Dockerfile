@@ -5,7 +5,7 @@
 # Beside TorchServe: examples/torchserve-sidecar/.
 
 # One Node major for both stages; it must be one that package.json's engines allow.
-ARG NODE_MAJOR=20
+ARG NODE_MAJOR=26
 
 # Build: dev dependencies (TypeScript), then the same tarball `npm publish` would upload.
 FROM node:${NODE_MAJOR}-slim AS build
