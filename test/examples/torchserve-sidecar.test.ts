@@ -7,6 +7,7 @@ import { resolveSettings } from "../../src/config/settings.js";
 import type { Settings } from "../../src/config/types.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { REPO_ROOT } from "../support/cli.js";
+import { parseUnit } from "../support/systemd-unit.js";
 import { tempDir } from "../support/temp.js";
 
 // The files the examples are made of; none can run here (no container runtime), so these tests
@@ -57,28 +58,6 @@ function record(value: unknown, what: string): Record<string, unknown> {
 function list(value: unknown, what: string): unknown[] {
   expect(value, what).to.be.an("array");
   return value as unknown[];
-}
-
-/** `[Section]` → key → values (a key may repeat) of a systemd unit file. */
-function parseUnit(text: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>();
-  let current: Map<string, string[]> | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      current = new Map();
-      sections.set(header[1] ?? "", current);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    expect(eq, `a key=value line in a section: ${line}`).to.be.greaterThan(0);
-    expect(current, `a section before ${line}`).to.not.equal(undefined);
-    const key = line.slice(0, eq).trim();
-    current?.set(key, [...(current.get(key) ?? []), line.slice(eq + 1).trim()]);
-  }
-  return sections;
 }
 
 describe("examples/torchserve-sidecar and the systemd unit", function () {
