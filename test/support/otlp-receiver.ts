@@ -284,7 +284,8 @@ export class OtlpReceiver {
         res.write(Buffer.alloc(32), () => res.destroy());
         return;
       }
-      if (req.method !== "POST" || req.url !== "/v1/metrics") {
+      // The path decides; a query (an endpoint may carry a token there) is the exporter's business.
+      if (req.method !== "POST" || new URL(req.url ?? "", "http://receiver").pathname !== "/v1/metrics") {
         res.writeHead(404).end();
         return;
       }
