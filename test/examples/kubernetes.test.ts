@@ -6,7 +6,7 @@ import { HorizontalPodAutoscaler } from "kubernetes-models/autoscaling/v2";
 import { Deployment } from "kubernetes-models/apps/v1";
 import { ConfigMap, Pod, Service } from "kubernetes-models/v1";
 import { PodMonitor, ServiceMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1";
-import { resolveSettings } from "../../src/config/settings.js";
+import { DEFAULT_SETTINGS, resolveSettings } from "../../src/config/settings.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { REPO_ROOT } from "../support/cli.js";
 import { tempDir } from "../support/temp.js";
@@ -271,6 +271,13 @@ describe("the Kubernetes manifests in examples/", function () {
       // Liveness must not hang on workers: /ping is unhealthy while a worker restarts.
       expect(obj(obj(container.livenessProbe, "liveness").httpGet, "httpGet").path).to.equal("/metrics");
     }
+  });
+
+  it("every pod gives serve-metrics longer than its graceful stop (drain, workers' SIGKILL, OTLP export)", function () {
+    for (const { where, spec } of podSpecs)
+      expect(Number(spec.terminationGracePeriodSeconds), where).to.be.greaterThan(
+        DEFAULT_SETTINGS.drainTimeoutSeconds + 5 + 5,
+      );
   });
 
   it("every container has CPU and memory requests and limits, requests within limits", function () {
