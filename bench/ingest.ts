@@ -401,8 +401,17 @@ async function startServeMetrics(mode: ServiceMode, dir: string): Promise<Consum
         : [`metric_log_files=${files.join(",")}`, "model_metrics_auto_detect=true"]),
     ].join("\n"),
   );
+  // Ready once it follows all three files, not when /metrics listens: the servers open before the
+  // followers, and a follower's first look starts at the file's end, skipping what the bench wrote.
+  let listening: string | undefined;
+  const following = new Set<string>();
   const child = await startChild<string>([], "dist/cli.js", ["--ts-config", config], {
-    readyWhen: (line) => /metrics API listening on (\S+)/.exec(line)?.[1],
+    readyWhen: (line) => {
+      listening ??= /metrics API listening on (\S+)/.exec(line)?.[1];
+      const path = / following (\S+)$/.exec(line)?.[1];
+      if (path !== undefined) following.add(path);
+      return following.size >= FILES.length ? listening : undefined;
+    },
   });
   // The CLI logs the full /metrics URL.
   const url = child.ready;
