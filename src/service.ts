@@ -351,6 +351,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         jobQueueSize: settings.jobQueueSize,
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
         defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
+        clientBodyTimeoutSeconds: settings.clientBodyTimeoutSeconds,
+        clientReadTimeoutSeconds: settings.clientReadTimeoutSeconds,
         recorder,
         lifecycle: ownMetrics,
         logger,

@@ -33,6 +33,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   jobQueueSize: 100,
   defaultResponseTimeoutSeconds: 120,
   defaultStartupTimeoutSeconds: 120,
+  clientBodyTimeoutSeconds: 30,
+  clientReadTimeoutSeconds: 60,
   torchserveLogDir: undefined,
   torchserveMetricsDir: undefined,
   torchserveLogFromStart: false,
@@ -150,6 +152,12 @@ const SETTERS: Record<string, Apply> = {
   },
   default_startup_timeout: (s, raw) => {
     s.defaultStartupTimeoutSeconds = parseInterval(raw);
+  },
+  client_body_timeout: (s, raw) => {
+    s.clientBodyTimeoutSeconds = parseInterval(raw);
+  },
+  client_read_timeout: (s, raw) => {
+    s.clientReadTimeoutSeconds = parseInterval(raw);
   },
   torchserve_log_dir: (s, raw, ctx) => {
     s.torchserveLogDir = parseDirectory(raw, ctx.cwd);

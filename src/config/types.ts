@@ -73,6 +73,10 @@ export interface Settings {
   defaultResponseTimeoutSeconds: number;
   /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
   defaultStartupTimeoutSeconds: number;
+  /** Seconds an inference client may go without sending a byte of its unfinished body (408 after). */
+  clientBodyTimeoutSeconds: number;
+  /** Seconds an inference client may leave an answer unread while more waits for it (cut after). */
+  clientReadTimeoutSeconds: number;
   /** A running TorchServe's LOG_LOCATION: its ts_metrics.log, model_metrics.log and access_log.log are followed. */
   torchserveLogDir: string | undefined;
   /** TorchServe's METRICS_LOCATION, when it differs from its LOG_LOCATION; undefined: torchserveLogDir. */

@@ -5,6 +5,7 @@ const ERROR_TYPES: Readonly<Record<number, string>> = {
   400: "BadRequestException",
   404: "ResourceNotFoundException",
   405: "MethodNotAllowedException",
+  408: "RequestTimeoutException",
   413: "RequestEntityTooLargeException",
   500: "InternalServerException",
   502: "BadGatewayException",
