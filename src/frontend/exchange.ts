@@ -46,6 +46,12 @@ export interface ExchangeOutcome {
 /** Bodies (either way) of at most this many bytes, with a Content-Length, are read whole and sent at once. */
 const WHOLE_BODY_BYTES = 64 * 1024;
 
+/**
+ * How long a reset connection waits to see its worker's process exit. A worker that exits closes
+ * its connections as it goes, so the exit follows a reset by far less than this.
+ */
+const EXIT_SEEN_MS = 1000;
+
 interface Upstream {
   /** `http(s)://host:port`, which picks the connection pool. */
   origin: string;
@@ -112,6 +118,12 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   private clientBlocked = false;
   /** Undoes what forward() attached to the client's request. */
   private detachBody: (() => void) | undefined;
+  /** The whole body as sent to the worker (null: none), kept to send it again; undefined while streamed or unread. */
+  private wholeBody: Buffer | null | undefined;
+  /** Some of the worker's answer arrived (its status line at least). */
+  private answerBegan = false;
+  /** The request was sent again once after a worker failed before seeing it. */
+  private sentAgain = false;
   private lease: Lease | undefined;
   /** The worker request, once undici has started it. */
   private controller: Dispatcher.DispatchController | undefined;
@@ -137,9 +149,14 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   /** Takes a slot or a place in the queue; answers 503 at once when neither is to be had. */
   start(): void {
     this.res.once("close", () => this.clientClosed());
+    this.enqueue(false);
+  }
+
+  /** A slot now, or a place in the queue (at its head when `again`), or a 503 when neither is to be had. */
+  private enqueue(again: boolean): void {
     let lease: Lease | undefined;
     try {
-      lease = this.target.pool.acquire(this);
+      lease = this.target.pool.acquire(this, again);
     } catch (err) {
       if (err instanceof QueueFullError) {
         this.reply(
@@ -192,6 +209,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     headers: Readonly<Record<string, string | string[] | undefined>>,
   ): void {
     if (this.state !== "forwarding") return;
+    this.answerBegan = true;
     this.progress("worker");
     // undici refuses 100 and 101 itself (the socket is closed); other 1xx come before the answer.
     if (status >= 100 && status < 200) return;
@@ -269,6 +287,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
       return;
     }
     const { code } = err as NodeJS.ErrnoException;
+    if (this.sendAgainIfUnseen(code)) return;
     if (err.message === "bad upgrade") {
       this.workerFailed("answered 101 Switching Protocols, which is not forwarded");
       return;
@@ -279,6 +298,46 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     this.workerFailed(detail, true);
   }
 
+  /**
+   * Sends the request to another worker, once, when the failed one cannot have seen it: it was
+   * never written (the connection could not be made), or the connection was reset by a worker
+   * process that then turned out to have exited. A reset from an exiting process means it closed
+   * with our bytes unread (one that read the whole request and died would have closed cleanly);
+   * a worker that resets and lives on may have read it, so that is a 502. Only bodies held whole
+   * here can be sent again, and only before any of the answer arrived. True when it took over.
+   */
+  private sendAgainIfUnseen(code: string | undefined): boolean {
+    const { lease } = this;
+    if (this.sentAgain || this.answerBegan || this.wholeBody === undefined || lease === undefined)
+      return false;
+    // undici starts the request (onRequestStart) only once it has a connection to write it on.
+    if (this.controller === undefined) {
+      this.sendAgain(lease, `the connection could not be made (${code ?? "unknown error"})`);
+      return true;
+    }
+    if (code !== "ECONNRESET" && code !== "EPIPE") return false;
+    void lease.exitedWithin(EXIT_SEEN_MS).then((exited) => {
+      if (this.state !== "forwarding" || this.lease !== lease) return;
+      if (exited) this.sendAgain(lease, `it exited before reading the request (${code})`);
+      else this.workerFailed(code, true);
+    });
+    return true;
+  }
+
+  private sendAgain(lease: Lease, detail: string): void {
+    this.sentAgain = true;
+    this.lease = undefined;
+    this.controller = undefined;
+    // The worker is suspect, so the pool lends it nothing until it answers /ping (or restarts).
+    lease.release({ kind: "unreachable", detail });
+    this.state = "new";
+    this.rearm();
+    // Not from inside undici's error handling, which may still be walking the failed connection's queue.
+    setImmediate(() => {
+      if (this.state === "new") this.enqueue(true);
+    });
+  }
+
   private forward(baseUrl: string): void {
     const { req } = this;
     const upstream = parsedUpstream(baseUrl);
@@ -286,6 +345,11 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     headers.host = upstream.host;
     // This server already answered `100 Continue` to the client; the worker gets the body at once.
     delete headers.expect;
+    if (this.wholeBody !== undefined) {
+      // Sent again after a worker that never saw it: the body was read whole the first time.
+      this.dispatch(upstream, headers, this.wholeBody);
+      return;
+    }
     const length =
       req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined
         ? 0
@@ -302,7 +366,8 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
         this.bodyEnded = true;
         if (this.state !== "forwarding") return;
         const body = chunks.length === 0 ? null : chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
-        this.dispatch(upstream, headers, body ?? null);
+        this.wholeBody = body ?? null;
+        this.dispatch(upstream, headers, this.wholeBody);
         this.rearm();
       };
       req.on("data", onData);

@@ -71,7 +71,11 @@ export class InferenceFrontend {
           // Called only after the pool below exists: a worker becomes ready after start().
           const worker = this.managedWorker(config, () => pool.dispatch());
           this.workers.push(worker);
-          slots.push({ url: () => worker.url, fault: (kind, detail) => worker.fault(kind, detail) });
+          slots.push({
+            url: () => worker.url,
+            fault: (kind, detail) => worker.fault(kind, detail),
+            exitedWithin: (url, ms) => worker.exitedWithin(url, ms),
+          });
         }
       }
       const modelDepths = depths.get(config.model) ?? new Map<string, number>();

@@ -422,6 +422,26 @@ export class ManagedWorker {
     this.probe(attempt);
   }
 
+  /**
+   * Whether the process that served at `url` has exited, or does within `ms`. Each start gets a
+   * new port, so a url names one process: one that is no longer the current one has ended.
+   */
+  exitedWithin(url: string, ms: number): Promise<boolean> {
+    const attempt = this.attempt;
+    if (attempt === undefined || attempt.url !== url || attempt.ended) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const onExit = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        attempt.child.off("exit", onExit);
+        resolve(attempt.ended);
+      }, ms);
+      attempt.child.once("exit", onExit);
+    });
+  }
+
   private becameReady(attempt: Attempt): void {
     clearTimeout(attempt.readyTimer);
     const recovered = attempt.readyAt !== undefined;

@@ -234,3 +234,65 @@ describe("the inference frontend with slow and stalled clients", function () {
     });
   });
 });
+
+describe("the inference frontend with a worker that exits after each answer", function () {
+  this.timeout(90_000);
+
+  it("sends a request that never reached the exited worker to the other one: no 502, once each", async () => {
+    const { service } = await startTestService(
+      {
+        models: [model("e", 2)],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+      },
+      { workerTimings: { backoff: { initialMs: 200, maxMs: 400 }, stopGraceMs: 500 } },
+    );
+    try {
+      const base = service.inferenceUrl ?? "";
+      const post = (what: string): Promise<{ status: number; body: string }> =>
+        new Promise((resolve, reject) => {
+          const req = httpRequest(`${base}/predictions/e?do=${what}`, { method: "POST" }, (res) => {
+            let body = "";
+            res.setEncoding("utf8");
+            res.on("data", (d: string) => (body += d));
+            res.on("end", () => resolve({ status: res.statusCode ?? 0, body }));
+          });
+          req.on("error", reject);
+          req.end("hello");
+        });
+      const ready = async (): Promise<boolean> =>
+        /"status": "Healthy"/.test(
+          await new Promise<string>((resolve) => {
+            httpRequest(`${base}/ping`, (res) => {
+              let body = "";
+              res.on("data", (d: Buffer) => (body += d.toString()));
+              res.on("end", () => resolve(body));
+            })
+              .on("error", () => resolve(""))
+              .end();
+          }),
+        );
+      const statuses: number[] = [];
+      for (let round = 0; round < 8; round++) {
+        // Both workers ready, so the second request has a worker to go to.
+        await until(ready, "both workers ready");
+        const [first, second] = await Promise.all([post("ok-then-exit"), post("ok")]);
+        const third = await post("ok");
+        statuses.push(first.status, second.status, third.status);
+      }
+      expect(statuses).to.deep.equal(Array<number>(24).fill(200));
+
+      // A worker that read the request and died may have acted on it: that is never sent again.
+      await until(ready, "a worker ready");
+      const restarts = async (): Promise<number> =>
+        total(await service.scrape(["serve_worker_restarts_total"]), "serve_worker_restarts_total");
+      const before = await restarts();
+      const died = await post("die");
+      expect(died.status).to.equal(502);
+      await until(async () => (await restarts()) > before, "the dead worker's restart");
+      await sleep(1500);
+      expect(await restarts(), "only the worker that saw the request died").to.equal(before + 1);
+    } finally {
+      await service.stop();
+    }
+  });
+});
