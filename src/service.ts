@@ -15,7 +15,8 @@ import { chunksToString } from "./exposition/text-chunks.js";
 import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
-import { createInferenceHandler } from "./frontend/inference-server.js";
+import { acceptHalfClosedClients, createInferenceHandler } from "./frontend/inference-server.js";
+import { answerConnectRequests } from "./server/connect-requests.js";
 import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
 import { isLoopbackAddress } from "./server/loopback.js";
 import { FileFollower } from "./sources/file-follower.js";
@@ -339,6 +340,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       );
       stops.push(() => server.close());
       answerClientErrors(server.server, countResponse);
+      answerConnectRequests(server.server, countResponse);
       metricsServer = server;
       logger.info(`metrics API listening on ${server.url}/metrics`);
       activities.push(`metrics API on ${server.url}/metrics`);
@@ -382,6 +384,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       // Closed before the workers stop, so no new request reaches a stopping worker.
       stops.push(() => server.close());
       answerClientErrors(server.server, countResponse);
+      answerConnectRequests(server.server, countResponse);
+      acceptHalfClosedClients(server.server);
       inferenceServer = server;
       const count = settings.models.length;
       logger.info(

@@ -129,7 +129,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   private controller: Dispatcher.DispatchController | undefined;
   /** True only while `dispatch` runs: an error then is about the request itself, not the worker. */
   private dispatching = false;
-  /** The worker's answer: its status, and end-to-end headers while its body is read whole. */
+  /** The worker's answer: its status, and its end-to-end headers until they are sent. */
   private status = 0;
   private headers: OutgoingHttpHeaders | undefined;
   /** Chunks of an answer read whole; undefined while the answer is streamed (or not begun). */
@@ -149,6 +149,17 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   /** Takes a slot or a place in the queue; answers 503 at once when neither is to be had. */
   start(): void {
     this.res.once("close", () => this.clientClosed());
+    // The inference server lets a client half-close after its request and still get the answer
+    // (acceptHalfClosedClients). TCP cannot tell that from a client that left; while the request
+    // only waits in the queue, its place is given back at once rather than kept for it.
+    const { socket } = this.req;
+    const onClientEnd = (): void => {
+      if (this.state !== "queued" && this.state !== "new") return;
+      this.res.destroy();
+      this.finish(undefined);
+    };
+    socket.once("end", onClientEnd);
+    this.res.once("close", () => socket.off("end", onClientEnd));
     this.enqueue(false);
   }
 
@@ -235,7 +246,9 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
       this.chunks = [];
       return;
     }
-    this.send(status, forwarded, undefined);
+    // A streamed answer's status and headers go out with its first bytes: a worker whose framing
+    // breaks before any (a bad chunk size) still gets its client a 502, not an empty close.
+    this.headers = forwarded;
   }
 
   /** A piece of the worker's body: kept, or streamed on with the client's backpressure. */
@@ -245,6 +258,11 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     if (this.chunks !== undefined) {
       this.chunks.push(chunk);
       return;
+    }
+    const { headers } = this;
+    if (headers !== undefined) {
+      this.headers = undefined;
+      if (!this.send(this.status, headers, undefined)) return;
     }
     if (!this.res.write(chunk) && !this.clientBlocked) {
       // Now the client is the one waited for: the worker cannot send while its answer is unread.
@@ -267,6 +285,10 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     const { chunks } = this;
     if (chunks !== undefined) {
       this.send(this.status, this.headers ?? {}, chunks.length === 1 ? chunks[0] : Buffer.concat(chunks));
+      return;
+    }
+    if (this.headers !== undefined) {
+      this.send(this.status, this.headers, Buffer.alloc(0));
       return;
     }
     this.res.end();

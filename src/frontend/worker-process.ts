@@ -162,6 +162,7 @@ export class ManagedWorker {
   private failedStarts = 0;
   private firstReady: Promise<WorkerReady> | undefined;
   private stopping: Promise<void> | undefined;
+  private startLogged = false;
 
   constructor(private readonly o: ManagedWorkerOptions) {
     this.readyTimeoutMs = o.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
@@ -194,7 +195,6 @@ export class ManagedWorker {
     this.firstReady = this.whenReady();
     if (this.phase === "idle") {
       this.phase = "running";
-      this.o.logger.info(`starting ${this.label}: ${this.o.command}`);
       void this.launch();
     }
     return this.firstReady;
@@ -256,6 +256,11 @@ export class ManagedWorker {
 
     const name = workerName(port, this.o.model, this.o.version);
     const command = this.o.command.replaceAll("{port}", String(port));
+    // The command as run, with its port, at the first start (restarts say their new name when ready).
+    if (!this.startLogged) {
+      this.startLogged = true;
+      this.o.logger.info(`starting ${this.label} (${name}): ${command}`);
+    }
     const spawnedAt = performance.now();
     let child: ChildProcess;
     try {

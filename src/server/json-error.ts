@@ -8,6 +8,7 @@ const ERROR_TYPES: Readonly<Record<number, string>> = {
   408: "RequestTimeoutException",
   413: "RequestEntityTooLargeException",
   500: "InternalServerException",
+  501: "NotImplementedException",
   502: "BadGatewayException",
   503: "ServiceUnavailableException",
 };
