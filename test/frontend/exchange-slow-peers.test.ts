@@ -272,14 +272,16 @@ describe("the inference frontend with a worker that exits after each answer", fu
           }),
         );
       const statuses: number[] = [];
+      const failures: string[] = [];
       for (let round = 0; round < 8; round++) {
         // Both workers ready, so the second request has a worker to go to.
         await until(ready, "both workers ready");
         const [first, second] = await Promise.all([post("ok-then-exit"), post("ok")]);
         const third = await post("ok");
         statuses.push(first.status, second.status, third.status);
+        for (const answer of [first, second, third]) if (answer.status !== 200) failures.push(answer.body);
       }
-      expect(statuses).to.deep.equal(Array<number>(24).fill(200));
+      expect(statuses, failures.join("\n")).to.deep.equal(Array<number>(24).fill(200));
 
       // A worker that read the request and died may have acted on it: that is never sent again.
       await until(ready, "a worker ready");
