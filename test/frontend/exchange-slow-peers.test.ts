@@ -241,7 +241,7 @@ describe("the inference frontend with a worker that exits after each answer", fu
   it("sends a request that never reached the exited worker to the other one: no 502, once each", async () => {
     const { service } = await startTestService(
       {
-        models: [model("e", 2)],
+        models: [model("e", 2, { responseTimeoutSeconds: 10 })],
         inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
       },
       { workerTimings: { backoff: { initialMs: 200, maxMs: 400 }, stopGraceMs: 500 } },
