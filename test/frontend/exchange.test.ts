@@ -76,6 +76,8 @@ describe("the inference frontend against faulty workers and impatient clients", 
         models: [
           model("f", 2),
           model("queue", 1),
+          // 128 MiB of output before its answer takes seconds on a loaded machine: no timing test here.
+          model("flood", 1, { responseTimeoutSeconds: 60 }),
           model("slow", 1, { responseTimeoutSeconds: 0.5 }),
           model("never", 1, {
             command: `FW_NEVER_READY=1 ${FAULTY}`,
@@ -94,7 +96,7 @@ describe("the inference frontend against faulty workers and impatient clients", 
       async () => (await post(`${base}/predictions/f?do=ok`)) !== "refused",
       "model f to be served",
     );
-    for (const name of ["f", "queue", "slow"]) await answered(name);
+    for (const name of ["f", "queue", "slow", "flood"]) await answered(name);
   });
   after(() => service.stop());
 
@@ -376,7 +378,7 @@ describe("the inference frontend against faulty workers and impatient clients", 
 
   it("cuts a worker's output line that never ends at 64 KiB, without holding it", async () => {
     const rssBefore = process.memoryUsage().rss;
-    const outcome = await post(`${base}/predictions/f?do=flood`);
+    const outcome = await post(`${base}/predictions/flood?do=flood`);
     expect(outcome).to.include({ status: 200 });
     await until(() => logger.lines.some((l) => l.includes("flood over")), "the line after the flood");
     const cut = logger.lines.find((l) => l.includes("line longer than 65536 bytes cut"));
