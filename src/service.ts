@@ -180,6 +180,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       activity,
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
+      exactTotal: telemetry.exactTotal,
     },
     logger,
   );
