@@ -269,7 +269,14 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     sampleNow = () => Promise.all([sampler.sampleNow(), processSampler.sampleNow()]);
 
     // Every form TorchServe writes, recognised per line; other lines of a log are not records.
-    const torchServeIngest = new TorchServeLineIngest({ ingest, recorder });
+    const torchServeIngest = new TorchServeLineIngest({
+      ingest,
+      recorder,
+      logger,
+      // TorchServe's echoes of its metric types are in ts_log.log and on its console.
+      typesFollowed: followsTorchServe,
+    });
+    stops.push(() => torchServeIngest.stop());
     for (const path of settings.metricLogFiles) {
       const follower = new FileFollower({
         path,

@@ -1,3 +1,5 @@
+import type { MetricType } from "../catalog/types.js";
+import type { Logger } from "../log.js";
 import type { MetricRecorder } from "../telemetry/recorder.js";
 import { modelOfAccess } from "./access-model.js";
 import {
@@ -26,6 +28,31 @@ export interface TorchServeLineIngestOptions {
   recorder: Pick<MetricRecorder, "recordAccess">;
   /** Most model versions the access log may add series for; default 1000. */
   maxAccessModels?: number;
+  /**
+   * Whether TorchServe's `result=[METRICS]…` echoes reach this ingest (ts_log.log is followed, or
+   * its console is read): a backend record of a metric whose type is not known yet then waits
+   * up to `typeWaitMs` for its echo. Default false: such a record gets the fallback type at once.
+   */
+  typesFollowed?: boolean;
+  /** How long backend records of a metric wait for its type; default 5000 ms. */
+  typeWaitMs?: number;
+  /** Where a type learned too late for its family is reported. */
+  logger?: Logger;
+}
+
+/**
+ * The type an auto-detected backend metric takes when TorchServe's record of its type never came:
+ * a gauge, which shows each value as the line carries it (a counter would add up a gauge's values).
+ */
+export const FALLBACK_TYPE: MetricType = "gauge";
+// Bounds on what waits for a type, and on the types kept.
+const MAX_WAITING_LINES = 10_000;
+const MAX_KNOWN_TYPES = 10_000;
+
+/** Backend records of one metric waiting for its type, in arrival order. */
+interface Waiting {
+  lines: { payload: string; source: LineSource }[];
+  timer: NodeJS.Timeout;
 }
 
 /**
@@ -39,9 +66,20 @@ export class TorchServeLineIngest {
   /** Model versions seen in the access log, in `model\0version` form. */
   private readonly models = new Set<string>();
   private readonly maxAccessModels: number;
+  /** The type TorchServe gave each backend metric, from its echoes. */
+  private readonly types = new Map<string, MetricType>();
+  private readonly waiting = new Map<string, Waiting>();
+  private waitingLines = 0;
+  /** Metrics auto-detected with the fallback type before TorchServe's type was known. */
+  private readonly fellBack = new Set<string>();
 
   constructor(private readonly options: TorchServeLineIngestOptions) {
     this.maxAccessModels = options.maxAccessModels ?? 1000;
+  }
+
+  /** Applies every record still waiting for its type, with the fallback type; no timer is left. */
+  stop(): void {
+    for (const name of [...this.waiting.keys()]) this.release(name, FALLBACK_TYPE);
   }
 
   /**
@@ -59,11 +97,92 @@ export class TorchServeLineIngest {
           record: "malformed",
         };
       case "metric": {
+        if (line.origin === "model_metrics") {
+          return { ...this.applyBackendRecord(line.payload, source), record: "metric" };
+        }
         const permission = line.origin === "ts_metrics" ? TORCHSERVE_FRONTEND_RECORDS : MODEL_METRICS_ONLY;
         return { ...this.options.ingest.apply(line.payload, source, permission), record: "metric" };
       }
       case "access":
         return { ...this.applyAccess(line.access, source, text), record: "access" };
+      case "type":
+        this.learn(line.name, line.type);
+        return undefined;
+    }
+  }
+
+  /**
+   * A MODEL_METRICS record: TorchServe wrote it, so it accepted the metric, declared or
+   * auto-detected; an undeclared one is auto-detected here too, as the type TorchServe gave it.
+   * LogMetric leaves the type out of the record, so it comes from the echo, which may arrive
+   * after the record (another file): the record then waits for it, with every later record of the
+   * metric, and all are applied in order once the type is known, so no value is lost or given to
+   * the wrong family. A type that never comes (no echo within typeWaitMs) is {@link FALLBACK_TYPE}.
+   */
+  private applyBackendRecord(payload: string, source: LineSource): IngestOutcome {
+    const { ingest } = this.options;
+    const dot = payload.indexOf(".");
+    const name = dot > 0 ? payload.slice(0, dot) : payload;
+    if (ingest.declared(name) !== undefined) return ingest.apply(payload, source);
+    const type = this.types.get(name);
+    if (type !== undefined) return ingest.apply(payload, source, MODEL_METRICS_ONLY, type);
+    if (this.options.typesFollowed !== true) return this.fallBack(name, payload, source);
+    let waiting = this.waiting.get(name);
+    if (waiting === undefined) {
+      if (this.waitingLines >= MAX_WAITING_LINES) return this.fallBack(name, payload, source);
+      const timer = setTimeout(() => this.release(name, FALLBACK_TYPE), this.options.typeWaitMs ?? 5000);
+      timer.unref();
+      waiting = { lines: [], timer };
+      this.waiting.set(name, waiting);
+    } else if (this.waitingLines >= MAX_WAITING_LINES) {
+      // Full: this metric's records wait no longer (its order kept), with the type it has by then.
+      this.release(name, FALLBACK_TYPE);
+      return this.fallBack(name, payload, source);
+    }
+    waiting.lines.push({ payload, source });
+    this.waitingLines++;
+    return { ok: true };
+  }
+
+  /** Notes the type TorchServe gave a backend metric, and applies its records waiting for it. */
+  private learn(name: string, type: MetricType): void {
+    const known = this.types.get(name);
+    if (known === undefined && this.types.size < MAX_KNOWN_TYPES) this.types.set(name, type);
+    if (this.waiting.has(name)) {
+      this.release(name, type);
+      return;
+    }
+    if (type !== FALLBACK_TYPE && this.fellBack.delete(name)) {
+      this.options.logger?.warn(
+        `TorchServe logs: ${name} is a ${type} in TorchServe, but its type was not known when its values ` +
+          `came and it is shown as a ${FALLBACK_TYPE}; declare it as a ${type} in the metrics_config the ` +
+          `sidecar reads (TorchServe's own metrics config)`,
+      );
+    }
+  }
+
+  /** Applies a record of a metric whose type is not known, as {@link FALLBACK_TYPE}. */
+  private fallBack(name: string, payload: string, source: LineSource): IngestOutcome {
+    this.noteFallBack(name);
+    return this.options.ingest.apply(payload, source, MODEL_METRICS_ONLY, FALLBACK_TYPE);
+  }
+
+  private noteFallBack(name: string): void {
+    if (this.fellBack.size < MAX_KNOWN_TYPES && this.options.ingest.declared(name) === undefined) {
+      this.fellBack.add(name);
+    }
+  }
+
+  /** Applies a metric's waiting records, in order, as `type`. */
+  private release(name: string, type: MetricType): void {
+    const waiting = this.waiting.get(name);
+    if (waiting === undefined) return;
+    clearTimeout(waiting.timer);
+    this.waiting.delete(name);
+    if (!this.types.has(name)) this.noteFallBack(name);
+    this.waitingLines -= waiting.lines.length;
+    for (const { payload, source } of waiting.lines) {
+      this.options.ingest.apply(payload, source, MODEL_METRICS_ONLY, type);
     }
   }
 

@@ -25,7 +25,13 @@ interface Rig {
   access: AccessCall[];
 }
 
-function rig(options: LineHarnessOptions & { maxAccessModels?: number } = {}): Rig {
+function rig(
+  options: LineHarnessOptions & {
+    maxAccessModels?: number;
+    typesFollowed?: boolean;
+    typeWaitMs?: number;
+  } = {},
+): Rig {
   const h = createLineHarness(options);
   const access: AccessCall[] = [];
   const recorder = h.telemetry.recorder;
@@ -38,6 +44,9 @@ function rig(options: LineHarnessOptions & { maxAccessModels?: number } = {}): R
       },
     },
     maxAccessModels: options.maxAccessModels,
+    typesFollowed: options.typesFollowed,
+    typeWaitMs: options.typeWaitMs,
+    logger: h.logger,
   });
   return { h, ts, access };
 }
@@ -304,6 +313,101 @@ describe("TorchServeLineIngest", () => {
     });
   });
 
+  describe("types from TorchServe's own record", () => {
+    const echo = (line: string) =>
+      `${T} [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]${line}, pattern=[METRICS]`;
+    const record = (line: string) => `${T} - ${line}`;
+    const COUNT = "CustomRequestCount.Count:1.0|#ModelName:m|#type:COUNTER|#hostname:w,1,r";
+    const COUNT_RECORD = "CustomRequestCount.Count:1.0|#ModelName:m|#hostname:w,requestID:r,timestamp:1";
+    const family = (text: string, name: string): string[] =>
+      text.split("\n").filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_`));
+
+    it("accepts every model_metrics.log record as TorchServe did, auto-detection off (fallback type without an echo)", async () => {
+      const { h, ts } = rig({ autoDetect: false });
+      expect(ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics")).to.deep.include({ ok: true });
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount gauge\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 1.0\n');
+    });
+
+    it("gives an auto-detected metric the type of its echo in ts_log.log (counter: 2.0, not a gauge's 1.0)", async () => {
+      const { h, ts } = rig({ typesFollowed: true });
+      expect(ts.apply(echo(COUNT), "torchserve", "ts_log")).to.equal(undefined);
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount counter\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 2.0\n');
+    });
+
+    it("holds records that come before their echo, and applies them all, in order, once it comes", async () => {
+      const { h, ts } = rig({ typesFollowed: true, typeWaitMs: 60_000 });
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      expect(await h.scrape()).not.to.include("CustomRequestCount");
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount counter\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 2.0\n');
+      ts.stop();
+    });
+
+    it("renders an echoed histogram as TorchServe does: its 14 default bounds and +Inf, count and sum", async () => {
+      const { h, ts } = rig({ typesFollowed: true });
+      const line = "ExamplePercentMetric.Percent:50.0|#ModelName:m|#type:HISTOGRAM|#hostname:w,1,r";
+      for (let i = 0; i < 2; i++) {
+        ts.apply(echo(line), "stdin");
+        ts.apply(
+          `${T} [INFO ] W-9000-m_1.0-stdout MODEL_METRICS - ExamplePercentMetric.Percent:50.0|#ModelName:m|#hostname:w,requestID:r,timestamp:1`,
+          "stdin",
+        );
+      }
+      const text = await h.scrape();
+      const series = 'ModelName="m",Hostname="w",';
+      const bounds = [
+        "0.005",
+        "0.01",
+        "0.025",
+        "0.05",
+        "0.075",
+        "0.1",
+        "0.25",
+        "0.5",
+        "0.75",
+        "1.0",
+        "2.5",
+        "5.0",
+        "7.5",
+        "10.0",
+        "+Inf",
+      ];
+      expect(family(text, "ExamplePercentMetric")).to.deep.equal([
+        ...bounds.map(
+          (le) => `ExamplePercentMetric_bucket{${series}le="${le}",} ${le === "+Inf" ? "2.0" : "0.0"}`,
+        ),
+        `ExamplePercentMetric_count{${series}} 2.0`,
+        `ExamplePercentMetric_sum{${series}} 100.0`,
+      ]);
+      expect(text).to.include(
+        "# HELP ExamplePercentMetric Torchserve prometheus histogram metric with unit: Percent\n# TYPE ExamplePercentMetric histogram\n",
+      );
+    });
+
+    it("falls back when no echo comes in time, keeps every value, and says so when the type comes late", async () => {
+      const { h, ts } = rig({ typesFollowed: true, typeWaitMs: 10 });
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      await new Promise((r) => setTimeout(r, 40));
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount gauge\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 1.0\n');
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      expect(h.logger.lines.join("\n")).to.include(
+        "CustomRequestCount is a counter in TorchServe, but its type was not known when its values came",
+      );
+    });
+  });
+
   describe("lines that write nothing", () => {
     const silent: [string, string][] = [
       [
@@ -398,9 +502,8 @@ describe("TorchServeLineIngest", () => {
         reason: "forbidden",
       },
       {
-        title: "an undeclared metric, auto-detection off",
-        text: `${T} - CustomCount.Count:4.0|#|#hostname:w,requestID:r,timestamp:1`,
-        hint: "model_metrics",
+        title: "a worker's line of an undeclared metric, auto-detection off",
+        text: "[METRICS]CustomCount.Count:4.0|#|#type:COUNTER|#hostname:w,1,r",
         reason: "undeclared",
       },
       {
