@@ -35,6 +35,8 @@ export type TorchServeLine =
    * TorchServe's default for a line without one (MetricCache.addAutoDetectMetricBackend).
    */
   | { kind: "type"; name: string; type: MetricLineType }
+  /** ModelManager's `Model <name> loaded.`: a model TorchServe serves. */
+  | { kind: "model"; model: string }
   /** Any other log line: MODEL_LOG, the `result=[METRICS]...` echoes of ts_log.log, plain text. */
   | { kind: "ignored" }
   /** A line with a record's layout that is broken, and why. */
@@ -61,6 +63,8 @@ const SEGMENT = "|#";
 const ECHO_START = "result=";
 const ECHO_END = ", pattern=[METRICS]";
 const TYPE_SEGMENT = "|#type:";
+// ModelManager, once a model is registered: `Model mnist loaded.` (no spaces in a model name).
+const MODEL_LOADED = /^Model (\S{1,1024}) loaded\.$/;
 const ECHO_TYPES: ReadonlyMap<string, MetricLineType> = new Map([
   ["COUNTER", "counter"],
   ["GAUGE", "gauge"],
@@ -87,6 +91,7 @@ export function classifyTorchServeLine(text: string, hint?: TorchServeFile): Tor
     const message = line.slice(console[0].length);
     // ts_log.log repeats what the metric files and the access log hold: only its echoes count.
     if (hint === "ts_log") {
+      if (logger?.endsWith("ModelManager") === true) return loadedModel(message) ?? IGNORED;
       return logger?.endsWith("WorkerLifeCycle") === true && message.startsWith(ECHO_START)
         ? (echoedType(message) ?? IGNORED)
         : IGNORED;
@@ -102,6 +107,7 @@ export function classifyTorchServeLine(text: string, hint?: TorchServeFile): Tor
         if (logger?.endsWith("WorkerLifeCycle") === true && message.startsWith(ECHO_START)) {
           return echoedType(message) ?? IGNORED;
         }
+        if (logger?.endsWith("ModelManager") === true) return loadedModel(message) ?? IGNORED;
         // Another logger; a [METRICS] line logged behind the layout is a worker's, as before.
         return workerLine(line) ?? IGNORED;
     }
@@ -143,6 +149,12 @@ export function metricFileOrigin(payload: string): "ts_metrics" | "model_metrics
 }
 
 const IGNORED: TorchServeLine = Object.freeze({ kind: "ignored" });
+
+/** The model of ModelManager's `Model <name> loaded.`, or undefined for another message. */
+function loadedModel(message: string): TorchServeLine | undefined {
+  const match = MODEL_LOADED.exec(message);
+  return match?.[1] === undefined ? undefined : { kind: "model", model: match[1] };
+}
 
 /**
  * The metric name and type of a `result=<worker line>, pattern=[METRICS]` echo, or undefined when

@@ -29,7 +29,7 @@ function rig(
   options: LineHarnessOptions & {
     maxAccessModels?: number;
     typesFollowed?: boolean;
-    typeWaitMs?: number;
+    waitMs?: number;
   } = {},
 ): Rig {
   const h = createLineHarness(options);
@@ -45,7 +45,7 @@ function rig(
     },
     maxAccessModels: options.maxAccessModels,
     typesFollowed: options.typesFollowed,
-    typeWaitMs: options.typeWaitMs,
+    waitMs: options.waitMs,
     logger: h.logger,
   });
   return { h, ts, access };
@@ -342,7 +342,7 @@ describe("TorchServeLineIngest", () => {
     });
 
     it("holds records that come before their echo, and applies them all, in order, once it comes", async () => {
-      const { h, ts } = rig({ typesFollowed: true, typeWaitMs: 60_000 });
+      const { h, ts } = rig({ typesFollowed: true, waitMs: 60_000 });
       ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
       ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
       expect(await h.scrape()).not.to.include("CustomRequestCount");
@@ -395,7 +395,7 @@ describe("TorchServeLineIngest", () => {
     });
 
     it("falls back when no echo comes in time, keeps every value, and says so when the type comes late", async () => {
-      const { h, ts } = rig({ typesFollowed: true, typeWaitMs: 10 });
+      const { h, ts } = rig({ typesFollowed: true, waitMs: 10 });
       ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
       await new Promise((r) => setTimeout(r, 40));
       const text = await h.scrape();
@@ -554,9 +554,20 @@ describe("TorchServeLineIngest", () => {
   describe("access records", () => {
     const line = (request: string, status: number, ms: number): string =>
       `${T} - /127.0.0.1:53514 "${request}" ${status} ${ms}`;
+    /** ModelManager's lines in ts_log.log: TorchServe serves these models. */
+    const loaded = (ts: TorchServeLineIngest, ...models: string[]): void => {
+      for (const m of models) {
+        ts.apply(
+          `${T} [INFO ] main org.pytorch.serve.wlm.ModelManager - Model ${m} loaded.`,
+          "torchserve",
+          "ts_log",
+        );
+      }
+    };
 
     it("records an inference response per model version, and no Requests2XX/4XX/5XX", async () => {
       const { h, ts, access } = rig();
+      loaded(ts, "mnist", "resnet-18", "sdxl", "bert");
       const lines = [
         line("POST /predictions/mnist HTTP/1.1", 200, 118),
         line("POST /predictions/resnet-18/2.0 HTTP/1.1", 503, 4),
@@ -602,6 +613,7 @@ describe("TorchServeLineIngest", () => {
 
     it("takes the access line on the console and without a hint", () => {
       const { ts, access } = rig();
+      loaded(ts, "a", "b");
       ts.apply(
         `${T} [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - /127.0.0.1:1 "POST /predictions/a HTTP/1.1" 200 3`,
         "file",
@@ -612,6 +624,7 @@ describe("TorchServeLineIngest", () => {
 
     it("attributes no 404 to a model, known or not (TorchServe's 404 is 'no such model'), nor spends a place on it", () => {
       const { ts, access } = rig({ maxAccessModels: 1 });
+      loaded(ts, "mnist");
       ts.apply(line("POST /predictions/made-up-1 HTTP/1.1", 404, 1), "file", "access_log");
       ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 2), "file", "access_log");
       ts.apply(line("POST /predictions/mnist HTTP/1.1", 404, 3), "file", "access_log");
@@ -620,17 +633,107 @@ describe("TorchServeLineIngest", () => {
 
     it("records a negative time (the clock went back) as 0", () => {
       const { ts, access } = rig();
+      loaded(ts, "m");
       ts.apply(line("POST /predictions/m HTTP/1.1", 200, -2), "file", "access_log");
       expect(access).to.deep.equal([{ model: "m", version: "default", status: 200, latencyMs: 0 }]);
     });
 
     it("records at most maxAccessModels model versions; further ones are counted, not recorded", async () => {
       const { h, ts, access } = rig({ maxAccessModels: 2 });
+      loaded(ts, "a", "b", "c", "d");
       for (const m of ["a", "b", "c", "a", "d"])
         ts.apply(line(`POST /predictions/${m} HTTP/1.1`, 200, 1), "file", "access_log");
       expect(access.map((a) => a.model)).to.deep.equal(["a", "b", "a"]);
       expect(rejected(await h.scrape(), "file", "invalid")).to.equal(2);
     });
+
+    it("keeps a real model's series after 1,000 made-up 4,000-character names answered 400 (refused as oversized, counted)", async () => {
+      const { h, ts } = rig();
+      for (let i = 0; i < 1000; i++) {
+        const name = `${i}`.padEnd(4000, "x");
+        ts.apply(line(`POST /predictions/${name} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+      }
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:resnet18,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/resnet18 HTTP/1.1", 503, 7), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(rejected(text, "torchserve", "oversized")).to.equal(1000);
+      expect(
+        sample(
+          text,
+          'serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="h",}',
+        ),
+      ).to.equal(1);
+      expect(text.length).to.be.below(100_000);
+    });
+
+    it('counts names TorchServe never served under one model_name="" series, never their own', async () => {
+      const { h, ts } = rig({ waitMs: 5 });
+      loaded(ts, "resnet18");
+      for (let i = 0; i < 1000; i++) {
+        ts.apply(line(`POST /predictions/made-up-${i} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      ts.apply(line("POST /predictions/resnet18 HTTP/1.1", 500, 7), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(
+        sample(
+          text,
+          'serve_inference_responses_total{model_name="",model_version="",status_class="4XX",hostname="h",}',
+        ),
+      ).to.equal(1000);
+      expect(text).not.to.include("made-up");
+      expect(
+        sample(
+          text,
+          'serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="h",}',
+        ),
+      ).to.equal(1);
+      ts.stop();
+    });
+
+    it("gives a response that came before TorchServe's record of its model (another file) to that model", async () => {
+      const { ts, access } = rig({ waitMs: 60_000 });
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(access).to.deep.equal([]);
+      ts.apply(
+        `${T} - HandlerTime.ms:1.5|#ModelName:mnist,Level:Model|#hostname:${H},requestID:r,timestamp:${TS}`,
+        "torchserve",
+        "model_metrics",
+      );
+      expect(access).to.deep.equal([{ model: "mnist", version: "default", status: 200, latencyMs: 3 }]);
+      ts.stop();
+    });
+
+    it("learns served models from WorkerLoadTime's worker name", () => {
+      const { ts, access } = rig({ waitMs: 60_000 });
+      ts.apply(
+        `${T} - WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-my.model-v2_1.0,Level:Host|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/my.model-v2 HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(access.map((a) => a.model)).to.deep.equal(["my.model-v2"]);
+      ts.stop();
+    });
+
+    for (const [title, encoded] of [
+      ["a CR (%0D)", "m%0Dx"],
+      ["a NUL (%00)", "m%00"],
+      ["a SOH (%01)", "%01m"],
+      ["a line separator (%E2%80%A8)", "m%E2%80%A8"],
+    ] as const) {
+      it(`refuses a model name with ${title}, as metric lines do, and counts it`, async () => {
+        const { h, ts, access } = rig({ waitMs: 5 });
+        ts.apply(line(`POST /predictions/${encoded} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+        await new Promise((r) => setTimeout(r, 20));
+        expect(access).to.deep.equal([]);
+        expect(rejected(await h.scrape(), "torchserve", "invalid")).to.equal(1);
+      });
+    }
   });
 
   it("never throws on random interleavings of TorchServe's lines and garbage, and counts what it refuses", async () => {
