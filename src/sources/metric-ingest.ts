@@ -292,7 +292,12 @@ export class MetricLineIngest {
     const count = (this.logged.get(source) ?? 0) + 1;
     this.logged.set(source, count);
     if (count <= LOGGED_PER_SOURCE) {
-      this.options.logger.warn(`metric lines (${source}): ${reason}: ${JSON.stringify(text.slice(0, 200))}`);
+      this.options.logger.warn(
+        FOLLOWED_FILES.has(source)
+          ? `metric lines (${source}): a ${kind} line was not applied: ${withoutQuotes(reason)} ` +
+              `(${text.length} characters; a followed file's content is not logged)`
+          : `metric lines (${source}): ${reason}: ${JSON.stringify(text.slice(0, 200))}`,
+      );
       if (count === LOGGED_PER_SOURCE) {
         this.options.logger.warn(
           `metric lines (${source}): further rejected lines are counted in serve_metric_lines_rejected_total, not logged`,
@@ -301,6 +306,17 @@ export class MetricLineIngest {
     }
     return { ok: false, reason };
   }
+}
+
+/**
+ * Sources whose lines are a file's content: a followed path may be a link to any file the service
+ * can read (`/etc/shadow`), so what they reject is described, never quoted, in the log.
+ */
+const FOLLOWED_FILES: ReadonlySet<LineSource> = new Set(["torchserve", "file"]);
+
+/** A reason with the text it quotes (JSON string literals, as the parsers quote) left out. */
+function withoutQuotes(reason: string): string {
+  return reason.replace(/"(?:[^"\\]|\\.)*"…?/g, "(…)").replace(/"[^"]*$/, "(…)");
 }
 
 /** Why one of these label names is reserved for a metric of `type`, or undefined. */

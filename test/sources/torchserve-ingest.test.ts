@@ -1,9 +1,14 @@
 import { expect } from "chai";
 import fc from "fast-check";
+import { mkdtempSync, rmSync } from "node:fs";
+import { symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 
 import { loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
 import type { LineSource } from "../../src/sources/metric-ingest.js";
 import { TorchServeLineIngest } from "../../src/sources/torchserve-ingest.js";
+import { TorchServeLogFollower } from "../../src/sources/torchserve-logs.js";
 import type { TorchServeFile } from "../../src/sources/torchserve-line.js";
 import { createLineHarness, type LineHarness, type LineHarnessOptions } from "../support/metric-lines.js";
 
@@ -408,6 +413,57 @@ describe("TorchServeLineIngest", () => {
     });
   });
 
+  describe("a followed file's content in the log", () => {
+    const SECRET = "root:$6$Zk1secretsalt$Qm9vYmFyYmF6aGFzaA:19000:0:99999:7:::";
+
+    it("is never quoted when a followed place links to another file (/etc/shadow): the rejection is described", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "ts-secret-"));
+      try {
+        const secret = path.join(dir, "shadow");
+        await writeFile(secret, `${SECRET}\ndaemon:*:19000:0:99999:7:::\n`);
+        for (const name of ["ts_metrics.log", "model_metrics.log", "access_log.log", "ts_log.log"]) {
+          await symlink(secret, path.join(dir, name));
+        }
+        const { h, ts } = rig({ autoDetect: true });
+        const follower = new TorchServeLogFollower({
+          logDir: dir,
+          fromStart: true,
+          logger: h.logger,
+          onLine: (line, file) => ts.apply(line, "torchserve", file),
+        });
+        await follower.start();
+        await follower.readNow();
+        await follower.stop();
+        const warned = h.logger.lines.filter((l) => l.startsWith("WARN"));
+        expect(warned.length).to.be.greaterThan(0);
+        for (const line of h.logger.lines) {
+          expect(line).not.to.include("secretsalt");
+          expect(line).not.to.include("daemon");
+        }
+        expect(warned[0]).to.match(
+          /^WARN metric lines \(torchserve\): a malformed line was not applied: .*\(\d+ characters; a followed file's content is not logged\)$/,
+        );
+        expect(rejected(await h.scrape(), "torchserve", "malformed")).to.equal(6);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("is never quoted for metric_log_files either, whatever the rejection", () => {
+      const { h, ts } = rig();
+      ts.apply(`${T} - ${SECRET}`, "file");
+      ts.apply(`${T} - /x "${SECRET}" 200 1`, "file");
+      ts.apply(
+        `${T} - Secret.Count:1.0|#User:${SECRET.slice(0, 10)}|#hostname:h,requestID:r,timestamp:1`,
+        "file",
+        "ts_metrics",
+      );
+      ts.apply(SECRET, "file", "model_metrics");
+      expect(h.logger.lines.join("\n")).not.to.include("secretsalt");
+      expect(h.logger.lines.join("\n")).not.to.include("root:");
+    });
+  });
+
   describe("lines that write nothing", () => {
     const silent: [string, string][] = [
       [
@@ -695,7 +751,7 @@ describe("TorchServeLineIngest", () => {
       ts.stop();
     });
 
-    it("gives a response that came before TorchServe's record of its model (another file) to that model", async () => {
+    it("gives a response that came before TorchServe's record of its model (another file) to that model", () => {
       const { ts, access } = rig({ waitMs: 60_000 });
       ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
       expect(access).to.deep.equal([]);
