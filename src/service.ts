@@ -195,6 +195,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       activity,
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
+      exactTotal: telemetry.exactTotal,
     },
     logger,
   );
@@ -416,7 +417,21 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         });
   if (inferenceApi !== undefined) parts.push(inferenceApi);
   // Every form TorchServe writes, recognised per line; other lines of a log are not records.
-  const torchServeIngest = new TorchServeLineIngest({ ingest, recorder });
+  const torchServeIngest = new TorchServeLineIngest({
+    ingest,
+    recorder,
+    logger,
+    maxLabelValueLength: settings.maxLabelValueLength,
+    // TorchServe's echoes of its metric types are in ts_log.log and on its console.
+    typesFollowed: followsTorchServe,
+  });
+  // Stopped after every source that feeds it: what still waits (for a type, a model) is applied.
+  parts.push({
+    name: "TorchServe line ingest",
+    activity: () => undefined,
+    start: () => Promise.resolve(),
+    stop: () => Promise.resolve(torchServeIngest.stop()),
+  });
   for (const path of settings.metricLogFiles) {
     const follower = new FileFollower({
       path,
