@@ -145,6 +145,13 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
   const doc = parseDocument(text, { version: "1.2" });
   const syntax = doc.errors[0];
   if (syntax !== undefined) fail(`is not valid YAML: ${oneLine(syntax.message)}`);
+  let parsed: unknown;
+  try {
+    // Some faults (an alias with no anchor) only show when the document is built.
+    parsed = doc.toJS();
+  } catch (err) {
+    return fail(`is not valid YAML: ${oneLine(errorMessage(err))}`);
+  }
   try {
     // createConfigFactory() takes the file from process.env.OTEL_CONFIG_FILE and nothing else, and
     // substitutes ${VAR:-default} from process.env. The service's environment is `env` (an
@@ -152,7 +159,7 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
     // duration of this synchronous call, which no other code can observe, and restored after.
     return withProcessEnv({ ...env, OTEL_CONFIG_FILE: path }, () => createConfigFactory().getConfigModel());
   } catch (err) {
-    return fail(describeLibraryError(errorMessage(err), path, doc.toJS() as unknown));
+    return fail(describeLibraryError(errorMessage(err), path, parsed));
   }
 }
 

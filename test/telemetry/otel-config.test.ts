@@ -454,6 +454,11 @@ describe("loadPushConfig", () => {
         /otlp_http\.endpoint: "ftp:\/\/collector\/v1\/metrics" is not an http:\/\/ or https:\/\/ URL/,
       ],
       [
+        "an alias without its anchor",
+        periodic("          otlp_http:\n            headers_list: *nowhere\n"),
+        /is not valid YAML: Unresolved alias/,
+      ],
+      [
         "a broken headers_list",
         periodic("          otlp_http:\n            headers_list: authorization\n"),
         /otlp_http\.headers_list: item 1 of 1 is not name=value/,
