@@ -67,7 +67,10 @@ describe("MonitoredExporter", () => {
       secrets: ["hunter2 pw", "tok"],
     });
     exporter.export(METRICS, () => undefined);
-    inner.pending[0]?.({ code: ExportResultCode.FAILED, error: new Error("rejected hunter2 pw and hunter2%20pw, tok") });
+    inner.pending[0]?.({
+      code: ExportResultCode.FAILED,
+      error: new Error("rejected hunter2 pw and hunter2%20pw, tok"),
+    });
     expect(logger.lines).to.deep.equal([
       "WARN OTLP push to https://***@collector:4318/v1/metrics failing: rejected *** and ***, tok",
     ]);
