@@ -304,6 +304,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     recorder,
     logger,
     maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
     // TorchServe's echoes of its metric types are in ts_log.log and on its console.
     typesFollowed: followsTorchServe,
   });
