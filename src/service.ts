@@ -422,6 +422,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
     recorder,
     logger,
     maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
     // TorchServe's echoes of its metric types are in ts_log.log and on its console.
     typesFollowed: followsTorchServe,
   });
