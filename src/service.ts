@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
@@ -16,7 +14,9 @@ import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
 import { createInferenceHandler } from "./frontend/inference-server.js";
-import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
+import { CertificateReload } from "./server/certificate-reload.js";
+import { answerClientErrors, DEFAULT_LIMITS, listen, type ListeningServer } from "./server/listen.js";
+import { readTlsSettings } from "./server/tls-files.js";
 import { isLoopbackAddress } from "./server/loopback.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
@@ -118,7 +118,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const needsTls =
     (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
     (inferenceEnabled && settings.inferenceAddress.protocol === "https");
-  const tls = needsTls ? readTls(settings) : undefined;
+  const tls = needsTls ? readTlsSettings(settings) : undefined;
+  const limits = { ...DEFAULT_LIMITS, tlsHandshakeTimeoutMs: settings.tlsHandshakeTimeoutMs };
   const hostname = options.hostname ?? osHostname();
   const declared = new Set(catalog.metrics.map((m) => m.name));
   const metrics = [
@@ -336,6 +337,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           logger,
         }),
         tls,
+        limits,
       );
       stops.push(() => server.close());
       answerClientErrors(server.server, countResponse);
@@ -376,6 +378,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           maxLineBytes: settings.metricLinesMaxBytes,
         }),
         tls,
+        limits,
       );
       // Closed before the workers stop, so no new request reaches a stopping worker.
       stops.push(() => server.close());
@@ -399,6 +402,22 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         // A stop before every worker was ready once is no error.
         if (stopping === undefined) logger.error(`workers: ${String(err)}`);
       });
+    }
+    if (tls !== undefined) {
+      const reload = new CertificateReload({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsServer?.replaceTls(files);
+          inferenceServer?.replaceTls(files);
+        },
+      });
+      reload.start();
+      stops.push(() => reload.stop());
     }
     if (metricsServer === undefined && inferenceServer === undefined && activities.length > 0) {
       // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
@@ -464,60 +483,3 @@ const DRAIN_INTERVAL_MS = 60_000;
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
-
-/**
- * Reads the certificate and key, and checks each alone and then the pair before anything listens,
- * so that the error names the file that is wrong.
- */
-function readTls(settings: Settings): TlsFiles {
-  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
-  const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
-    }
-  };
-  const files = {
-    cert: read("certificate_file", settings.certificateFile),
-    key: read("private_key_file", settings.privateKeyFile),
-  };
-  const failure = (options: Partial<TlsFiles>): string | undefined => {
-    try {
-      createSecureContext(options);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
-  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
-  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
-  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
-  const certProblem = failure({ cert: files.cert });
-  if (certProblem !== undefined) {
-    const hint = holdsKey
-      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
-      : "";
-    throw new ConfigError(
-      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
-      origin("certificate_file", settings.certificateFile),
-    );
-  }
-  const keyProblem = failure({ key: files.key });
-  if (keyProblem !== undefined) {
-    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
-    throw new ConfigError(
-      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  const pairProblem = failure(files);
-  if (pairProblem !== undefined) {
-    throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  return files;
-}
