@@ -1,4 +1,5 @@
-import { readFile, stat } from "node:fs/promises";
+import { createHash } from "node:crypto";
+import { readFile } from "node:fs/promises";
 import type { Logger } from "../log.js";
 import { describeCertificate, tlsFilesProblem, type TlsPaths } from "./tls-files.js";
 import type { TlsFiles } from "./tls-policy.js";
@@ -11,24 +12,25 @@ export interface CertificateReloadOptions {
   logger: Logger;
   /** Puts a new, checked pair in service; may throw, and then the old pair stays. */
   apply(files: TlsFiles): void;
-  /** How often the files are looked at; default 5 s. A change is taken once it held for one look. */
+  /** How often the files are read; default 2 s. A change is taken once two looks in a row agree. */
   intervalMs?: number;
 }
 
 /** How often the certificate and key files are looked at unless told otherwise. */
-export const DEFAULT_CERTIFICATE_POLL_MS = 5000;
+export const DEFAULT_CERTIFICATE_POLL_MS = 2000;
 
 /**
- * Watches the certificate and key files and puts a changed pair in service (cert-manager,
- * certbot and Kubernetes secrets all replace files in place or by rename, so a look at `stat`
- * sees each of them). A pair that cannot be read or served (deleted, corrupt, mismatched,
- * encrypted) leaves the old one in service and is logged once, until the files change again.
+ * Reads the certificate and key files every interval and puts a changed pair in service. Reading
+ * (a few KiB) rather than watching or comparing `stat` sees every way of replacing them: in
+ * place, by rename, a Kubernetes secret's symlink swap, on file systems with coarse times; only a
+ * change is checked with OpenSSL. A pair that cannot be read or served (deleted, corrupt,
+ * mismatched, encrypted) leaves the old one in service and is logged once, until the files change.
  */
 export class CertificateReload {
   private readonly options: CertificateReloadOptions;
   private current: TlsFiles;
   private timer: NodeJS.Timeout | undefined;
-  /** What the files looked like when last read (undefined before the first look). */
+  /** What the files held when last taken, as a digest or a problem (undefined before the first look). */
   private examined: string | undefined;
   /** A look that differed from `examined`: taken once the next look finds the same. */
   private settling: string | undefined;
@@ -53,12 +55,13 @@ export class CertificateReload {
     this.timer = undefined;
   }
 
-  /** One look: reads and applies the pair once a change has held still for one interval. */
+  /** One look: reads the pair, and takes it once two looks in a row read the same. */
   async look(): Promise<void> {
     if (this.looking) return;
     this.looking = true;
     try {
-      const seen = await this.fingerprintFiles();
+      const read = await this.read();
+      const seen = typeof read === "string" ? `problem:${read}` : digest(read);
       if (seen === this.examined) {
         this.settling = undefined;
         return;
@@ -70,7 +73,7 @@ export class CertificateReload {
       }
       this.settling = undefined;
       this.examined = seen;
-      this.take(await this.read());
+      this.take(read);
     } finally {
       this.looking = false;
     }
@@ -79,6 +82,12 @@ export class CertificateReload {
   private take(read: TlsFiles | string): void {
     const { logger } = this.options;
     if (typeof read === "string") return this.refuse(read);
+    const wrong = tlsFilesProblem(read, this.options.paths);
+    if (wrong !== undefined) {
+      const { certificateFile, privateKeyFile } = this.options.paths;
+      const path = wrong.key === "certificate_file" ? certificateFile : privateKeyFile;
+      return this.refuse(`certificate reload: ${wrong.key} ${JSON.stringify(path)} ${wrong.problem}`);
+    }
     if (read.cert.equals(this.current.cert) && read.key.equals(this.current.key)) {
       if (this.lastProblem !== undefined) {
         logger.info(
@@ -109,7 +118,7 @@ export class CertificateReload {
     return describeCertificate(this.current.cert);
   }
 
-  /** The pair as read now, or why it cannot be served. */
+  /** The pair as read now, or why it cannot be read. */
   private async read(): Promise<TlsFiles | string> {
     const { certificateFile, privateKeyFile } = this.options.paths;
     const readOne = async (key: string, path: string): Promise<Buffer | string> => {
@@ -123,24 +132,11 @@ export class CertificateReload {
     if (typeof cert === "string") return cert;
     const key = await readOne("private_key_file", privateKeyFile);
     if (typeof key === "string") return key;
-    const files: TlsFiles = { cert, key };
-    const wrong = tlsFilesProblem(files, this.options.paths);
-    if (wrong === undefined) return files;
-    const path = wrong.key === "certificate_file" ? certificateFile : privateKeyFile;
-    return `certificate reload: ${wrong.key} ${JSON.stringify(path)} ${wrong.problem}`;
+    return { cert, key };
   }
+}
 
-  /** What the two files look like to `stat` (a missing file included), as one string. */
-  private async fingerprintFiles(): Promise<string> {
-    const { certificateFile, privateKeyFile } = this.options.paths;
-    const one = async (path: string): Promise<string> => {
-      try {
-        const s = await stat(path);
-        return `${s.dev}:${s.ino}:${s.size}:${s.mtimeMs}:${s.ctimeMs}`;
-      } catch (err) {
-        return `error:${(err as NodeJS.ErrnoException).code ?? "?"}`;
-      }
-    };
-    return `${await one(certificateFile)}|${await one(privateKeyFile)}`;
-  }
+/** Stands for the contents of a pair (what changed is compared, not remembered). */
+function digest(files: TlsFiles): string {
+  return createHash("sha256").update(files.cert).update("\0").update(files.key).digest("hex");
 }
