@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
@@ -18,13 +16,15 @@ import { createInferenceHandler } from "./frontend/inference-server.js";
 import { FileFollowerPart } from "./parts/file-follower.js";
 import { InferenceApiPart } from "./parts/inference-api.js";
 import { LineStreamPart } from "./parts/line-stream.js";
+import { CertificateReloadPart } from "./parts/certificate-reload.js";
 import { LogWriterPart } from "./parts/log-writer.js";
 import { MetricsApiPart } from "./parts/metrics-api.js";
 import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import type { TlsFiles } from "./server/listen.js";
+import { DEFAULT_LIMITS } from "./server/listen.js";
+import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
@@ -133,7 +133,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const needsTls =
     (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
     (inferenceEnabled && settings.inferenceAddress.protocol === "https");
-  const tls = needsTls ? readTls(settings) : undefined;
+  const tls = needsTls ? readTlsSettings(settings) : undefined;
+  const limits = { ...DEFAULT_LIMITS, tlsHandshakeTimeoutMs: settings.tlsHandshakeTimeoutMs };
   const hostname = options.hostname ?? osHostname();
   const declared = new Set(catalog.metrics.map((m) => m.name));
   const metrics = [
@@ -366,6 +367,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
     ? new MetricsApiPart({
         address: settings.metricsAddress,
         tls,
+        limits,
         handler: createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
@@ -403,6 +405,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
       : new InferenceApiPart({
           address: settings.inferenceAddress,
           tls,
+          limits,
           frontend,
           handler: createInferenceHandler({
             frontend,
@@ -416,6 +419,22 @@ function buildParts(wiring: PartsWiring): ServiceParts {
           logger,
         });
   if (inferenceApi !== undefined) parts.push(inferenceApi);
+  if (tls !== undefined) {
+    parts.push(
+      new CertificateReloadPart({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsApi?.replaceTls(files);
+          inferenceApi?.replaceTls(files);
+        },
+      }),
+    );
+  }
   // Every form TorchServe writes, recognised per line; other lines of a log are not records.
   const torchServeIngest = new TorchServeLineIngest({
     ingest,
@@ -520,60 +539,3 @@ function torchServeLogsPart(
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
-
-/**
- * Reads the certificate and key, and checks each alone and then the pair before anything listens,
- * so that the error names the file that is wrong.
- */
-function readTls(settings: Settings): TlsFiles {
-  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
-  const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
-    }
-  };
-  const files = {
-    cert: read("certificate_file", settings.certificateFile),
-    key: read("private_key_file", settings.privateKeyFile),
-  };
-  const failure = (options: Partial<TlsFiles>): string | undefined => {
-    try {
-      createSecureContext(options);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
-  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
-  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
-  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
-  const certProblem = failure({ cert: files.cert });
-  if (certProblem !== undefined) {
-    const hint = holdsKey
-      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
-      : "";
-    throw new ConfigError(
-      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
-      origin("certificate_file", settings.certificateFile),
-    );
-  }
-  const keyProblem = failure({ key: files.key });
-  if (keyProblem !== undefined) {
-    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
-    throw new ConfigError(
-      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  const pairProblem = failure(files);
-  if (pairProblem !== undefined) {
-    throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  return files;
-}
