@@ -23,7 +23,7 @@ import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import { DEFAULT_LIMITS } from "./server/listen.js";
+import { DEFAULT_LIMITS, type ConnectionLimits, type TlsFiles } from "./server/listen.js";
 import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
@@ -215,6 +215,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     options,
     logger,
     tls,
+    limits,
     inferenceEnabled,
     followsTorchServe,
     logDirectory,
@@ -290,6 +291,8 @@ interface PartsWiring {
   options: MetricsServiceOptions;
   logger: Logger;
   tls: TlsFiles | undefined;
+  /** Connection limits of both listeners. */
+  limits: ConnectionLimits;
   inferenceEnabled: boolean;
   followsTorchServe: boolean;
   /** Where metrics_mode=log|legacy writes; undefined in prometheus mode. */
@@ -319,8 +322,17 @@ interface ServiceParts {
  * stopParts). A new source is one more entry here.
  */
 function buildParts(wiring: PartsWiring): ServiceParts {
-  const { settings, options, logger, tls, inferenceEnabled, followsTorchServe, hostname, logDirectory } =
-    wiring;
+  const {
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    hostname,
+    logDirectory,
+  } = wiring;
   const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
   const { recorder } = telemetry;
   const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
