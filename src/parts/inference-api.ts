@@ -3,7 +3,7 @@ import type { ListenAddress } from "../config/types.js";
 import type { InferenceFrontend } from "../frontend/frontend.js";
 import { acceptHalfClosedClients } from "../frontend/inference-server.js";
 import type { Logger } from "../log.js";
-import type { TlsFiles } from "../server/listen.js";
+import type { ConnectionLimits, TlsFiles } from "../server/listen.js";
 import { isLoopbackAddress } from "../server/loopback.js";
 import { Listener } from "./listener.js";
 import type { ServicePart } from "./part.js";
@@ -12,6 +12,8 @@ import type { ServicePart } from "./part.js";
 export interface InferenceApiOptions {
   address: ListenAddress;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   frontend: InferenceFrontend;
   /** The inference handler (createInferenceHandler over `frontend`), which counts its responses. */
   handler: RequestListener;
@@ -38,6 +40,7 @@ export class InferenceApiPart implements ServicePart {
       name: this.name,
       address: options.address,
       tls: options.tls,
+      limits: options.limits,
       handler: options.handler,
       onClientErrorResponse: (status) => options.onClientErrorResponse(status),
       logger: options.logger,
@@ -47,6 +50,11 @@ export class InferenceApiPart implements ServicePart {
   /** `http://127.0.0.1:8080` once listening. */
   get url(): string | undefined {
     return this.listener.url;
+  }
+
+  /** https: serves a reloaded certificate and key to new connections. */
+  replaceTls(files: TlsFiles): void {
+    this.listener.replaceTls(files);
   }
 
   activity(): string | undefined {
