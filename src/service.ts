@@ -23,7 +23,7 @@ import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import { DEFAULT_LIMITS } from "./server/listen.js";
+import { DEFAULT_LIMITS, type ConnectionLimits, type TlsFiles } from "./server/listen.js";
 import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
@@ -36,7 +36,7 @@ import { extraMetrics } from "./telemetry/extra-metrics.js";
 import { LifecycleRecorder } from "./telemetry/lifecycle-recorder.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
-import { createTelemetry } from "./telemetry/pipeline.js";
+import { createTelemetry, type Telemetry } from "./telemetry/pipeline.js";
 import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 
 /** How to start a {@link MetricsService}. Everything is optional: no options means TorchServe's defaults. */
@@ -103,7 +103,11 @@ export interface MetricsService {
   scrapeChunks(names?: Iterable<string>): Promise<Buffer[]>;
   /** Takes a host and GPU sample now rather than at the next interval. */
   sampleSystem(): Promise<void>;
-  /** Stops sampling and closes the metrics API. Safe to call twice. */
+  /**
+   * Stops the service as SIGTERM does (README "Stopping"): stops accepting, answers queued
+   * inference requests 503, lets requests in flight finish within drain_timeout, cuts what is
+   * left, stops workers, samplers and followers, and makes the last OTLP push. Safe to call twice.
+   */
   stop(): Promise<void>;
 }
 
@@ -206,12 +210,138 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     onApplied: (source) => ownMetrics.lineApplied(source),
   });
 
+  const { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend } = buildParts({
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    logDirectory,
+    hostname,
+    telemetry,
+    pushDescribe: push.describe,
+    scraper,
+    ingest,
+    ownMetrics,
+    activity,
+    countResponse,
+  });
+
+  const started: StartedParts = [];
+  const drainMs = settings.drainTimeoutSeconds * 1000;
+  let stopping: Promise<void> | undefined;
+  let keepAlive: NodeJS.Timeout | undefined;
+  const stop = async (): Promise<void> => {
+    await stopParts(started, drainMs, logger);
+    clearInterval(keepAlive);
+  };
+  try {
+    await startParts(parts, started);
+  } catch (err) {
+    // Nothing was served yet: no drain.
+    await stopParts(started, 0, logger);
+    throw err;
+  }
+  const activities = parts.map((part) => part.activity()).filter((a) => a !== undefined);
+  if (metricsApi === undefined && inferenceApi === undefined && activities.length > 0) {
+    // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
+    // that forgets stop() can still exit; a service with work of its own must hold the process
+    // until stop(), as its listening servers would.
+    keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
+  }
+  if (
+    settings.metricLogFiles.length > 0 &&
+    metricsApi === undefined &&
+    push.readers.length === 0 &&
+    settings.metricsMode === "prometheus"
+  ) {
+    logger.warn(
+      "metric_log_files are followed, but nothing reads their metrics: enable_metrics_api=false, " +
+        "metrics_mode=prometheus and no OTLP push; enable one of these or embed the service and scrape() it",
+    );
+  }
+
+  return {
+    settings,
+    catalog,
+    metricsUrl: metricsApi?.url,
+    inferenceUrl: inferenceApi?.url,
+    activities,
+    recordInference: (r) => recorder.recordInference(r),
+    recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
+    recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
+    recordResponse: (status) => recorder.recordResponse(status),
+    recordMetricLine: (line) => ingest.apply(line, "http"),
+    scrape: async (names) => chunksToString(await render(names === undefined ? undefined : new Set(names))),
+    scrapeChunks: (names) => render(names === undefined ? undefined : new Set(names)),
+    sampleSystem: async () => {
+      // Each delivers its sample through onSample.
+      await Promise.all([systemSampler.sampleNow(), processSampler.sampleNow()]);
+    },
+    workersReady: () => frontend?.start() ?? Promise.resolve(),
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+/** What the parts are built from: the settings and the pipeline every part feeds or reads. */
+interface PartsWiring {
+  settings: Settings;
+  options: MetricsServiceOptions;
+  logger: Logger;
+  tls: TlsFiles | undefined;
+  /** Connection limits of both listeners. */
+  limits: ConnectionLimits;
+  inferenceEnabled: boolean;
+  followsTorchServe: boolean;
+  /** Where metrics_mode=log|legacy writes; undefined in prometheus mode. */
+  logDirectory: string | undefined;
+  hostname: string;
+  telemetry: Telemetry;
+  pushDescribe: readonly string[];
+  scraper: Scraper;
+  ingest: MetricLineIngest;
+  ownMetrics: LifecycleRecorder;
+  activity: SeriesActivity;
+  countResponse: (status: number) => void;
+}
+
+/** The part list, and the parts the service's own calls reach. */
+interface ServiceParts {
+  parts: ServicePart[];
+  systemSampler: SamplerPart;
+  processSampler: SamplerPart;
+  metricsApi: MetricsApiPart | undefined;
+  inferenceApi: InferenceApiPart | undefined;
+  frontend: InferenceFrontend | undefined;
+}
+
+/**
+ * The service's parts, in start order (a stop drains them all, then stops them in reverse; see
+ * stopParts). A new source is one more entry here.
+ */
+function buildParts(wiring: PartsWiring): ServiceParts {
+  const {
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    hostname,
+    logDirectory,
+  } = wiring;
+  const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
+  const { recorder } = telemetry;
+  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
   // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
   // Telemetry first, so that it stops last: its final OTLP export comes after everything was
   // counted. The servers open before the followers start, so no backlog delays the ports.
   const telemetryPart = new TelemetryPart({
     provider: telemetry.provider,
-    describe: push.describe,
+    describe: wiring.pushDescribe,
     collectPull: () => scraper.drain(),
     collectEveryMs: PULL_COLLECT_INTERVAL_MS,
     shutdownTimeoutMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
@@ -323,6 +453,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     recorder,
     logger,
     maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
     // TorchServe's echoes of its metric types are in ts_log.log and on its console.
     typesFollowed: followsTorchServe,
   });
@@ -353,61 +484,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       }),
     );
   }
-
-  const started: StartedParts = [];
-  const drainMs = settings.drainTimeoutSeconds * 1000;
-  let stopping: Promise<void> | undefined;
-  let keepAlive: NodeJS.Timeout | undefined;
-  const stop = async (): Promise<void> => {
-    clearInterval(keepAlive);
-    await stopParts(started, drainMs, logger);
-  };
-  try {
-    await startParts(parts, started);
-  } catch (err) {
-    // Nothing was served yet: no drain.
-    await stopParts(started, 0, logger);
-    throw err;
-  }
-  const activities = parts.map((part) => part.activity()).filter((a) => a !== undefined);
-  if (metricsApi === undefined && inferenceApi === undefined && activities.length > 0) {
-    // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
-    // that forgets stop() can still exit; a service with work of its own must hold the process
-    // until stop(), as its listening servers would.
-    keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
-  }
-  if (
-    settings.metricLogFiles.length > 0 &&
-    metricsApi === undefined &&
-    push.readers.length === 0 &&
-    settings.metricsMode === "prometheus"
-  ) {
-    logger.warn(
-      "metric_log_files are followed, but nothing reads their metrics: enable_metrics_api=false, " +
-        "metrics_mode=prometheus and no OTLP push; enable one of these or embed the service and scrape() it",
-    );
-  }
-
-  return {
-    settings,
-    catalog,
-    metricsUrl: metricsApi?.url,
-    inferenceUrl: inferenceApi?.url,
-    activities,
-    recordInference: (r) => recorder.recordInference(r),
-    recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
-    recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
-    recordResponse: (status) => recorder.recordResponse(status),
-    recordMetricLine: (line) => ingest.apply(line, "http"),
-    scrape: async (names) => chunksToString(await render(names === undefined ? undefined : new Set(names))),
-    scrapeChunks: (names) => render(names === undefined ? undefined : new Set(names)),
-    sampleSystem: async () => {
-      // Each delivers its sample through onSample.
-      await Promise.all([systemSampler.sampleNow(), processSampler.sampleNow()]);
-    },
-    workersReady: () => frontend?.start() ?? Promise.resolve(),
-    stop: () => (stopping ??= stop()),
-  };
+  return { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend };
 }
 
 /** The period of the timer that holds the process while the service works without a server (any long one). */

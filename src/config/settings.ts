@@ -42,6 +42,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   torchserveLogDir: undefined,
   torchserveMetricsDir: undefined,
   torchserveLogFromStart: false,
+  torchserveHostname: undefined,
   histogramGauges: Object.freeze(["HandlerTime", "PredictionTime"]),
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
@@ -177,6 +178,10 @@ const SETTERS: Record<string, Apply> = {
   },
   torchserve_log_from_start: (s, raw) => {
     s.torchserveLogFromStart = parseBoolean(raw);
+  },
+  torchserve_hostname: (s, raw) => {
+    const host = raw.value.trim();
+    s.torchserveHostname = host === "" ? undefined : host;
   },
   histogram_gauges: (s, raw) => {
     s.histogramGauges = parseNames(raw);

@@ -88,6 +88,11 @@ export interface Settings {
   torchserveMetricsDir: string | undefined;
   /** Read TorchServe's live files from their beginning first, instead of from their end. */
   torchserveLogFromStart: boolean;
+  /**
+   * The followed TorchServe's hostname, for the access log's series until its metric lines name
+   * it; undefined: learned from its lines (the sidecar's own until then).
+   */
+  torchserveHostname: string | undefined;
   /** Gauges whose every value is also observed into a per-model histogram (percentiles). */
   histogramGauges: readonly string[];
   /** Files followed like `tail -F` for `[METRICS]` lines. */

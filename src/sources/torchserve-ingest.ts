@@ -39,6 +39,11 @@ export interface TorchServeLineIngestOptions {
    * for TorchServe to show it as a model; default 5000 ms.
    */
   waitMs?: number;
+  /**
+   * The followed TorchServe's hostname (torchserve_hostname), which the access log's series carry;
+   * default: the `hostname` of its first frontend or backend record (this service's until then).
+   */
+  hostname?: string | undefined;
   /** Longest model name or version the access log may make series for (max_label_value_length); default 1024. */
   maxLabelValueLength?: number;
   /** Where a type learned too late for its family is reported. */
@@ -102,9 +107,12 @@ export class TorchServeLineIngest {
   >();
   private waitingAccessCount = 0;
   private unservedNoted = false;
+  /** TorchServe's hostname: configured, or learned from its first metric record. */
+  private host: string | undefined;
 
   constructor(private readonly options: TorchServeLineIngestOptions) {
     this.maxAccessModels = options.maxAccessModels ?? 1000;
+    this.host = options.hostname;
   }
 
   /** Applies every record still waiting for its type, with the fallback type; no timer is left. */
@@ -135,7 +143,10 @@ export class TorchServeLineIngest {
           line.origin === "model_metrics"
             ? this.applyBackendRecord(line.payload, source)
             : this.options.ingest.apply(line.payload, source, TORCHSERVE_FRONTEND_RECORDS);
-        if (outcome.ok) this.noteModels(line.payload);
+        if (outcome.ok) {
+          this.noteModels(line.payload);
+          if (this.host === undefined) this.host = hostnameOf(line.payload);
+        }
         return { ...outcome, record: "metric" };
       }
       case "model":
@@ -328,6 +339,7 @@ export class TorchServeLineIngest {
       version: UNSERVED_MODEL,
       status: access.status,
       latencyMs: Math.max(0, access.ms),
+      hostname: this.host,
     });
   }
 
@@ -348,6 +360,7 @@ export class TorchServeLineIngest {
       status: access.status,
       // The clock going back makes TorchServe print a negative time; no request took less than 0.
       latencyMs: Math.max(0, access.ms),
+      hostname: this.host,
     });
     return { ok: true };
   }
@@ -368,4 +381,12 @@ function dimValue(payload: string, start: number): string {
   let end = start;
   while (end < payload.length && payload[end] !== "," && payload[end] !== "|") end++;
   return payload.slice(start, end);
+}
+
+/** The `hostname:` of a metric record's last segment, or undefined when it has none. */
+function hostnameOf(payload: string): string | undefined {
+  const at = payload.lastIndexOf("|#hostname:");
+  if (at < 0) return undefined;
+  const host = dimValue(payload, at + "|#hostname:".length);
+  return host === "" || CONTROL.test(host) || host.length > 1024 ? undefined : host;
 }

@@ -72,6 +72,8 @@ export interface AccessRecord {
   status: number;
   /** The line's time from the full request to the response. */
   latencyMs: number;
+  /** The followed TorchServe's hostname; default this service's. */
+  hostname?: string | undefined;
 }
 
 /** A gauge's histogram (see {@link GaugeHistogram}) bound to its instrument. */
@@ -346,17 +348,25 @@ export class MetricRecorder {
    */
   recordAccess(r: AccessRecord): void {
     if (r.status === 404) return;
-    const series = this.modelSeries(r.model, r.version);
+    const series = this.modelSeries(r.model, r.version, r.hostname);
     this.recordBound(series.responses[statusClass(r.status)], 1);
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
   /** The series of one model version, resolved on its first request. */
-  private modelSeries(model: string, version: string): ModelSeries {
-    const key = `${model}\u0000${version}`;
+  private modelSeries(model: string, version: string, hostname = this.hostname): ModelSeries {
+    const key =
+      hostname === this.hostname ? `${model}\u0000${version}` : `${model}\u0000${version}\u0000${hostname}`;
     let series = this.inference.get(key);
     if (series === undefined) {
-      const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
+      const context = {
+        model_name: model,
+        model_version: version,
+        ModelName: model,
+        Level: "Host",
+        hostname,
+        Hostname: hostname,
+      };
       const [requests, latency, queue, queueTime, workerThread, duration] = INFERENCE_METRICS.map((name) =>
         this.bind(name, context),
       );
