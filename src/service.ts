@@ -29,6 +29,7 @@ import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
+import { lookBack, LOOK_BACK_BYTES } from "./sources/look-back.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
@@ -439,6 +440,16 @@ function torchServeLogsPart(
   });
   return new TorchServeLogsPart({
     follower,
+    prime: () =>
+      ingest
+        .prime(() => lookBack(follower.paths))
+        .then(
+          (primed) =>
+            logger.info(
+              `TorchServe logs: ${primed} gauge series primed from the last ${LOOK_BACK_BYTES / (1024 * 1024)} MiB of each file`,
+            ),
+          (err: unknown) => logger.warn(`TorchServe logs: priming gauges failed: ${String(err)}`),
+        ),
     dirs: [...new Set([logDir, settings.torchserveMetricsDir ?? logDir])],
     fromStart: settings.torchserveLogFromStart,
     // The metric files' last line: the access log is written in every metrics_mode.

@@ -18,6 +18,11 @@ export interface TorchServeLogsOptions {
   logger: Logger;
   /** Milliseconds between backlog progress lines; default 5000. */
   progressEveryMs?: number;
+  /**
+   * Without fromStart: reads back the files' last lines to prime gauges, started once the files
+   * are open at their end and never awaited (the ports do not wait for it).
+   */
+  prime?: () => Promise<void>;
 }
 
 /**
@@ -50,6 +55,7 @@ export class TorchServeLogsPart implements ServicePart {
     if (!fromStart) {
       await follower.start();
       this.silence.start();
+      void this.options.prime?.();
       return;
     }
     await this.readBacklog();

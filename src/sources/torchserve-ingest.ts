@@ -71,6 +71,7 @@ const MAX_WAITING_ACCESS = 1000;
 // (model metrics), `WorkerName:W-<port>-<model>_<version>` (WorkerLoadTime).
 const MODEL_DIMS = ["|#model_name:", ",model_name:", "|#ModelName:", ",ModelName:"] as const;
 const WORKER_DIMS = ["|#WorkerName:W-", ",WorkerName:W-"] as const;
+const SEGMENT_MARK = "|#";
 // As metric lines refuse them (see metric-line.ts): no exposition parser takes them raw.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
@@ -109,6 +110,8 @@ export class TorchServeLineIngest {
   private unservedNoted = false;
   /** TorchServe's hostname: configured, or learned from its first metric record. */
   private host: string | undefined;
+  /** While a look-back is read: the series live records set meanwhile, which it must not undo. */
+  private primeSeen: Set<string> | undefined;
 
   constructor(private readonly options: TorchServeLineIngestOptions) {
     this.maxAccessModels = options.maxAccessModels ?? 1000;
@@ -147,6 +150,7 @@ export class TorchServeLineIngest {
           this.noteModels(line.payload);
           if (this.host === undefined) this.host = hostnameOf(line.payload);
         }
+        this.primeSeen?.add(seriesKey(line.payload));
         return { ...outcome, record: "metric" };
       }
       case "model":
@@ -232,6 +236,46 @@ export class TorchServeLineIngest {
     this.waitingLines -= waiting.lines.length;
     for (const { payload, source } of waiting.lines) {
       this.options.ingest.apply(payload, source, MODEL_METRICS_ONLY, type);
+    }
+  }
+
+  /**
+   * Primes from what TorchServe wrote before this service started, as `read` gives it (each
+   * file's last lines, oldest first): each gauge series takes the last value its records held,
+   * unless a live record set it meanwhile; types, served models and the hostname are learned.
+   * Counters and histograms are left alone: their history is not counted. Nothing is logged or
+   * counted for the lines read back. Resolves with how many gauge series were primed.
+   */
+  async prime(read: () => Promise<{ file: TorchServeFile; lines: readonly string[] }[]>): Promise<number> {
+    this.primeSeen = new Set();
+    try {
+      const files = await read();
+      const last = new Map<string, { payload: string; origin: "ts_metrics" | "model_metrics" }>();
+      // ts_log.log first: the types of auto-detected metrics and the models served.
+      for (const { file, lines } of [...files].sort(
+        (a, b) => Number(b.file === "ts_log") - Number(a.file === "ts_log"),
+      )) {
+        if (file === "access_log") continue;
+        for (const text of lines) {
+          const line = classifyTorchServeLine(text, file);
+          if (line.kind === "type") this.learn(line.name, line.type);
+          else if (line.kind === "model") this.serve(line.model);
+          else if (line.kind === "metric" && line.origin !== "worker") {
+            last.set(seriesKey(line.payload), { payload: line.payload, origin: line.origin });
+          }
+        }
+      }
+      let primed = 0;
+      for (const [key, { payload, origin }] of last) {
+        this.noteModels(payload);
+        if (this.host === undefined) this.host = hostnameOf(payload);
+        if (this.primeSeen.has(key)) continue;
+        const permission = origin === "ts_metrics" ? TORCHSERVE_FRONTEND_RECORDS : MODEL_METRICS_ONLY;
+        if (this.options.ingest.prime(payload, permission)) primed++;
+      }
+      return primed;
+    } finally {
+      this.primeSeen = undefined;
     }
   }
 
@@ -389,4 +433,13 @@ function hostnameOf(payload: string): string | undefined {
   if (at < 0) return undefined;
   const host = dimValue(payload, at + "|#hostname:".length);
   return host === "" || CONTROL.test(host) || host.length > 1024 ? undefined : host;
+}
+
+/** What tells a record's series apart: its name, dimensions and hostname (not value, ids or time). */
+function seriesKey(payload: string): string {
+  const dot = payload.indexOf(".");
+  const dims = payload.indexOf(SEGMENT_MARK);
+  const tail = payload.lastIndexOf(SEGMENT_MARK);
+  if (dot < 0 || dims < 0) return payload;
+  return `${payload.slice(0, dot)}${payload.slice(dims, tail)}\u0000${hostnameOf(payload) ?? ""}`;
 }
