@@ -12,8 +12,8 @@ export interface TorchServeLogsOptions {
   dirs: readonly string[];
   /** torchserve_log_from_start: the files' existing lines (the backlog) are read first. */
   fromStart: boolean;
-  /** Milliseconds without a metric line after which a WARN says why there may be none. */
-  silenceAfterMs: number;
+  /** Milliseconds without a metric line after which a WARN says why there may be none (asked at each check). */
+  silenceAfterMs: number | (() => number);
   onSilence(silentMs: number): void;
   logger: Logger;
   /** Milliseconds between backlog progress lines; default 5000. */

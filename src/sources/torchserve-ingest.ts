@@ -110,6 +110,12 @@ export class TorchServeLineIngest {
   private unservedNoted = false;
   /** TorchServe's hostname: configured, or learned from its first metric record. */
   private host: string | undefined;
+  /** The hostname of the first frontend record, and whether a second one was reported. */
+  private frontendHost: string | undefined;
+  private secondHostWarned = false;
+  /** TorchServe's metric interval, from the timestamps of its MemoryUsed records (one per burst). */
+  private intervalMs: number | undefined;
+  private lastBurstAt: number | undefined;
   /** While a look-back is read: the series live records set meanwhile, which it must not undo. */
   private primeSeen: Set<string> | undefined;
 
@@ -149,6 +155,7 @@ export class TorchServeLineIngest {
         if (outcome.ok) {
           this.noteModels(line.payload);
           if (this.host === undefined) this.host = hostnameOf(line.payload);
+          if (line.origin === "ts_metrics") this.watchFrontend(line.payload, source);
         }
         this.primeSeen?.add(seriesKey(line.payload));
         return { ...outcome, record: "metric" };
@@ -277,6 +284,41 @@ export class TorchServeLineIngest {
     } finally {
       this.primeSeen = undefined;
     }
+  }
+
+  /** TorchServe's metric_time_interval in milliseconds, once two bursts of host metrics showed it. */
+  metricIntervalMs(): number | undefined {
+    return this.intervalMs;
+  }
+
+  /**
+   * Learns TorchServe's interval from its host-metric bursts, and warns once when a second
+   * TorchServe (another hostname) writes the same files: their lines would be merged.
+   */
+  private watchFrontend(payload: string, source: LineSource): void {
+    const host = hostnameOf(payload);
+    if (host !== undefined) {
+      this.frontendHost ??= host;
+      if (host !== this.frontendHost && !this.secondHostWarned) {
+        this.secondHostWarned = true;
+        this.options.logger?.warn(
+          `TorchServe logs (${source}): two TorchServes write these files, on hosts ${this.frontendHost} and ${host}; ` +
+            "their counters are added together where their labels meet. Run one sidecar per TorchServe log " +
+            "directory (give each TorchServe its own LOG_LOCATION and METRICS_LOCATION)",
+        );
+      }
+    }
+    if (!payload.startsWith("MemoryUsed.")) return;
+    const at = payload.lastIndexOf(",timestamp:");
+    const seconds = at < 0 ? NaN : Number(payload.slice(at + ",timestamp:".length));
+    if (!Number.isFinite(seconds)) return;
+    const ms = seconds * 1000;
+    if (this.lastBurstAt !== undefined && ms > this.lastBurstAt) {
+      const gap = ms - this.lastBurstAt;
+      // The smallest gap: a burst TorchServe skipped (a failed GPU read) makes one gap longer.
+      if (this.intervalMs === undefined || gap < this.intervalMs) this.intervalMs = gap;
+    }
+    this.lastBurstAt = ms;
   }
 
   /** Notes the models a frontend or backend record of TorchServe names. */

@@ -205,7 +205,31 @@ describe("next to a running TorchServe", function () {
     await until(() => hints().length > 0, "the hint");
     await sleep(1000);
     expect(hints()).to.have.length(1);
-    expect(hints()[0]).to.match(/^WARN no metric line from TorchServe in 0 s .*Set metrics_mode=log/);
+    expect(hints()[0]).to.match(/^WARN nothing from TorchServe in 0 s .*set metrics_mode=log/);
+  });
+
+  it("words the silence warning for what it saw: access lines without metric lines mean metrics_mode=prometheus; lines that stopped do not", async () => {
+    const writer = new TorchServeLogWriter({ logDir: dir });
+    await writer.open();
+    // Silence after 4 s: the access line below is read (every 500 ms) well before the first check.
+    const started = await startTestService({ torchserveLogDir: dir, metricTimeInterval: 2 });
+    service = started.service;
+    const t = log4jTime(new Date());
+    await appendFile(
+      `${dir}/access_log.log`,
+      `${t} - /127.0.0.1:1 "POST /predictions/mnist HTTP/1.1" 200 3\n`,
+    );
+    const warned = (re: RegExp): string[] =>
+      started.logger.lines.filter((l) => l.startsWith("WARN") && re.test(l));
+    await until(() => warned(/runs with metrics_mode=prometheus/).length > 0, "the prometheus-mode warning");
+    expect(warned(/runs with metrics_mode=prometheus/)[0]).to.match(
+      /TorchServe answered 1 requests in its access log/,
+    );
+    await writer.writeRequests(1);
+    await until(() => warned(/metric lines stopped/).length > 0, "the stopped warning");
+    expect(warned(/metric lines stopped/)[0]).to.include("has probably stopped, hung");
+    expect(warned(/metric lines stopped/)[0]).not.to.include("Set metrics_mode=log");
+    await writer.close();
   });
 
   it("refuses to write metrics_mode=log files into the TorchServe directory it follows (exit status 2)", async () => {

@@ -483,6 +483,30 @@ describe("TorchServeLineIngest", () => {
     });
   });
 
+  describe("what TorchServe's lines say about it", () => {
+    const memory = (host: string, timestamp: number) =>
+      `${T} - MemoryUsed.Megabytes:100.0|#Level:Host|#hostname:${host},timestamp:${timestamp}`;
+
+    it("learns TorchServe's metric interval from the cadence of its host-metric bursts (the smallest gap)", () => {
+      const { ts } = rig();
+      expect(ts.metricIntervalMs()).to.equal(undefined);
+      for (const at of [1000, 1030, 1090, 1120]) ts.apply(memory(H, at), "torchserve", "ts_metrics");
+      expect(ts.metricIntervalMs()).to.equal(30_000);
+    });
+
+    it("warns once, naming both hosts, when two TorchServes write one directory", () => {
+      const { h, ts } = rig();
+      ts.apply(memory("host-a", 1), "torchserve", "ts_metrics");
+      ts.apply(memory("host-a", 2), "torchserve", "ts_metrics");
+      ts.apply(memory("host-b", 2), "torchserve", "ts_metrics");
+      ts.apply(memory("host-c", 3), "torchserve", "ts_metrics");
+      const warned = h.logger.lines.filter((l) => l.includes("two TorchServes"));
+      expect(warned).to.have.length(1);
+      expect(warned[0]).to.include("host-a and host-b");
+      expect(warned[0]).to.include("one sidecar per TorchServe log directory");
+    });
+  });
+
   describe("a followed file's content in the log", () => {
     const SECRET = "root:$6$Zk1secretsalt$Qm9vYmFyYmF6aGFzaA:19000:0:99999:7:::";
 
