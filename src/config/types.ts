@@ -52,6 +52,10 @@ export interface Settings {
   inferenceAddress: ListenAddress;
   certificateFile: string | undefined;
   privateKeyFile: string | undefined;
+  /** OpenSSL cipher list for TLS 1.2 on https addresses; undefined: forward-secret suites only. */
+  tlsCiphers: string | undefined;
+  /** Milliseconds an https client has from its TCP connection to the end of its TLS handshake. */
+  tlsHandshakeTimeoutMs: number;
   /** The nvidia-smi executable (a name looked up on PATH, or a path). */
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */

@@ -3,7 +3,7 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { parseProperties } from "../../src/config/properties.js";
-import { resolveSettings } from "../../src/config/settings.js";
+import { DEFAULT_SETTINGS, resolveSettings } from "../../src/config/settings.js";
 import type { Settings } from "../../src/config/types.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { REPO_ROOT } from "../support/cli.js";
@@ -208,9 +208,9 @@ describe("examples/torchserve-sidecar and the systemd unit", function () {
       expect(value("RestartPreventExitStatus")?.split(/\s+/)).to.include("2");
     });
 
-    it("signals the service alone and waits longer than its graceful stop (5 s OTLP export + 5 s to SIGKILL workers)", function () {
+    it("signals the service alone and waits longer than its graceful stop (drain_timeout + 5 s to SIGKILL workers + 5 s OTLP export)", function () {
       expect(value("KillMode")).to.equal("mixed");
-      expect(Number(value("TimeoutStopSec"))).to.be.greaterThan(5 + 5);
+      expect(Number(value("TimeoutStopSec"))).to.be.greaterThan(DEFAULT_SETTINGS.drainTimeoutSeconds + 5 + 5);
     });
   });
 });

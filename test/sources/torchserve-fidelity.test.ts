@@ -349,7 +349,7 @@ const SCENARIOS: Scenario[] = [
   {
     title: "totals that interval sums would round differently (TorchServe adds each in turn)",
     updates: [71884, "scrape", 0.002, 0.28, "scrape", 0.1, 0.2, 0.3].map((value): Update =>
-      value === "scrape"
+      typeof value === "string"
         ? { by: "scrape" }
         : {
             by: "frontend",
