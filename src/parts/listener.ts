@@ -2,13 +2,22 @@ import type { RequestListener, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { ListenAddress } from "../config/types.js";
 import type { Logger } from "../log.js";
-import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "../server/listen.js";
+import { answerConnectRequests } from "../server/connect-requests.js";
+import {
+  answerClientErrors,
+  listen,
+  type ConnectionLimits,
+  type ListeningServer,
+  type TlsFiles,
+} from "../server/listen.js";
 
 /** What a {@link Listener} serves, and where. */
 export interface ListenerOptions {
   address: ListenAddress;
   handler: RequestListener;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   /** Hears every response Node answers by itself (400, 408, 431), for Requests4XX. */
   onClientErrorResponse(status: number): void;
   /** Names the server in messages (`metrics API`). */
@@ -32,7 +41,8 @@ export class Listener {
   private draining = false;
   private closing: Promise<void> | undefined;
   private closed = false;
-  private drained: (() => void) | undefined;
+  /** Heard when the last open response ends. */
+  private readonly emptied: (() => void)[] = [];
 
   constructor(private readonly options: ListenerOptions) {}
 
@@ -59,8 +69,15 @@ export class Listener {
         handler(req, res);
       },
       this.options.tls,
+      this.options.limits,
     );
     answerClientErrors(this.listening.server, (status) => this.options.onClientErrorResponse(status));
+    answerConnectRequests(this.listening.server, (status) => this.options.onClientErrorResponse(status));
+  }
+
+  /** https: serves `files` to new connections; throws when OpenSSL cannot use them. */
+  replaceTls(files: TlsFiles): void {
+    this.listening?.replaceTls(files);
   }
 
   /** Responses in flight now. */
@@ -78,36 +95,39 @@ export class Listener {
     this.closing = listening.close(Math.max(0, deadline - performance.now())).then(() => {
       this.closed = true;
     });
-    if (this.open.size === 0) return;
-    let timer: NodeJS.Timeout | undefined;
-    await new Promise<void>((resolve) => {
-      this.drained = resolve;
-      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
-    });
-    clearTimeout(timer);
-    this.drained = undefined;
+    await this.responsesEnded(deadline - performance.now());
   }
 
-  /** Destroys every connection still open and resolves once the server is closed. */
+  /**
+   * Destroys every connection still open and resolves once the server is closed and every
+   * response has heard its connection close (so that whoever owns a request has seen it end).
+   */
   async stop(): Promise<void> {
     const listening = this.listening;
-    if (listening === undefined || this.closed) return;
+    if (listening === undefined) return;
     this.draining = true;
-    // Grace 0: whatever a drain left (or everything, without one) is cut now.
-    const closed = Promise.all([listening.close(0), this.closing]).then(() => true);
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<false>((resolve) => {
-      timer = setTimeout(() => resolve(false), CLOSED_WITHIN_MS);
-    });
-    const inTime = await Promise.race([closed, late]);
-    clearTimeout(timer);
-    this.closed = true;
+    const started = performance.now();
+    if (!this.closed) {
+      // Grace 0: whatever a drain left (or everything, without one) is cut now.
+      const closed = Promise.all([listening.close(0), this.closing]);
+      await raceTimer(closed, CLOSED_WITHIN_MS);
+      this.closed = true;
+    }
+    // Node reports the server closed before the responses on the cut connections hear of it.
+    await this.responsesEnded(CLOSED_WITHIN_MS - (performance.now() - started));
     // Nothing here may hold the stop: the process exits all the same, so say what was left.
-    if (!inTime) {
+    if (this.open.size > 0) {
       this.options.logger.warn(
-        `${this.options.name}: connections still open ${CLOSED_WITHIN_MS} ms after every one was cut; not waiting for them`,
+        `${this.options.name}: ${this.open.size} response(s) still open ${CLOSED_WITHIN_MS} ms after every ` +
+          "connection was cut; not waiting for them",
       );
     }
+  }
+
+  /** Resolves once no response is open, or after `withinMs`. */
+  private async responsesEnded(withinMs: number): Promise<void> {
+    if (this.open.size === 0) return;
+    await raceTimer(new Promise<void>((resolve) => this.emptied.push(resolve)), Math.max(0, withinMs));
   }
 
   private ended(res: ServerResponse): void {
@@ -115,6 +135,16 @@ export class Listener {
     if (!this.draining) return;
     // A response that went out with keep-alive before the drain leaves an idle connection.
     this.listening?.server.closeIdleConnections();
-    if (this.open.size === 0) this.drained?.();
+    if (this.open.size === 0) for (const heard of this.emptied.splice(0)) heard();
   }
+}
+
+/** Waits for `promise`, or `ms`, whichever comes first. */
+async function raceTimer(promise: Promise<unknown>, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+  });
+  await Promise.race([promise, late]);
+  clearTimeout(timer);
 }

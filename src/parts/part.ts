@@ -49,7 +49,7 @@ export async function startParts(parts: readonly ServicePart[], started: Started
 export async function stopParts(started: StartedParts, drainMs: number, logger: Logger): Promise<void> {
   const parts = started.splice(0).reverse();
   const deadline = performance.now() + drainMs;
-  await Promise.all(
+  const drains = Promise.all(
     parts.map(async (part) => {
       try {
         await part.drain?.(deadline);
@@ -58,6 +58,13 @@ export async function stopParts(started: StartedParts, drainMs: number, logger: 
       }
     }),
   );
+  // Each part ends its own drain at the deadline; this bound holds even for one that would not.
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, drainMs);
+  });
+  await Promise.race([drains, late]);
+  clearTimeout(timer);
   for (const part of parts) {
     try {
       await part.stop();

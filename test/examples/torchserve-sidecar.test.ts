@@ -208,7 +208,7 @@ describe("examples/torchserve-sidecar and the systemd unit", function () {
       expect(value("RestartPreventExitStatus")?.split(/\s+/)).to.include("2");
     });
 
-    it("signals the service alone and waits longer than its graceful stop (15 s drain + 5 s to SIGKILL workers + 5 s OTLP export)", function () {
+    it("signals the service alone and waits longer than its graceful stop (drain_timeout + 5 s to SIGKILL workers + 5 s OTLP export)", function () {
       expect(value("KillMode")).to.equal("mixed");
       expect(Number(value("TimeoutStopSec"))).to.be.greaterThan(DEFAULT_SETTINGS.drainTimeoutSeconds + 5 + 5);
     });
