@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
@@ -18,17 +16,21 @@ import { createInferenceHandler } from "./frontend/inference-server.js";
 import { FileFollowerPart } from "./parts/file-follower.js";
 import { InferenceApiPart } from "./parts/inference-api.js";
 import { LineStreamPart } from "./parts/line-stream.js";
+import { CertificateReloadPart } from "./parts/certificate-reload.js";
 import { LogWriterPart } from "./parts/log-writer.js";
 import { MetricsApiPart } from "./parts/metrics-api.js";
 import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import type { TlsFiles } from "./server/listen.js";
+import { DEFAULT_LIMITS, type ConnectionLimits, type TlsFiles } from "./server/listen.js";
+import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
+import { describeTorchServeSilence } from "./sources/silence-watch.js";
+import { lookBack, LOOK_BACK_BYTES } from "./sources/look-back.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
@@ -133,7 +135,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const needsTls =
     (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
     (inferenceEnabled && settings.inferenceAddress.protocol === "https");
-  const tls = needsTls ? readTls(settings) : undefined;
+  const tls = needsTls ? readTlsSettings(settings) : undefined;
+  const limits = { ...DEFAULT_LIMITS, tlsHandshakeTimeoutMs: settings.tlsHandshakeTimeoutMs };
   const hostname = options.hostname ?? osHostname();
   const declared = new Set(catalog.metrics.map((m) => m.name));
   const metrics = [
@@ -144,6 +147,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   // Next to a running TorchServe its own figures win: its lines count its responses and carry its
   // host's and GPUs' metrics every minute.
   const followsTorchServe = settings.torchserveLogDir !== undefined || options.logStream !== undefined;
+  if (settings.torchserveLogDir !== undefined && options.logStream !== undefined) {
+    logger.warn(
+      `reading TorchServe's console on standard input and following torchserve_log_dir=${settings.torchserveLogDir}: ` +
+        "if they are the same TorchServe, every record is counted twice (its console repeats its log files). " +
+        "Use one: drop --stdin, or remove torchserve_log_dir from the sidecar's config",
+    );
+  }
   const countResponse = followsTorchServe
     ? () => undefined
     : (status: number) => recorder.recordResponse(status);
@@ -214,6 +224,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     options,
     logger,
     tls,
+    limits,
     inferenceEnabled,
     followsTorchServe,
     logDirectory,
@@ -289,6 +300,8 @@ interface PartsWiring {
   options: MetricsServiceOptions;
   logger: Logger;
   tls: TlsFiles | undefined;
+  /** Connection limits of both listeners. */
+  limits: ConnectionLimits;
   inferenceEnabled: boolean;
   followsTorchServe: boolean;
   /** Where metrics_mode=log|legacy writes; undefined in prometheus mode. */
@@ -318,8 +331,17 @@ interface ServiceParts {
  * stopParts). A new source is one more entry here.
  */
 function buildParts(wiring: PartsWiring): ServiceParts {
-  const { settings, options, logger, tls, inferenceEnabled, followsTorchServe, hostname, logDirectory } =
-    wiring;
+  const {
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    hostname,
+    logDirectory,
+  } = wiring;
   const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
   const { recorder } = telemetry;
   const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
@@ -366,6 +388,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
     ? new MetricsApiPart({
         address: settings.metricsAddress,
         tls,
+        limits,
         handler: createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
@@ -382,6 +405,8 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         jobQueueSize: settings.jobQueueSize,
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
         defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
+        clientBodyTimeoutSeconds: settings.clientBodyTimeoutSeconds,
+        clientReadTimeoutSeconds: settings.clientReadTimeoutSeconds,
         recorder,
         lifecycle: ownMetrics,
         logger,
@@ -402,6 +427,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
       : new InferenceApiPart({
           address: settings.inferenceAddress,
           tls,
+          limits,
           frontend,
           handler: createInferenceHandler({
             frontend,
@@ -420,6 +446,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
     recorder,
     logger,
     maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
     // TorchServe's echoes of its metric types are in ts_log.log and on its console.
     typesFollowed: followsTorchServe,
   });
@@ -454,6 +481,22 @@ function buildParts(wiring: PartsWiring): ServiceParts {
   // a port answers is read; a backlog (torchserve_log_from_start) is read behind open ports.
   if (metricsApi !== undefined) parts.push(metricsApi);
   if (inferenceApi !== undefined) parts.push(inferenceApi);
+  if (tls !== undefined) {
+    parts.push(
+      new CertificateReloadPart({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsApi?.replaceTls(files);
+          inferenceApi?.replaceTls(files);
+        },
+      }),
+    );
+  }
   return { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend };
 }
 
@@ -504,16 +547,30 @@ function torchServeLogsPart(
   });
   return new TorchServeLogsPart({
     follower,
+    prime: () =>
+      ingest
+        .prime(() => lookBack(follower.paths))
+        .then(
+          (primed) =>
+            logger.info(
+              `TorchServe logs: ${primed} gauge series primed from the last ${LOOK_BACK_BYTES / (1024 * 1024)} MiB of each file`,
+            ),
+          (err: unknown) => logger.warn(`TorchServe logs: priming gauges failed: ${String(err)}`),
+        ),
     dirs: [...new Set([logDir, settings.torchserveMetricsDir ?? logDir])],
     fromStart: settings.torchserveLogFromStart,
-    // The metric files' last line: the access log is written in every metrics_mode.
-    silenceAfterMs: 2 * settings.metricTimeInterval * 1000,
+    // The metric files' last line: the access log is written in every metrics_mode. Twice
+    // TorchServe's own interval once its lines show it, else twice metric_time_interval.
+    silenceAfterMs: () => 2 * (ingest.metricIntervalMs() ?? settings.metricTimeInterval * 1000),
     onSilence: (ms) =>
       logger.warn(
-        `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${logDir}): ` +
-          "it writes them every metric_time_interval in metrics_mode=log (its default) or legacy; with " +
-          "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
-          "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
+        describeTorchServeSilence({
+          silentMs: ms,
+          logDir,
+          sawMetricLines: follower.lastLineAt() !== undefined,
+          accessLines: follower.linesRead("access_log"),
+          intervalMs: ingest.metricIntervalMs(),
+        }),
       ),
     logger,
   });
@@ -521,60 +578,3 @@ function torchServeLogsPart(
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
-
-/**
- * Reads the certificate and key, and checks each alone and then the pair before anything listens,
- * so that the error names the file that is wrong.
- */
-function readTls(settings: Settings): TlsFiles {
-  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
-  const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
-    }
-  };
-  const files = {
-    cert: read("certificate_file", settings.certificateFile),
-    key: read("private_key_file", settings.privateKeyFile),
-  };
-  const failure = (options: Partial<TlsFiles>): string | undefined => {
-    try {
-      createSecureContext(options);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
-  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
-  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
-  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
-  const certProblem = failure({ cert: files.cert });
-  if (certProblem !== undefined) {
-    const hint = holdsKey
-      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
-      : "";
-    throw new ConfigError(
-      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
-      origin("certificate_file", settings.certificateFile),
-    );
-  }
-  const keyProblem = failure({ key: files.key });
-  if (keyProblem !== undefined) {
-    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
-    throw new ConfigError(
-      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  const pairProblem = failure(files);
-  if (pairProblem !== undefined) {
-    throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  return files;
-}

@@ -1,8 +1,9 @@
 import type { RequestListener } from "node:http";
 import type { ListenAddress } from "../config/types.js";
 import type { InferenceFrontend } from "../frontend/frontend.js";
+import { acceptHalfClosedClients } from "../frontend/inference-server.js";
 import type { Logger } from "../log.js";
-import type { TlsFiles } from "../server/listen.js";
+import type { ConnectionLimits, TlsFiles } from "../server/listen.js";
 import { isLoopbackAddress } from "../server/loopback.js";
 import { Listener } from "./listener.js";
 import type { ServicePart } from "./part.js";
@@ -11,6 +12,8 @@ import type { ServicePart } from "./part.js";
 export interface InferenceApiOptions {
   address: ListenAddress;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   frontend: InferenceFrontend;
   /** The inference handler (createInferenceHandler over `frontend`), which counts its responses. */
   handler: RequestListener;
@@ -37,6 +40,7 @@ export class InferenceApiPart implements ServicePart {
       name: this.name,
       address: options.address,
       tls: options.tls,
+      limits: options.limits,
       handler: options.handler,
       onClientErrorResponse: (status) => options.onClientErrorResponse(status),
       logger: options.logger,
@@ -48,6 +52,11 @@ export class InferenceApiPart implements ServicePart {
     return this.listener.url;
   }
 
+  /** https: serves a reloaded certificate and key to new connections. */
+  replaceTls(files: TlsFiles): void {
+    this.listener.replaceTls(files);
+  }
+
   activity(): string | undefined {
     return this.url === undefined ? undefined : `inference API on ${this.url}`;
   }
@@ -55,6 +64,8 @@ export class InferenceApiPart implements ServicePart {
   async start(): Promise<void> {
     const { logger, frontend, versions, address } = this.options;
     await this.listener.start();
+    const server = this.listener.server?.server;
+    if (server !== undefined) acceptHalfClosedClients(server);
     const url = this.url ?? "";
     logger.info(`inference API listening on ${url} (${versions} model version${versions === 1 ? "" : "s"})`);
     const bound = this.listener.server?.server.address();

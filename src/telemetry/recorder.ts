@@ -72,6 +72,8 @@ export interface AccessRecord {
   status: number;
   /** The line's time from the full request to the response. */
   latencyMs: number;
+  /** The followed TorchServe's hostname; default this service's. */
+  hostname?: string | undefined;
 }
 
 /** A gauge's histogram (see {@link GaugeHistogram}) bound to its instrument. */
@@ -275,6 +277,16 @@ export class MetricRecorder {
     this.recordInto(series, value, line);
   }
 
+  /**
+   * Sets a gauge series from {@link bindLine} to a value it held before this service started
+   * (read back from a log): no listener hears it and no histogram observes it, since it is no new
+   * update. Ignored for a counter or histogram, whose history must not be counted.
+   */
+  primeGauge(series: LineSeries, value: number): void {
+    if (series.instrument.definition.type !== "gauge" || !Number.isFinite(value)) return;
+    this.pending.set(series, value);
+  }
+
   private declared(name: string): CatalogInstrument {
     const instrument = this.instruments.get(name);
     if (instrument === undefined) throw new MetricRecordError(name, "not declared in the metrics catalog");
@@ -346,17 +358,25 @@ export class MetricRecorder {
    */
   recordAccess(r: AccessRecord): void {
     if (r.status === 404) return;
-    const series = this.modelSeries(r.model, r.version);
+    const series = this.modelSeries(r.model, r.version, r.hostname);
     this.recordBound(series.responses[statusClass(r.status)], 1);
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
   /** The series of one model version, resolved on its first request. */
-  private modelSeries(model: string, version: string): ModelSeries {
-    const key = `${model}\u0000${version}`;
+  private modelSeries(model: string, version: string, hostname = this.hostname): ModelSeries {
+    const key =
+      hostname === this.hostname ? `${model}\u0000${version}` : `${model}\u0000${version}\u0000${hostname}`;
     let series = this.inference.get(key);
     if (series === undefined) {
-      const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
+      const context = {
+        model_name: model,
+        model_version: version,
+        ModelName: model,
+        Level: "Host",
+        hostname,
+        Hostname: hostname,
+      };
       const [requests, latency, queue, queueTime, workerThread, duration] = INFERENCE_METRICS.map((name) =>
         this.bind(name, context),
       );

@@ -21,6 +21,8 @@ describe("DEFAULT_SETTINGS", () => {
       inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 8080 },
       certificateFile: undefined,
       privateKeyFile: undefined,
+      tlsCiphers: undefined,
+      tlsHandshakeTimeoutMs: 10000,
       nvidiaSmiPath: "nvidia-smi",
       nvidiaSmiTimeoutMs: 5000,
       seriesExpirySeconds: 0,
@@ -30,10 +32,13 @@ describe("DEFAULT_SETTINGS", () => {
       jobQueueSize: 100,
       defaultResponseTimeoutSeconds: 120,
       defaultStartupTimeoutSeconds: 120,
+      clientBodyTimeoutSeconds: 30,
+      clientReadTimeoutSeconds: 60,
       drainTimeoutSeconds: 15,
       torchserveLogDir: undefined,
       torchserveMetricsDir: undefined,
       torchserveLogFromStart: false,
+      torchserveHostname: undefined,
       histogramGauges: ["HandlerTime", "PredictionTime"],
       metricLogFiles: [],
       metricLinesMaxBytes: 8388608,
@@ -113,10 +118,14 @@ describe("resolveSettings", () => {
           "inference_address=http://[::1]:0",
           "certificate_file=tls/cert.pem",
           `private_key_file=${join(dir, "tls", "key.pem")}`,
+          "tls_ciphers=HIGH:!aNULL",
+          "tls_handshake_timeout_ms=3000",
           "nvidia_smi_path=/usr/local/bin/nvidia-smi",
           "nvidia_smi_timeout_ms=1500",
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
+          "client_body_timeout=5",
+          "client_read_timeout=0.25",
           "drain_timeout=2.5",
         ].join("\n"),
       );
@@ -133,6 +142,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "::1", port: 0 },
         certificateFile: join(dir, "tls", "cert.pem"),
         privateKeyFile: join(dir, "tls", "key.pem"),
+        tlsCiphers: "HIGH:!aNULL",
+        tlsHandshakeTimeoutMs: 3000,
         nvidiaSmiPath: "/usr/local/bin/nvidia-smi",
         nvidiaSmiTimeoutMs: 1500,
         seriesExpirySeconds: 0,
@@ -142,10 +153,13 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 30,
         defaultStartupTimeoutSeconds: 0.5,
+        clientBodyTimeoutSeconds: 5,
+        clientReadTimeoutSeconds: 0.25,
         drainTimeoutSeconds: 2.5,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
@@ -272,6 +286,17 @@ describe("resolveSettings", () => {
       expect(err.value).to.equal("worse");
     });
 
+    it("refuses a tls_ciphers list OpenSSL cannot use and a handshake timeout of 0", () => {
+      for (const [line, key] of [
+        ["tls_ciphers=NOT-A-CIPHER", "tls_ciphers"],
+        ["tls_ciphers=RC4-SHA", "tls_ciphers"],
+        ["tls_handshake_timeout_ms=0", "tls_handshake_timeout_ms"],
+      ] as const) {
+        const err = catchConfigError(() => resolveText(`${line}\n`));
+        expect([err.key, err.exitCode]).to.deep.equal([key, 2]);
+      }
+    });
+
     it("accepts TorchServe's other keys, warning only that its .mar models are not served", () => {
       const settings = resolveText(
         [
@@ -381,6 +406,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "localhost", port: 18080 },
         certificateFile: join(dir, "c.pem"),
         privateKeyFile: join(dir, "k.pem"),
+        tlsCiphers: undefined,
+        tlsHandshakeTimeoutMs: 10000,
         nvidiaSmiPath: "smi",
         nvidiaSmiTimeoutMs: 250,
         seriesExpirySeconds: 0,
@@ -390,10 +417,13 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 120,
         defaultStartupTimeoutSeconds: 120,
+        clientBodyTimeoutSeconds: 30,
+        clientReadTimeoutSeconds: 60,
         drainTimeoutSeconds: 15,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
