@@ -347,7 +347,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
   const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
   // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
   // Telemetry first, so that it stops last: its final OTLP export comes after everything was
-  // counted. The servers open before the followers start, so no backlog delays the ports.
+  // counted. The servers come last, so they stop first.
   const telemetryPart = new TelemetryPart({
     provider: telemetry.provider,
     describe: wiring.pushDescribe,
@@ -399,7 +399,6 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         logger,
       })
     : undefined;
-  if (metricsApi !== undefined) parts.push(metricsApi);
   const frontend = inferenceEnabled
     ? new InferenceFrontend({
         models: settings.models,
@@ -441,23 +440,6 @@ function buildParts(wiring: PartsWiring): ServiceParts {
           versions: settings.models.length,
           logger,
         });
-  if (inferenceApi !== undefined) parts.push(inferenceApi);
-  if (tls !== undefined) {
-    parts.push(
-      new CertificateReloadPart({
-        paths: {
-          certificateFile: settings.certificateFile ?? "",
-          privateKeyFile: settings.privateKeyFile ?? "",
-        },
-        loaded: tls,
-        logger,
-        apply: (files) => {
-          metricsApi?.replaceTls(files);
-          inferenceApi?.replaceTls(files);
-        },
-      }),
-    );
-  }
   // Every form TorchServe writes, recognised per line; other lines of a log are not records.
   const torchServeIngest = new TorchServeLineIngest({
     ingest,
@@ -492,6 +474,26 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         name: "standard input",
         logger,
         onLine: (line) => torchServeIngest.apply(line, "stdin"),
+      }),
+    );
+  }
+  // The servers open last: every follower is at its file's end by then, so a line written once
+  // a port answers is read; a backlog (torchserve_log_from_start) is read behind open ports.
+  if (metricsApi !== undefined) parts.push(metricsApi);
+  if (inferenceApi !== undefined) parts.push(inferenceApi);
+  if (tls !== undefined) {
+    parts.push(
+      new CertificateReloadPart({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsApi?.replaceTls(files);
+          inferenceApi?.replaceTls(files);
+        },
       }),
     );
   }
