@@ -94,6 +94,9 @@ export class InferenceFrontend {
       if (config.isDefault) this.defaults.set(config.model, config.version);
       options.lifecycle?.jobQueueSize(config.model, config.version, options.jobQueueSize);
       recorder.recordQueueDepth(config.model, 0);
+      recorder.modelKnown(config.model, config.version);
+      // A request naming no version is counted under `default`, as TorchServe counts it.
+      if (config.isDefault) recorder.modelKnown(config.model, "default");
     }
   }
 

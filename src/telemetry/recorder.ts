@@ -212,6 +212,11 @@ export class MetricRecorder {
      * followed TorchServe, whose own lines count its responses.
      */
     private readonly inferenceResponses = true,
+    /**
+     * Whether {@link modelKnown} also starts the ts_* counters at zero (`torchserve_zero_series`);
+     * TorchServe prints them only from a model's first request.
+     */
+    private readonly torchServeZeroSeries = false,
   ) {}
 
   /**
@@ -350,7 +355,17 @@ export class MetricRecorder {
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
-  /** The series of one model version, resolved on its first request. */
+  /**
+   * A model version is known (configured in the frontend, or shown by a followed TorchServe): its
+   * serve_inference_responses_total series (each status class) and serve_request_duration_seconds
+   * exist from now on at zero, so that `rate()` reads 0 before the first request instead of
+   * nothing; with `torchserve_zero_series` the ts_* counters too. Calling it again does nothing.
+   */
+  modelKnown(model: string, version: string): void {
+    this.modelSeries(model, version);
+  }
+
+  /** The series of one model version, resolved when it is first known (and zeroed then). */
   private modelSeries(model: string, version: string): ModelSeries {
     const key = `${model}\u0000${version}`;
     let series = this.inference.get(key);
@@ -373,8 +388,22 @@ export class MetricRecorder {
       // Models come from configuration, but the public API takes any name: keep the cache bounded.
       if (this.inference.size >= MAX_CACHED_MODELS) this.inference.clear();
       this.inference.set(key, series);
+      for (const zero of [series.duration, ...Object.values(series.responses)]) this.startAtZero(zero);
+      if (this.torchServeZeroSeries) for (const zero of [requests, latency, queue]) this.startAtZero(zero);
     }
     return series;
+  }
+
+  /**
+   * Makes a counter or histogram series exist with nothing counted: a counter gets 0 added, a
+   * histogram a NaN observation, which the SDK's (explicit and exponential) histograms drop after
+   * creating the series, so it shows with every bucket, its count and its sum at 0.
+   */
+  private startAtZero(series: BoundSeries | undefined): void {
+    if (series === undefined) return;
+    const type = series.instrument.definition.type;
+    if (type === "counter") this.pending.add(series, 0);
+    else if (type === "histogram") series.instrument.record(Number.NaN, series.attributes);
   }
 
   /** Sets how many requests for `model` wait for a worker. */

@@ -24,6 +24,7 @@ describe("DEFAULT_SETTINGS", () => {
       nvidiaSmiPath: "nvidia-smi",
       nvidiaSmiTimeoutMs: 5000,
       seriesExpirySeconds: 0,
+      torchserveZeroSeries: false,
       maxSeriesPerMetric: 50000,
       enableInferenceApi: undefined,
       models: [],
@@ -116,6 +117,7 @@ describe("resolveSettings", () => {
           "nvidia_smi_timeout_ms=1500",
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
+          "torchserve_zero_series=true",
         ].join("\n"),
       );
       expect(settings).to.deep.equal({
@@ -134,6 +136,7 @@ describe("resolveSettings", () => {
         nvidiaSmiPath: "/usr/local/bin/nvidia-smi",
         nvidiaSmiTimeoutMs: 1500,
         seriesExpirySeconds: 0,
+        torchserveZeroSeries: true,
         maxSeriesPerMetric: 50000,
         enableInferenceApi: undefined,
         models: [],
@@ -381,6 +384,7 @@ describe("resolveSettings", () => {
         nvidiaSmiPath: "smi",
         nvidiaSmiTimeoutMs: 250,
         seriesExpirySeconds: 0,
+        torchserveZeroSeries: false,
         maxSeriesPerMetric: 50000,
         enableInferenceApi: undefined,
         models: [],

@@ -332,6 +332,79 @@ describe("the inference frontend in front of a worker given by url", function ()
   });
 });
 
+describe("series of configured models before their first request", function () {
+  this.timeout(20_000);
+
+  it("shows every configured version's (and its default's) response classes and durations at 0, and no ts_* series", async () => {
+    const { service } = await startTestService({
+      models: [
+        echoModel({ url: "http://127.0.0.1:1", command: undefined, workers: 1 }),
+        echoModel({
+          model: "idle",
+          version: "2.0",
+          url: "http://127.0.0.1:1",
+          command: undefined,
+          workers: 1,
+        }),
+        echoModel({
+          model: "idle",
+          version: "3.0",
+          isDefault: false,
+          url: "http://127.0.0.1:1",
+          command: undefined,
+        }),
+      ],
+      inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+    });
+    try {
+      const text = await service.scrape();
+      for (const [model, version] of [
+        ["echo", "1.0"],
+        ["echo", "default"],
+        ["idle", "2.0"],
+        ["idle", "3.0"],
+        ["idle", "default"],
+      ]) {
+        const labels = `model_name="${model}",model_version="${version}",`;
+        for (const cls of ["2XX", "4XX", "5XX"])
+          expect(
+            value(text, `serve_inference_responses_total{${labels}status_class="${cls}",`),
+            labels,
+          ).to.equal(0);
+        expect(value(text, `serve_request_duration_seconds_count{${labels}`), labels).to.equal(0);
+        expect(
+          value(text, `serve_request_duration_seconds_bucket{${labels}hostname="test-host",le="+Inf",`),
+        ).to.equal(0);
+      }
+      expect(count(text, "serve_inference_responses_total{")).to.equal(15);
+      // TorchServe's own families keep TorchServe's behaviour (torchserve_zero_series=false).
+      expect(count(text, "ts_inference_requests_total{")).to.equal(0);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it("starts the ts_* counters at 0 too with torchserve_zero_series=true", async () => {
+    const { service } = await startTestService({
+      models: [echoModel({ url: "http://127.0.0.1:1", command: undefined, workers: 1 })],
+      inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+      torchserveZeroSeries: true,
+    });
+    try {
+      const text = await service.scrape();
+      for (const name of [
+        "ts_inference_requests_total",
+        "ts_inference_latency_microseconds",
+        "ts_queue_latency_microseconds",
+      ])
+        for (const version of ["1.0", "default"])
+          expect(value(text, `${name}{model_name="echo",model_version="${version}",`), name).to.equal(0);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
 describe("series expiry (series_expiry_seconds)", function () {
   this.timeout(30_000);
 
