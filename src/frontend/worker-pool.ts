@@ -42,7 +42,7 @@ export class PoolClosedError extends Error {
  * The workers of one model version: each slot serves one request at a time; requests beyond the
  * free ready slots wait in FIFO order, at most `queueLimit` of them, until granted a slot, cancelled
  * (their client left, their time ran out) or refused (the pool closed). `onDepth` hears every
- * queue change.
+ * queue change, `onLent` every change of the number of slots lent (requests at a worker).
  */
 export class WorkerPool {
   private readonly free: number[] = [];
@@ -53,6 +53,7 @@ export class WorkerPool {
     private readonly slots: readonly WorkerSlot[],
     private readonly queueLimit: number,
     private readonly onDepth: (depth: number) => void = () => undefined,
+    private readonly onLent: (lent: number) => void = () => undefined,
   ) {
     for (let i = 0; i < slots.length; i++) this.free.push(i);
   }
@@ -115,6 +116,7 @@ export class WorkerPool {
     const at = this.free.findIndex((i) => (url = this.slots[i]?.url()) !== undefined);
     if (at === -1 || url === undefined) return undefined;
     const [slot = 0] = this.free.splice(at, 1);
+    this.onLent(this.slots.length - this.free.length);
     let released = false;
     return {
       url,
@@ -123,6 +125,7 @@ export class WorkerPool {
         released = true;
         if (fault !== undefined) this.slots[slot]?.fault(fault.kind, fault.detail);
         this.free.push(slot);
+        this.onLent(this.slots.length - this.free.length);
         this.dispatch();
       },
     };

@@ -185,6 +185,9 @@ describe("the inference frontend in front of real worker processes", function ()
       async () => value(await service.scrape(), 'serve_queue_depth{model_name="echo",') === 4,
       "a queue of 4",
     );
+    const inFlight = 'serve_requests_in_flight{model_name="echo",model_version="1.0",';
+    // Both workers hold a request while 4 wait (the queue is not counted in flight).
+    expect(value(await service.scrape(), inFlight)).to.equal(2);
     const results = await Promise.all(pending);
     expect(results.map((r) => r.status).sort()).to.deep.equal([200, 200, 200, 200, 200, 200, 503, 503]);
     const refusal = results.find((r) => r.status === 503);
@@ -193,6 +196,7 @@ describe("the inference frontend in front of real worker processes", function ()
     expect(value(after, 'QueueTime{Level="Host",')).to.be.greaterThan(0);
     expect((value(after, queueUs) ?? 0) - (value(before, queueUs) ?? 0)).to.be.greaterThan(4 * 300_000);
     expect(value(after, 'serve_queue_depth{model_name="echo",')).to.equal(0);
+    expect(value(after, inFlight)).to.equal(0);
   });
 
   it("answers a worker that dies mid-request with a cut connection, counts 5XX, and restarts the worker", async () => {
@@ -377,6 +381,15 @@ describe("series of configured models before their first request", function () {
         ).to.equal(0);
       }
       expect(count(text, "serve_inference_responses_total{")).to.equal(15);
+      // In flight per served version, at 0 until a request reaches a worker.
+      for (const [model, version] of [
+        ["echo", "1.0"],
+        ["idle", "2.0"],
+        ["idle", "3.0"],
+      ])
+        expect(
+          value(text, `serve_requests_in_flight{model_name="${model}",model_version="${version}",`),
+        ).to.equal(0);
       // TorchServe's own families keep TorchServe's behaviour (torchserve_zero_series=false).
       expect(count(text, "ts_inference_requests_total{")).to.equal(0);
     } finally {
