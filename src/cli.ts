@@ -59,7 +59,11 @@ async function main(): Promise<void> {
       process.exit(1);
     }
     stopping = true;
-    logger.info(`${signal}: stopping`);
+    // What the stop does and how long it may take, so that a supervisor's kill timeout can be set.
+    logger.info(
+      `${signal}: stopping (new connections refused, queued requests answered 503, requests in flight ` +
+        `given up to drain_timeout=${service.settings.drainTimeoutSeconds} s)`,
+    );
     service.stop().then(
       () => process.exit(0),
       (err: unknown) => {

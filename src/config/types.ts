@@ -75,6 +75,11 @@ export interface Settings {
   defaultResponseTimeoutSeconds: number;
   /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
   defaultStartupTimeoutSeconds: number;
+  /**
+   * Seconds a stop (SIGTERM, SIGINT, stop()) lets requests already being answered finish before
+   * every connection is cut; queued requests get 503 at once. 0: cut at once.
+   */
+  drainTimeoutSeconds: number;
   /** A running TorchServe's LOG_LOCATION: its ts_metrics.log, model_metrics.log and access_log.log are followed. */
   torchserveLogDir: string | undefined;
   /** TorchServe's METRICS_LOCATION, when it differs from its LOG_LOCATION; undefined: torchserveLogDir. */

@@ -28,7 +28,10 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../config/errors.js";
+import { redactUrl, urlSecrets } from "../config/redact.js";
 import type { Logger } from "../log.js";
+import { ExportRequestTracker } from "./export-requests.js";
+import { checkHeaders, parseKeyValueList } from "./key-value-list.js";
 import { MonitoredExporter } from "./monitored-exporter.js";
 import { METER_NAME } from "./pipeline.js";
 
@@ -198,7 +201,7 @@ function resourceAttributes(model: ConfigurationModel, fail: Fail): Attributes {
   const attributes: Attributes = {};
   const list = model.resource?.attributes_list;
   if (typeof list === "string") {
-    const parsed = parseKeyValueList(list);
+    const parsed = parseKeyValueList(list, "attribute");
     if (typeof parsed === "string") fail(parsed, "resource.attributes_list");
     Object.assign(attributes, parsed);
   }
@@ -259,7 +262,10 @@ function periodicReader(
   const limits = model.cardinality_limits;
   const reader = new PeriodicExportingMetricReader({
     exporter: new MonitoredExporter(destination.exporter, {
-      target: destination.url,
+      target: redactUrl(destination.url),
+      deadlineMs: destination.deadlineMs,
+      requests: destination.requests,
+      secrets: destination.secrets,
       logger,
       onResult: onExport,
     }),
@@ -283,16 +289,22 @@ function periodicReader(
     destination.temporality === "cumulative" ? "" : `, ${destination.temporality} temporality`;
   return {
     reader,
-    describe: `OTLP ${destination.protocol} push to ${destination.url} every ${interval / 1000} s${temporality}`,
+    describe: `OTLP ${destination.protocol} push to ${redactUrl(destination.url)} every ${interval / 1000} s${temporality}`,
   };
 }
 
-/** One built exporter and what the start log says about it. */
+/** One built exporter, what the start log says about it, and what its monitor needs. */
 interface Destination {
   exporter: PushMetricExporter;
   protocol: "http/protobuf" | "http/json" | "grpc";
   url: string;
   temporality: Temporality;
+  /** The exporter's timeout: the most one export may take, retries included. */
+  deadlineMs: number;
+  /** How the monitor ends an HTTP export's requests at its deadline; none for gRPC (see otlpGrpc). */
+  requests?: ExportRequestTracker;
+  /** Header values and the URL's credentials, masked in any message that might quote them. */
+  secrets: string[];
 }
 
 type Temporality = "cumulative" | "delta" | "low_memory";
@@ -309,6 +321,7 @@ function commonExporterSettings(
   at: string,
   readerTimeout: number,
   fail: Fail,
+  transport: "http" | "grpc",
 ) {
   const compression = model.compression ?? "none";
   if (compression !== "gzip" && compression !== "none") {
@@ -318,11 +331,18 @@ function commonExporterSettings(
   const timeout = milliseconds(model.timeout, DEFAULT_EXPORTER_TIMEOUT_MS, `${at}.timeout`, fail);
   const headers: Record<string, string> = {};
   if (typeof model.headers_list === "string") {
-    const parsed = parseKeyValueList(model.headers_list);
+    const parsed = parseKeyValueList(model.headers_list, "header");
     if (typeof parsed === "string") fail(parsed, `${at}.headers_list`);
+    const problem = checkHeaders(parsed, transport);
+    if (problem !== undefined) fail(problem, `${at}.headers_list`);
     Object.assign(headers, parsed);
   }
-  for (const { name, value } of model.headers ?? []) if (value !== null) headers[name] = value;
+  for (const [i, { name, value }] of (model.headers ?? []).entries()) {
+    if (value === null) continue;
+    const problem = checkHeaders({ [name]: value }, transport);
+    if (problem !== undefined) fail(problem, `${at}.headers[${i}]`);
+    headers[name] = value;
+  }
   const temporality: Temporality = model.temporality_preference ?? "cumulative";
   return {
     gzip: compression === "gzip",
@@ -365,7 +385,7 @@ function otlpHttp(
 ): Destination {
   const url = model.endpoint ?? "http://localhost:4318/v1/metrics";
   checkUrl(url, `${at}.endpoint`, fail);
-  const common = commonExporterSettings(model, at, readerTimeout, fail);
+  const common = commonExporterSettings(model, at, readerTimeout, fail, "http");
   const tls = model.tls ?? {};
   const read = (key: "ca_file" | "cert_file" | "key_file"): Buffer | undefined => {
     const file = tls[key];
@@ -382,6 +402,9 @@ function otlpHttp(
   if ((cert === undefined) !== (key === undefined)) {
     fail("cert_file and key_file go together (a client certificate needs its key)", `${at}.tls`);
   }
+  // Every request the exporter makes goes through this tracker's agent, so that the export's
+  // deadline can end it.
+  const requests = new ExportRequestTracker();
   const options = {
     url,
     headers: common.headers,
@@ -389,13 +412,21 @@ function otlpHttp(
     temporalityPreference: common.temporalityPreference,
     ...(common.aggregationPreference && { aggregationPreference: common.aggregationPreference }),
     // keepAlive is what the exporter uses when it builds the agent itself.
-    ...((ca ?? cert) !== undefined && { httpAgentOptions: { keepAlive: true, ca, cert, key } }),
+    httpAgentOptions: requests.agentFactory({ keepAlive: true, ca, cert, key }),
   };
   const json = model.encoding === "json";
   const exporter = withProcessEnv(exporterEnvironment(common.gzip), () =>
     json ? new OtlpJsonMetricExporter(options) : new OtlpProtoMetricExporter(options),
   );
-  return { exporter, protocol: json ? "http/json" : "http/protobuf", url, temporality: common.temporality };
+  return {
+    exporter,
+    protocol: json ? "http/json" : "http/protobuf",
+    url,
+    temporality: common.temporality,
+    deadlineMs: common.timeoutMillis,
+    requests,
+    secrets: [...urlSecrets(url), ...Object.values(common.headers)],
+  };
 }
 
 function otlpGrpc(
@@ -419,7 +450,7 @@ function otlpGrpc(
   // export; tls.insecure decides here instead, as the configuration schema says it should.
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) url = `${tls.insecure === true ? "http" : "https"}://${url}`;
   checkUrl(url, `${at}.endpoint`, fail);
-  const common = commonExporterSettings(model, at, readerTimeout, fail);
+  const common = commonExporterSettings(model, at, readerTimeout, fail, "grpc");
   const options = {
     url,
     timeoutMillis: common.timeoutMillis,
@@ -430,7 +461,16 @@ function otlpGrpc(
     exporterEnvironment(common.gzip, common.headers),
     () => new OtlpGrpcMetricExporter(options),
   );
-  return { exporter, protocol: "grpc", url, temporality: common.temporality };
+  // gRPC's own deadline is already one per call, whatever the collector sends meanwhile; the
+  // monitor's deadline only makes the result arrive on time if grpc-js were ever late.
+  return {
+    exporter,
+    protocol: "grpc",
+    url,
+    temporality: common.temporality,
+    deadlineMs: common.timeoutMillis,
+    secrets: [...urlSecrets(url), ...Object.values(common.headers)],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -576,7 +616,7 @@ const PROTOCOLS = ["http/protobuf", "http/json", "grpc"];
 function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfig {
   const { logger } = opts;
   const fail = (envVar: string, problem: string): never => {
-    throw new ConfigError(problem, { envVar, value: env[envVar] });
+    throw new ConfigError(problem, { envVar, value: printable(envVar, env[envVar]) });
   };
   const resource = environmentResource(env, fail);
   if (/^true$/i.test(env.OTEL_SDK_DISABLED?.trim() ?? "")) return noPush(resource);
@@ -612,7 +652,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfi
     throw new Error("@opentelemetry/configuration built no periodic reader from OTEL_METRICS_EXPORTER=otlp");
   // The variables were checked above, so this only fires on a combination the checks missed.
   const unexpected: Fail = (problem, key, value) => {
-    const shown = value === undefined ? "" : ` ${JSON.stringify(value)}`;
+    const shown =
+      value === undefined ? "" : ` ${JSON.stringify(typeof value === "string" ? redactUrl(value) : value)}`;
     throw new ConfigError(`OTLP settings from the environment: ${key ?? ""}${shown} ${problem}`);
   };
   const built = periodicReader(periodic, "meter_provider.readers[0].periodic", unexpected, opts);
@@ -630,10 +671,12 @@ function checkedOtlpEnvironment(
   const out: NodeJS.ProcessEnv = { ...env, OTEL_METRICS_EXPORTER: "otlp" };
   const check = (name: string, test: (value: string) => boolean, expected: string): void => {
     const value = nonBlank(env[name]);
-    if (value !== undefined && !test(value.trim())) fail(name, `${JSON.stringify(value)} is not ${expected}`);
+    if (value !== undefined && !test(value.trim()))
+      fail(name, `${JSON.stringify(printable(name, value))} is not ${expected}`);
   };
   const protocol =
     nonBlank(env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL) ?? nonBlank(env.OTEL_EXPORTER_OTLP_PROTOCOL);
+  const transport = protocol?.trim() === "grpc" ? "grpc" : "http";
   for (const scope of ["", "METRICS_"]) {
     check(
       `OTEL_EXPORTER_OTLP_${scope}PROTOCOL`,
@@ -643,11 +686,14 @@ function checkedOtlpEnvironment(
     check(`OTEL_EXPORTER_OTLP_${scope}ENDPOINT`, isHttpUrl, "an http:// or https:// URL");
     check(`OTEL_EXPORTER_OTLP_${scope}TIMEOUT`, isMilliseconds, "a whole number of milliseconds");
     check(`OTEL_EXPORTER_OTLP_${scope}COMPRESSION`, (v) => v === "gzip" || v === "none", "one of gzip, none");
-    check(
-      `OTEL_EXPORTER_OTLP_${scope}HEADERS`,
-      (v) => typeof parseKeyValueList(v) !== "string",
-      "a list of key=value pairs",
-    );
+    // Headers carry secrets: the problem names the header, never the value or the variable's text.
+    const headersVar = `OTEL_EXPORTER_OTLP_${scope}HEADERS`;
+    const headers = nonBlank(env[headersVar]);
+    if (headers !== undefined) {
+      const parsed = parseKeyValueList(headers, "header");
+      const problem = typeof parsed === "string" ? parsed : checkHeaders(parsed, transport);
+      if (problem !== undefined) fail(headersVar, problem);
+    }
     for (const file of ["CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"]) {
       const name = `OTEL_EXPORTER_OTLP_${scope}${file}`;
       check(name, isReadable, "a readable file");
@@ -677,8 +723,21 @@ function checkedOtlpEnvironment(
     out[temporality] = normalized;
   }
   // The library appends "/v1/metrics" to the base endpoint as text; a trailing slash would double it.
-  const base = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT);
-  if (base !== undefined) out.OTEL_EXPORTER_OTLP_ENDPOINT = base.trim().replace(/\/+$/, "");
+  const base = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT)?.trim();
+  if (base !== undefined) {
+    out.OTEL_EXPORTER_OTLP_ENDPOINT = base.replace(/\/+$/, "");
+    // Appended as text, the path would land after a query (`?api_key=k/v1/metrics`): for a base
+    // with a query, the HTTP endpoint is made here, with the path where a path goes.
+    if (
+      /[?#]/.test(base) &&
+      transport === "http" &&
+      nonBlank(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) === undefined
+    ) {
+      const url = new URL(base);
+      url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/metrics`;
+      out.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = url.href;
+    }
+  }
   return out;
 }
 
@@ -690,7 +749,7 @@ function environmentResource(
   const attributes: Attributes = {};
   const list = nonBlank(env.OTEL_RESOURCE_ATTRIBUTES);
   if (list !== undefined) {
-    const parsed = parseKeyValueList(list);
+    const parsed = parseKeyValueList(list, "attribute");
     if (typeof parsed === "string") fail("OTEL_RESOURCE_ATTRIBUTES", parsed);
     Object.assign(attributes, parsed);
   }
@@ -714,23 +773,12 @@ function withProcessEnv<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
 }
 
 /**
- * `key1=value1,key2=value2` with percent-encoded keys and values (OTEL_EXPORTER_OTLP_HEADERS,
- * OTEL_RESOURCE_ATTRIBUTES, the file's *_list keys); a string says what is wrong.
+ * What an error may quote of a variable's value: nothing of a header list, an endpoint with its
+ * user information and query masked, any other value as it is.
  */
-function parseKeyValueList(text: string): Record<string, string> | string {
-  const out: Record<string, string> = {};
-  for (const item of text.split(",")) {
-    if (item.trim() === "") continue;
-    const eq = item.indexOf("=");
-    const key = eq === -1 ? "" : item.slice(0, eq).trim();
-    if (key === "") return `${JSON.stringify(item.trim())} is not key=value`;
-    try {
-      out[decodeURIComponent(key)] = decodeURIComponent(item.slice(eq + 1).trim());
-    } catch {
-      return `${JSON.stringify(item.trim())} has a broken %-escape`;
-    }
-  }
-  return out;
+function printable(envVar: string, value: string | undefined): string | undefined {
+  if (value === undefined || /_HEADERS$/.test(envVar)) return undefined;
+  return /_ENDPOINT$/.test(envVar) ? redactUrl(value) : value;
 }
 
 /** A millisecond setting: the default when absent, else a whole number ≥ 0 a timer can hold. */
@@ -742,8 +790,9 @@ function milliseconds(value: number | null | undefined, fallback: number, key: s
   return value;
 }
 
+/** Refuses what is not an http(s) URL, quoting it with its user information and query masked. */
 function checkUrl(url: string, key: string, fail: Fail): void {
-  if (!isHttpUrl(url)) fail("is not an http:// or https:// URL", key, url);
+  if (!isHttpUrl(url)) fail("is not an http:// or https:// URL", key, redactUrl(url));
 }
 
 function isHttpUrl(text: string): boolean {

@@ -31,6 +31,7 @@ describe("DEFAULT_SETTINGS", () => {
       jobQueueSize: 100,
       defaultResponseTimeoutSeconds: 120,
       defaultStartupTimeoutSeconds: 120,
+      drainTimeoutSeconds: 15,
       torchserveLogDir: undefined,
       torchserveMetricsDir: undefined,
       torchserveLogFromStart: false,
@@ -118,6 +119,7 @@ describe("resolveSettings", () => {
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
           "torchserve_zero_series=true",
+          "drain_timeout=2.5",
         ].join("\n"),
       );
       expect(settings).to.deep.equal({
@@ -143,6 +145,7 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 30,
         defaultStartupTimeoutSeconds: 0.5,
+        drainTimeoutSeconds: 2.5,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
@@ -391,6 +394,7 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 120,
         defaultStartupTimeoutSeconds: 120,
+        drainTimeoutSeconds: 15,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
@@ -454,6 +458,52 @@ describe("resolveSettings", () => {
         `${configPath()} line 3: metrics_mode: "promethus" is not one of prometheus, log, legacy`,
       );
       expect(err).to.include({ file: configPath(), line: 3, key: "metrics_mode", value: "promethus" });
+    });
+
+    it("refuses the same address for the metrics API and the inference API, naming both keys", () => {
+      const err = catchConfigError(() =>
+        resolveText(
+          "metrics_address=http://127.0.0.1:9000\nenable_inference_api=true\ninference_address=http://127.0.0.1:9000\n",
+        ),
+      );
+      expect(err).to.include({
+        file: configPath(),
+        line: 3,
+        key: "inference_address",
+        value: "http://127.0.0.1:9000",
+      });
+      expect(err.message).to.equal(
+        `${configPath()} line 3: inference_address: "http://127.0.0.1:9000" uses port 9000 on the same address as ` +
+          `metrics_address=http://127.0.0.1:9000 (${configPath()} line 1); the metrics API and the inference API ` +
+          "need different ports: change one of them",
+      );
+    });
+
+    it("refuses a wildcard address on the other API's port, and names a default it clashes with", () => {
+      const err = catchConfigError(() =>
+        resolveText("metrics_address=http://0.0.0.0:8080\nenable_inference_api=true\n"),
+      );
+      expect(err).to.include({ line: 1, key: "metrics_address", value: "http://0.0.0.0:8080" });
+      expect(err.message).to.include("inference_address=http://127.0.0.1:8080 (its default)");
+    });
+
+    it("takes one port for both APIs when one of them is off, or on different hosts", () => {
+      const off = resolveText("metrics_address=http://127.0.0.1:8080\n");
+      expect(off.metricsAddress.port).to.equal(8080);
+      const hosts = resolveText(
+        "metrics_address=http://127.0.0.1:8080\ninference_address=http://127.0.0.2:8080\nenable_inference_api=true\n",
+      );
+      expect(hosts.inferenceAddress.host).to.equal("127.0.0.2");
+    });
+
+    it("takes drain_timeout from 0 to 3600 seconds, and refuses others", () => {
+      expect(resolveText("drain_timeout=0\n").drainTimeoutSeconds).to.equal(0);
+      for (const value of ["-1", "3601", "soon", ""]) {
+        const err = catchConfigError(() => resolveText(`drain_timeout=${value}\n`));
+        expect(err.message)
+          .to.include("drain_timeout")
+          .and.to.include("is not a number of seconds from 0 to 3600");
+      }
     });
 
     it("counts continuation lines when naming the line", () => {

@@ -93,10 +93,15 @@ describe("serve_inference_errors_total: each failed request counted once, with w
 
   it("counts a worker that sends nothing in time as worker_timeout, and a client that left first as client_closed", async () => {
     expect(await post(`${base}/predictions/slow?do=hang`)).to.equal(504);
-    await until(
-      async () => (await post(`${base}/predictions/slow?do=ok`)) === 200,
-      "slow's restarted worker",
-    );
+    // The stuck worker is restarted; waiting on the metrics, not on requests that would fail meanwhile.
+    await until(async () => {
+      const text = await service.scrape(["serve_worker_restarts_total", "serve_workers"]);
+      return (
+        /^serve_worker_restarts_total\{model_name="slow",model_version="1",reason="unresponsive",.* 1\.0$/m.test(
+          text,
+        ) && /^serve_workers\{model_name="slow",model_version="1",state="ready",.* 1\.0$/m.test(text)
+      );
+    }, "slow's restarted worker");
     expect(await post(`${base}/predictions/slow?do=hang`, 200)).to.equal("gave up");
     await until(
       async () => (await errors(service, "slow")).client_closed === 1,

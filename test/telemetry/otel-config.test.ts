@@ -242,7 +242,7 @@ describe("loadPushConfig", () => {
       [
         { OTEL_METRICS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_HEADERS: "authorization" },
         "OTEL_EXPORTER_OTLP_HEADERS",
-        /key=value/,
+        /item 1 of 1 is not name=value; write name=value pairs/,
       ],
       [
         { OTEL_METRICS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "sometimes" },
@@ -254,7 +254,7 @@ describe("loadPushConfig", () => {
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
         /a readable file/,
       ],
-      [{ OTEL_RESOURCE_ATTRIBUTES: "team" }, "OTEL_RESOURCE_ATTRIBUTES", /"team" is not key=value/],
+      [{ OTEL_RESOURCE_ATTRIBUTES: "team" }, "OTEL_RESOURCE_ATTRIBUTES", /item 1 of 1 is not name=value/],
     ];
     for (const [env, envVar, reason] of refused) {
       it(`refuse ${JSON.stringify(env)} naming ${envVar}`, () => {
@@ -437,7 +437,7 @@ describe("loadPushConfig", () => {
       [
         "a broken headers_list",
         periodic("          otlp_http:\n            headers_list: authorization\n"),
-        /otlp_http\.headers_list: "authorization" is not key=value/,
+        /otlp_http\.headers_list: item 1 of 1 is not name=value/,
       ],
       [
         "an interval of 0",
