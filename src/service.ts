@@ -1,8 +1,6 @@
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
@@ -18,13 +16,15 @@ import { createInferenceHandler } from "./frontend/inference-server.js";
 import { FileFollowerPart } from "./parts/file-follower.js";
 import { InferenceApiPart } from "./parts/inference-api.js";
 import { LineStreamPart } from "./parts/line-stream.js";
+import { CertificateReloadPart } from "./parts/certificate-reload.js";
 import { LogWriterPart } from "./parts/log-writer.js";
 import { MetricsApiPart } from "./parts/metrics-api.js";
 import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import type { TlsFiles } from "./server/listen.js";
+import { DEFAULT_LIMITS, type ConnectionLimits, type TlsFiles } from "./server/listen.js";
+import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
@@ -36,7 +36,7 @@ import { extraMetrics } from "./telemetry/extra-metrics.js";
 import { LifecycleRecorder } from "./telemetry/lifecycle-recorder.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
-import { createTelemetry } from "./telemetry/pipeline.js";
+import { createTelemetry, type Telemetry } from "./telemetry/pipeline.js";
 import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 
 /** How to start a {@link MetricsService}. Everything is optional: no options means TorchServe's defaults. */
@@ -103,7 +103,11 @@ export interface MetricsService {
   scrapeChunks(names?: Iterable<string>): Promise<Buffer[]>;
   /** Takes a host and GPU sample now rather than at the next interval. */
   sampleSystem(): Promise<void>;
-  /** Stops sampling and closes the metrics API. Safe to call twice. */
+  /**
+   * Stops the service as SIGTERM does (README "Stopping"): stops accepting, answers queued
+   * inference requests 503, lets requests in flight finish within drain_timeout, cuts what is
+   * left, stops workers, samplers and followers, and makes the last OTLP push. Safe to call twice.
+   */
   stop(): Promise<void>;
 }
 
@@ -129,7 +133,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const needsTls =
     (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
     (inferenceEnabled && settings.inferenceAddress.protocol === "https");
-  const tls = needsTls ? readTls(settings) : undefined;
+  const tls = needsTls ? readTlsSettings(settings) : undefined;
+  const limits = { ...DEFAULT_LIMITS, tlsHandshakeTimeoutMs: settings.tlsHandshakeTimeoutMs };
   const hostname = options.hostname ?? osHostname();
   const declared = new Set(catalog.metrics.map((m) => m.name));
   const metrics = [
@@ -206,143 +211,32 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     onApplied: (source) => ownMetrics.lineApplied(source),
   });
 
-  // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
-  // Telemetry first, so that it stops last: its final OTLP export comes after everything was
-  // counted. The servers open before the followers start, so no backlog delays the ports.
-  const telemetryPart = new TelemetryPart({
-    provider: telemetry.provider,
-    describe: push.describe,
-    collectPull: () => scraper.drain(),
-    collectEveryMs: PULL_COLLECT_INTERVAL_MS,
-    shutdownTimeoutMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+  const { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend } = buildParts({
+    settings,
+    options,
     logger,
-  });
-  const parts: ServicePart[] = [telemetryPart];
-  if (logDirectory !== undefined && settings.metricsMode !== "prometheus") {
-    parts.push(new LogWriterPart({ directory: logDirectory, mode: settings.metricsMode, recorder, logger }));
-  }
-  const systemSampler = new SamplerPart(
-    "system sampler",
-    new SystemSampler({
-      intervalSeconds: settings.metricTimeInterval,
-      host: !(settings.disableSystemMetrics ?? followsTorchServe),
-      gpu: {
-        command: settings.nvidiaSmiPath,
-        timeoutMs: settings.nvidiaSmiTimeoutMs,
-        maxDevices: settings.numberOfGpu,
-      },
-      logger,
-      onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
-    }),
-  );
-  // Its own timer: host sampling may be off (disable_system_metrics) while the process is watched.
-  const processSampler = new SamplerPart(
-    "process sampler",
-    new ProcessSampler({
-      intervalMs: PROCESS_SAMPLE_INTERVAL_MS,
-      logger,
-      onSample: (reading) => ownMetrics.process(reading),
-    }),
-  );
-  parts.push(systemSampler, processSampler);
-  const metricsApi = settings.enableMetricsApi
-    ? new MetricsApiPart({
-        address: settings.metricsAddress,
-        tls,
-        handler: createMetricsHandler({
-          render,
-          contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
-          onResponse: countResponse,
-          logger,
-        }),
-        onClientErrorResponse: countResponse,
-        logger,
-      })
-    : undefined;
-  if (metricsApi !== undefined) parts.push(metricsApi);
-  const frontend = inferenceEnabled
-    ? new InferenceFrontend({
-        models: settings.models,
-        jobQueueSize: settings.jobQueueSize,
-        defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
-        defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
-        recorder,
-        lifecycle: ownMetrics,
-        logger,
-        onMetricLine: (line) => ingest.apply(line, "worker"),
-        // A live worker's load time is written once, so it must not age; a dead one's may.
-        onWorkerLife: (workerName, alive) => {
-          const dims = recorder.definition("WorkerLoadTime")?.dimensions ?? [];
-          const series = { WorkerName: workerName, Level: "Host", Hostname: hostname };
-          if (alive) activity.pin("WorkerLoadTime", dims, series);
-          else activity.unpin("WorkerLoadTime", dims, series);
-        },
-        workerTimings: options.workerTimings,
-      })
-    : undefined;
-  const inferenceApi =
-    frontend === undefined
-      ? undefined
-      : new InferenceApiPart({
-          address: settings.inferenceAddress,
-          tls,
-          frontend,
-          handler: createInferenceHandler({
-            frontend,
-            ingest,
-            recorder,
-            logger,
-            maxLineBytes: settings.metricLinesMaxBytes,
-          }),
-          onClientErrorResponse: countResponse,
-          versions: settings.models.length,
-          logger,
-        });
-  if (inferenceApi !== undefined) parts.push(inferenceApi);
-  // Every form TorchServe writes, recognised per line; other lines of a log are not records.
-  const torchServeIngest = new TorchServeLineIngest({
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    logDirectory,
+    hostname,
+    telemetry,
+    pushDescribe: push.describe,
+    scraper,
     ingest,
-    recorder,
-    logger,
-    maxLabelValueLength: settings.maxLabelValueLength,
-    // TorchServe's echoes of its metric types are in ts_log.log and on its console.
-    typesFollowed: followsTorchServe,
+    ownMetrics,
+    activity,
+    countResponse,
   });
-  // Stopped after every source that feeds it: what still waits (for a type, a model) is applied.
-  parts.push({
-    name: "TorchServe line ingest",
-    activity: () => undefined,
-    start: () => Promise.resolve(),
-    stop: () => Promise.resolve(torchServeIngest.stop()),
-  });
-  for (const path of settings.metricLogFiles) {
-    const follower = new FileFollower({
-      path,
-      logger,
-      onLine: (line) => torchServeIngest.apply(line, "file"),
-    });
-    parts.push(new FileFollowerPart(path, follower));
-  }
-  if (settings.torchserveLogDir !== undefined)
-    parts.push(torchServeLogsPart(settings, torchServeIngest, logger));
-  if (options.logStream !== undefined) {
-    parts.push(
-      new LineStreamPart({
-        input: options.logStream,
-        name: "standard input",
-        logger,
-        onLine: (line) => torchServeIngest.apply(line, "stdin"),
-      }),
-    );
-  }
 
   const started: StartedParts = [];
   const drainMs = settings.drainTimeoutSeconds * 1000;
   let stopping: Promise<void> | undefined;
   let keepAlive: NodeJS.Timeout | undefined;
   const stop = async (): Promise<void> => {
-    clearInterval(keepAlive);
     await stopParts(started, drainMs, logger);
+    clearInterval(keepAlive);
   };
   try {
     await startParts(parts, started);
@@ -390,6 +284,208 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     workersReady: () => frontend?.start() ?? Promise.resolve(),
     stop: () => (stopping ??= stop()),
   };
+}
+
+/** What the parts are built from: the settings and the pipeline every part feeds or reads. */
+interface PartsWiring {
+  settings: Settings;
+  options: MetricsServiceOptions;
+  logger: Logger;
+  tls: TlsFiles | undefined;
+  /** Connection limits of both listeners. */
+  limits: ConnectionLimits;
+  inferenceEnabled: boolean;
+  followsTorchServe: boolean;
+  /** Where metrics_mode=log|legacy writes; undefined in prometheus mode. */
+  logDirectory: string | undefined;
+  hostname: string;
+  telemetry: Telemetry;
+  pushDescribe: readonly string[];
+  scraper: Scraper;
+  ingest: MetricLineIngest;
+  ownMetrics: LifecycleRecorder;
+  activity: SeriesActivity;
+  countResponse: (status: number) => void;
+}
+
+/** The part list, and the parts the service's own calls reach. */
+interface ServiceParts {
+  parts: ServicePart[];
+  systemSampler: SamplerPart;
+  processSampler: SamplerPart;
+  metricsApi: MetricsApiPart | undefined;
+  inferenceApi: InferenceApiPart | undefined;
+  frontend: InferenceFrontend | undefined;
+}
+
+/**
+ * The service's parts, in start order (a stop drains them all, then stops them in reverse; see
+ * stopParts). A new source is one more entry here.
+ */
+function buildParts(wiring: PartsWiring): ServiceParts {
+  const {
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    hostname,
+    logDirectory,
+  } = wiring;
+  const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
+  const { recorder } = telemetry;
+  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
+  // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
+  // Telemetry first, so that it stops last: its final OTLP export comes after everything was
+  // counted. The servers open before the followers start, so no backlog delays the ports.
+  const telemetryPart = new TelemetryPart({
+    provider: telemetry.provider,
+    describe: wiring.pushDescribe,
+    collectPull: () => scraper.drain(),
+    collectEveryMs: PULL_COLLECT_INTERVAL_MS,
+    shutdownTimeoutMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    logger,
+  });
+  const parts: ServicePart[] = [telemetryPart];
+  if (logDirectory !== undefined && settings.metricsMode !== "prometheus") {
+    parts.push(new LogWriterPart({ directory: logDirectory, mode: settings.metricsMode, recorder, logger }));
+  }
+  const systemSampler = new SamplerPart(
+    "system sampler",
+    new SystemSampler({
+      intervalSeconds: settings.metricTimeInterval,
+      host: !(settings.disableSystemMetrics ?? followsTorchServe),
+      gpu: {
+        command: settings.nvidiaSmiPath,
+        timeoutMs: settings.nvidiaSmiTimeoutMs,
+        maxDevices: settings.numberOfGpu,
+      },
+      logger,
+      onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
+    }),
+  );
+  // Its own timer: host sampling may be off (disable_system_metrics) while the process is watched.
+  const processSampler = new SamplerPart(
+    "process sampler",
+    new ProcessSampler({
+      intervalMs: PROCESS_SAMPLE_INTERVAL_MS,
+      logger,
+      onSample: (reading) => ownMetrics.process(reading),
+    }),
+  );
+  parts.push(systemSampler, processSampler);
+  const metricsApi = settings.enableMetricsApi
+    ? new MetricsApiPart({
+        address: settings.metricsAddress,
+        tls,
+        limits,
+        handler: createMetricsHandler({
+          render,
+          contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
+          onResponse: countResponse,
+          logger,
+        }),
+        onClientErrorResponse: countResponse,
+        logger,
+      })
+    : undefined;
+  if (metricsApi !== undefined) parts.push(metricsApi);
+  const frontend = inferenceEnabled
+    ? new InferenceFrontend({
+        models: settings.models,
+        jobQueueSize: settings.jobQueueSize,
+        defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
+        defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
+        recorder,
+        lifecycle: ownMetrics,
+        logger,
+        onMetricLine: (line) => ingest.apply(line, "worker"),
+        // A live worker's load time is written once, so it must not age; a dead one's may.
+        onWorkerLife: (workerName, alive) => {
+          const dims = recorder.definition("WorkerLoadTime")?.dimensions ?? [];
+          const series = { WorkerName: workerName, Level: "Host", Hostname: hostname };
+          if (alive) activity.pin("WorkerLoadTime", dims, series);
+          else activity.unpin("WorkerLoadTime", dims, series);
+        },
+        workerTimings: options.workerTimings,
+      })
+    : undefined;
+  const inferenceApi =
+    frontend === undefined
+      ? undefined
+      : new InferenceApiPart({
+          address: settings.inferenceAddress,
+          tls,
+          limits,
+          frontend,
+          handler: createInferenceHandler({
+            frontend,
+            ingest,
+            recorder,
+            logger,
+            maxLineBytes: settings.metricLinesMaxBytes,
+          }),
+          onClientErrorResponse: countResponse,
+          versions: settings.models.length,
+          logger,
+        });
+  if (inferenceApi !== undefined) parts.push(inferenceApi);
+  if (tls !== undefined) {
+    parts.push(
+      new CertificateReloadPart({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsApi?.replaceTls(files);
+          inferenceApi?.replaceTls(files);
+        },
+      }),
+    );
+  }
+  // Every form TorchServe writes, recognised per line; other lines of a log are not records.
+  const torchServeIngest = new TorchServeLineIngest({
+    ingest,
+    recorder,
+    logger,
+    maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
+    // TorchServe's echoes of its metric types are in ts_log.log and on its console.
+    typesFollowed: followsTorchServe,
+  });
+  // Stopped after every source that feeds it: what still waits (for a type, a model) is applied.
+  parts.push({
+    name: "TorchServe line ingest",
+    activity: () => undefined,
+    start: () => Promise.resolve(),
+    stop: () => Promise.resolve(torchServeIngest.stop()),
+  });
+  for (const path of settings.metricLogFiles) {
+    const follower = new FileFollower({
+      path,
+      logger,
+      onLine: (line) => torchServeIngest.apply(line, "file"),
+    });
+    parts.push(new FileFollowerPart(path, follower));
+  }
+  if (settings.torchserveLogDir !== undefined)
+    parts.push(torchServeLogsPart(settings, torchServeIngest, logger));
+  if (options.logStream !== undefined) {
+    parts.push(
+      new LineStreamPart({
+        input: options.logStream,
+        name: "standard input",
+        logger,
+        onLine: (line) => torchServeIngest.apply(line, "stdin"),
+      }),
+    );
+  }
+  return { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend };
 }
 
 /** The period of the timer that holds the process while the service works without a server (any long one). */
@@ -456,60 +552,3 @@ function torchServeLogsPart(
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
-
-/**
- * Reads the certificate and key, and checks each alone and then the pair before anything listens,
- * so that the error names the file that is wrong.
- */
-function readTls(settings: Settings): TlsFiles {
-  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
-  const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
-    }
-  };
-  const files = {
-    cert: read("certificate_file", settings.certificateFile),
-    key: read("private_key_file", settings.privateKeyFile),
-  };
-  const failure = (options: Partial<TlsFiles>): string | undefined => {
-    try {
-      createSecureContext(options);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
-  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
-  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
-  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
-  const certProblem = failure({ cert: files.cert });
-  if (certProblem !== undefined) {
-    const hint = holdsKey
-      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
-      : "";
-    throw new ConfigError(
-      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
-      origin("certificate_file", settings.certificateFile),
-    );
-  }
-  const keyProblem = failure({ key: files.key });
-  if (keyProblem !== undefined) {
-    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
-    throw new ConfigError(
-      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  const pairProblem = failure(files);
-  if (pairProblem !== undefined) {
-    throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  return files;
-}

@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync, statSync, type Stats } from "node:
 import { isAbsolute, resolve } from "node:path";
 import type { Logger } from "../log.js";
 import { nonRegularKind } from "../sources/file-follower.js";
+import { cipherListProblem } from "../server/tls-policy.js";
 import { DEFAULT_BUCKETS } from "../catalog/types.js";
 import { parseListenAddress } from "./address.js";
 import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
@@ -24,6 +25,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   inferenceAddress: Object.freeze({ protocol: "http", host: "127.0.0.1", port: 8080 }),
   certificateFile: undefined,
   privateKeyFile: undefined,
+  tlsCiphers: undefined,
+  tlsHandshakeTimeoutMs: 10_000,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
   seriesExpirySeconds: 0,
@@ -40,6 +43,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   torchserveLogDir: undefined,
   torchserveMetricsDir: undefined,
   torchserveLogFromStart: false,
+  torchserveHostname: undefined,
   histogramGauges: Object.freeze(["HandlerTime", "PredictionTime"]),
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
@@ -123,6 +127,15 @@ const SETTERS: Record<string, Apply> = {
   private_key_file: (s, raw, ctx) => {
     s.privateKeyFile = parseExistingFile(raw, ctx.cwd);
   },
+  tls_ciphers: (s, raw) => {
+    const problem = raw.value === "" ? "is empty" : cipherListProblem(raw.value);
+    if (problem !== undefined)
+      fail(raw, `is not an OpenSSL cipher list that selects a TLS 1.2 suite (${problem})`);
+    s.tlsCiphers = raw.value;
+  },
+  tls_handshake_timeout_ms: (s, raw) => {
+    s.tlsHandshakeTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
   nvidia_smi_path: (s, raw, ctx) => {
     if (raw.value === "")
       fail(raw, "is empty; give the nvidia-smi executable's name (looked up on PATH) or path");
@@ -169,6 +182,10 @@ const SETTERS: Record<string, Apply> = {
   },
   torchserve_log_from_start: (s, raw) => {
     s.torchserveLogFromStart = parseBoolean(raw);
+  },
+  torchserve_hostname: (s, raw) => {
+    const host = raw.value.trim();
+    s.torchserveHostname = host === "" ? undefined : host;
   },
   histogram_gauges: (s, raw) => {
     s.histogramGauges = parseNames(raw);

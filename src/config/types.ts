@@ -52,6 +52,10 @@ export interface Settings {
   inferenceAddress: ListenAddress;
   certificateFile: string | undefined;
   privateKeyFile: string | undefined;
+  /** OpenSSL cipher list for TLS 1.2 on https addresses; undefined: forward-secret suites only. */
+  tlsCiphers: string | undefined;
+  /** Milliseconds an https client has from its TCP connection to the end of its TLS handshake. */
+  tlsHandshakeTimeoutMs: number;
   /** The nvidia-smi executable (a name looked up on PATH, or a path). */
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
@@ -86,6 +90,11 @@ export interface Settings {
   torchserveMetricsDir: string | undefined;
   /** Read TorchServe's live files from their beginning first, instead of from their end. */
   torchserveLogFromStart: boolean;
+  /**
+   * The followed TorchServe's hostname, for the access log's series until its metric lines name
+   * it; undefined: learned from its lines (the sidecar's own until then).
+   */
+  torchserveHostname: string | undefined;
   /** Gauges whose every value is also observed into a per-model histogram (percentiles). */
   histogramGauges: readonly string[];
   /** Files followed like `tail -F` for `[METRICS]` lines. */

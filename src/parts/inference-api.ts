@@ -2,7 +2,7 @@ import type { RequestListener } from "node:http";
 import type { ListenAddress } from "../config/types.js";
 import type { InferenceFrontend } from "../frontend/frontend.js";
 import type { Logger } from "../log.js";
-import type { TlsFiles } from "../server/listen.js";
+import type { ConnectionLimits, TlsFiles } from "../server/listen.js";
 import { isLoopbackAddress } from "../server/loopback.js";
 import { Listener } from "./listener.js";
 import type { ServicePart } from "./part.js";
@@ -11,6 +11,8 @@ import type { ServicePart } from "./part.js";
 export interface InferenceApiOptions {
   address: ListenAddress;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   frontend: InferenceFrontend;
   /** The inference handler (createInferenceHandler over `frontend`), which counts its responses. */
   handler: RequestListener;
@@ -37,6 +39,7 @@ export class InferenceApiPart implements ServicePart {
       name: this.name,
       address: options.address,
       tls: options.tls,
+      limits: options.limits,
       handler: options.handler,
       onClientErrorResponse: (status) => options.onClientErrorResponse(status),
       logger: options.logger,
@@ -46,6 +49,11 @@ export class InferenceApiPart implements ServicePart {
   /** `http://127.0.0.1:8080` once listening. */
   get url(): string | undefined {
     return this.listener.url;
+  }
+
+  /** https: serves a reloaded certificate and key to new connections. */
+  replaceTls(files: TlsFiles): void {
+    this.listener.replaceTls(files);
   }
 
   activity(): string | undefined {

@@ -2,13 +2,21 @@ import type { RequestListener, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { ListenAddress } from "../config/types.js";
 import type { Logger } from "../log.js";
-import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "../server/listen.js";
+import {
+  answerClientErrors,
+  listen,
+  type ConnectionLimits,
+  type ListeningServer,
+  type TlsFiles,
+} from "../server/listen.js";
 
 /** What a {@link Listener} serves, and where. */
 export interface ListenerOptions {
   address: ListenAddress;
   handler: RequestListener;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   /** Hears every response Node answers by itself (400, 408, 431), for Requests4XX. */
   onClientErrorResponse(status: number): void;
   /** Names the server in messages (`metrics API`). */
@@ -60,8 +68,14 @@ export class Listener {
         handler(req, res);
       },
       this.options.tls,
+      this.options.limits,
     );
     answerClientErrors(this.listening.server, (status) => this.options.onClientErrorResponse(status));
+  }
+
+  /** https: serves `files` to new connections; throws when OpenSSL cannot use them. */
+  replaceTls(files: TlsFiles): void {
+    this.listening?.replaceTls(files);
   }
 
   /** Responses in flight now. */

@@ -1,7 +1,7 @@
 import type { RequestListener } from "node:http";
 import type { ListenAddress } from "../config/types.js";
 import type { Logger } from "../log.js";
-import type { TlsFiles } from "../server/listen.js";
+import type { ConnectionLimits, TlsFiles } from "../server/listen.js";
 import { Listener } from "./listener.js";
 import type { ServicePart } from "./part.js";
 
@@ -9,6 +9,8 @@ import type { ServicePart } from "./part.js";
 export interface MetricsApiOptions {
   address: ListenAddress;
   tls: TlsFiles | undefined;
+  /** Timeouts and the connection cap; default DEFAULT_LIMITS. */
+  limits?: ConnectionLimits | undefined;
   /** The metrics handler (createMetricsHandler), which counts its own responses. */
   handler: RequestListener;
   /** Hears every response Node answers by itself (400, 408, 431). */
@@ -28,6 +30,11 @@ export class MetricsApiPart implements ServicePart {
   /** `http://127.0.0.1:8082` once listening. */
   get url(): string | undefined {
     return this.listener.url;
+  }
+
+  /** https: serves a reloaded certificate and key to new connections. */
+  replaceTls(files: TlsFiles): void {
+    this.listener.replaceTls(files);
   }
 
   activity(): string | undefined {

@@ -40,6 +40,11 @@ export interface TorchServeLineIngestOptions {
    * for TorchServe to show it as a model; default 5000 ms.
    */
   waitMs?: number;
+  /**
+   * The followed TorchServe's hostname (torchserve_hostname), which the access log's series carry;
+   * default: the `hostname` of its first frontend or backend record (this service's until then).
+   */
+  hostname?: string | undefined;
   /** Longest model name or version the access log may make series for (max_label_value_length); default 1024. */
   maxLabelValueLength?: number;
   /** Where a type learned too late for its family is reported. */
@@ -103,9 +108,12 @@ export class TorchServeLineIngest {
   >();
   private waitingAccessCount = 0;
   private unservedNoted = false;
+  /** TorchServe's hostname: configured, or learned from its first metric record. */
+  private host: string | undefined;
 
   constructor(private readonly options: TorchServeLineIngestOptions) {
     this.maxAccessModels = options.maxAccessModels ?? 1000;
+    this.host = options.hostname;
   }
 
   /** Applies every record still waiting for its type, with the fallback type; no timer is left. */
@@ -136,7 +144,17 @@ export class TorchServeLineIngest {
           line.origin === "model_metrics"
             ? this.applyBackendRecord(line.payload, source)
             : this.options.ingest.apply(line.payload, source, TORCHSERVE_FRONTEND_RECORDS);
-        if (outcome.ok) this.noteModels(line.payload);
+        if (outcome.ok) {
+          // The host first: the models this record shows start their series on it, and so do
+          // those shown before it was known (their access records will carry it).
+          if (this.host === undefined) {
+            this.host = hostnameOf(line.payload);
+            if (this.host !== undefined)
+              for (const model of this.served)
+                this.options.recorder.modelKnown?.(model, "default", this.host);
+          }
+          this.noteModels(line.payload);
+        }
         return { ...outcome, record: "metric" };
       }
       case "model":
@@ -247,7 +265,8 @@ export class TorchServeLineIngest {
     if (this.served.has(model) || this.nameProblem(model) !== undefined) return;
     if (this.served.size >= MAX_SERVED_MODELS) return;
     this.served.add(model);
-    this.options.recorder.modelKnown?.(model, "default");
+    // On the host its access records will carry from now on (this service's until one is known).
+    this.options.recorder.modelKnown?.(model, "default", this.host);
     if (this.waitingAccess.has(model)) this.releaseAccess(model, true);
   }
 
@@ -330,6 +349,7 @@ export class TorchServeLineIngest {
       version: UNSERVED_MODEL,
       status: access.status,
       latencyMs: Math.max(0, access.ms),
+      hostname: this.host,
     });
   }
 
@@ -350,6 +370,7 @@ export class TorchServeLineIngest {
       status: access.status,
       // The clock going back makes TorchServe print a negative time; no request took less than 0.
       latencyMs: Math.max(0, access.ms),
+      hostname: this.host,
     });
     return { ok: true };
   }
@@ -370,4 +391,12 @@ function dimValue(payload: string, start: number): string {
   let end = start;
   while (end < payload.length && payload[end] !== "," && payload[end] !== "|") end++;
   return payload.slice(start, end);
+}
+
+/** The `hostname:` of a metric record's last segment, or undefined when it has none. */
+function hostnameOf(payload: string): string | undefined {
+  const at = payload.lastIndexOf("|#hostname:");
+  if (at < 0) return undefined;
+  const host = dimValue(payload, at + "|#hostname:".length);
+  return host === "" || CONTROL.test(host) || host.length > 1024 ? undefined : host;
 }

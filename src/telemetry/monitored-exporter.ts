@@ -85,6 +85,9 @@ export class MonitoredExporter implements PushMetricExporter {
       requests.abort(error);
       settle(failed(error));
     }, deadlineMs);
+    // Whatever the export holds open (its sockets) keeps the process up until the deadline ends it;
+    // the deadline alone need not.
+    deadline.unref();
     const send = (): void =>
       this.inner.export(metrics, (result) => {
         if (succeeded(result) && requests.answerCut) {

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import type { Attributes } from "@opentelemetry/api";
 import {
@@ -144,6 +145,13 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
   const doc = parseDocument(text, { version: "1.2" });
   const syntax = doc.errors[0];
   if (syntax !== undefined) fail(`is not valid YAML: ${oneLine(syntax.message)}`);
+  let parsed: unknown;
+  try {
+    // Some faults (an alias with no anchor) only show when the document is built.
+    parsed = doc.toJS();
+  } catch (err) {
+    return fail(`is not valid YAML: ${oneLine(errorMessage(err))}`);
+  }
   try {
     // createConfigFactory() takes the file from process.env.OTEL_CONFIG_FILE and nothing else, and
     // substitutes ${VAR:-default} from process.env. The service's environment is `env` (an
@@ -151,7 +159,7 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
     // duration of this synchronous call, which no other code can observe, and restored after.
     return withProcessEnv({ ...env, OTEL_CONFIG_FILE: path }, () => createConfigFactory().getConfigModel());
   } catch (err) {
-    return fail(describeLibraryError(errorMessage(err), path, doc.toJS() as unknown));
+    return fail(describeLibraryError(errorMessage(err), path, parsed));
   }
 }
 
@@ -218,6 +226,8 @@ const DEFAULT_INTERVAL_MS = 60_000;
 const DEFAULT_READER_TIMEOUT_MS = 30_000;
 const DEFAULT_EXPORTER_TIMEOUT_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long after grpc-js's own deadline the monitor gives up on a gRPC export (see otlpGrpc). */
+const GRPC_DEADLINE_GRACE_MS = 1000;
 
 /** A periodic reader over one monitored OTLP exporter, and its start-log line. */
 function periodicReader(
@@ -248,7 +258,7 @@ function periodicReader(
   if (kind === "otlp_http") {
     destination = otlpHttp(model.exporter.otlp_http ?? {}, exporterAt, readerTimeout, fail);
   } else if (kind === "otlp_grpc") {
-    destination = otlpGrpc(model.exporter.otlp_grpc ?? {}, exporterAt, readerTimeout, fail);
+    destination = otlpGrpc(model.exporter.otlp_grpc ?? {}, exporterAt, readerTimeout, fail, logger);
   } else {
     return fail(
       `is not supported: serve-metrics pushes with otlp_http or otlp_grpc (the pull endpoint is metrics_address)`,
@@ -434,6 +444,7 @@ function otlpGrpc(
   at: string,
   readerTimeout: number,
   fail: Fail,
+  logger: Logger,
 ): Destination {
   const tls = model.tls ?? {};
   for (const key of ["ca_file", "cert_file", "key_file"] as const) {
@@ -450,6 +461,17 @@ function otlpGrpc(
   // export; tls.insecure decides here instead, as the configuration schema says it should.
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) url = `${tls.insecure === true ? "http" : "https"}://${url}`;
   checkUrl(url, `${at}.endpoint`, fail);
+  const { protocol, hostname } = new URL(url);
+  if (protocol === "https:" && isIP(hostname.replace(/^\[|\]$/g, "")) !== 0) {
+    // @grpc/grpc-js always sends the host as the TLS server name (SNI), which RFC 6066 forbids
+    // for an IP address; Node then prints DEP0123 once. No exporter option reaches that setting,
+    // so the line before it says what it means.
+    logger.warn(
+      `OTLP grpc push to ${redactUrl(url)}: @grpc/grpc-js sends the IP address as the TLS server name, ` +
+        "so Node warns once about it (DEP0123); the collector's certificate is still checked against " +
+        "that address. Use a host name in the endpoint to avoid the warning.",
+    );
+  }
   const common = commonExporterSettings(model, at, readerTimeout, fail, "grpc");
   const options = {
     url,
@@ -461,14 +483,15 @@ function otlpGrpc(
     exporterEnvironment(common.gzip, common.headers),
     () => new OtlpGrpcMetricExporter(options),
   );
-  // gRPC's own deadline is already one per call, whatever the collector sends meanwhile; the
-  // monitor's deadline only makes the result arrive on time if grpc-js were ever late.
+  // gRPC's own deadline is already one per call, whatever the collector sends meanwhile, and its
+  // error says where the call stood (connecting, waiting for an answer); the monitor's deadline,
+  // a moment later, only ends an export that grpc-js would leave unanswered.
   return {
     exporter,
     protocol: "grpc",
     url,
     temporality: common.temporality,
-    deadlineMs: common.timeoutMillis,
+    deadlineMs: common.timeoutMillis + GRPC_DEADLINE_GRACE_MS,
     secrets: [...urlSecrets(url), ...Object.values(common.headers)],
   };
 }

@@ -79,6 +79,8 @@ export interface AccessRecord {
   status: number;
   /** The line's time from the full request to the response. */
   latencyMs: number;
+  /** The followed TorchServe's hostname; default this service's. */
+  hostname?: string | undefined;
 }
 
 /** A gauge's histogram (see {@link GaugeHistogram}) bound to its instrument. */
@@ -376,27 +378,36 @@ export class MetricRecorder {
    */
   recordAccess(r: AccessRecord): void {
     if (r.status === 404) return;
-    const series = this.modelSeries(r.model, r.version);
+    const series = this.modelSeries(r.model, r.version, r.hostname);
     this.recordBound(series.responses[statusClass(r.status)], 1);
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
   /**
-   * A model version is known (configured in the frontend, or shown by a followed TorchServe): its
-   * serve_inference_responses_total series (each status class) and serve_request_duration_seconds
-   * exist from now on at zero, so that `rate()` reads 0 before the first request instead of
-   * nothing; with `torchserve_zero_series` the ts_* counters too. Calling it again does nothing.
+   * A model version is known (configured in the frontend, or shown by a followed TorchServe, on
+   * its `hostname`): its serve_inference_responses_total series (each status class) and
+   * serve_request_duration_seconds exist from now on at zero, so that `rate()` reads 0 before the
+   * first request instead of nothing; with `torchserve_zero_series` the ts_* counters too. Calling
+   * it again does nothing.
    */
-  modelKnown(model: string, version: string): void {
-    this.modelSeries(model, version);
+  modelKnown(model: string, version: string, hostname = this.hostname): void {
+    this.modelSeries(model, version, hostname);
   }
 
-  /** The series of one model version, resolved when it is first known (and zeroed then). */
-  private modelSeries(model: string, version: string): ModelSeries {
-    const key = `${model}\u0000${version}`;
+  /** The series of one model version on one host, resolved when it is first known (and zeroed then). */
+  private modelSeries(model: string, version: string, hostname = this.hostname): ModelSeries {
+    const key =
+      hostname === this.hostname ? `${model}\u0000${version}` : `${model}\u0000${version}\u0000${hostname}`;
     let series = this.inference.get(key);
     if (series === undefined) {
-      const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
+      const context = {
+        model_name: model,
+        model_version: version,
+        ModelName: model,
+        Level: "Host",
+        hostname,
+        Hostname: hostname,
+      };
       const [requests, latency, queue, queueTime, workerThread, duration] = INFERENCE_METRICS.map((name) =>
         this.bind(name, context),
       );

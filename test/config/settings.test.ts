@@ -21,6 +21,8 @@ describe("DEFAULT_SETTINGS", () => {
       inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 8080 },
       certificateFile: undefined,
       privateKeyFile: undefined,
+      tlsCiphers: undefined,
+      tlsHandshakeTimeoutMs: 10000,
       nvidiaSmiPath: "nvidia-smi",
       nvidiaSmiTimeoutMs: 5000,
       seriesExpirySeconds: 0,
@@ -35,6 +37,7 @@ describe("DEFAULT_SETTINGS", () => {
       torchserveLogDir: undefined,
       torchserveMetricsDir: undefined,
       torchserveLogFromStart: false,
+      torchserveHostname: undefined,
       histogramGauges: ["HandlerTime", "PredictionTime"],
       metricLogFiles: [],
       metricLinesMaxBytes: 8388608,
@@ -114,6 +117,8 @@ describe("resolveSettings", () => {
           "inference_address=http://[::1]:0",
           "certificate_file=tls/cert.pem",
           `private_key_file=${join(dir, "tls", "key.pem")}`,
+          "tls_ciphers=HIGH:!aNULL",
+          "tls_handshake_timeout_ms=3000",
           "nvidia_smi_path=/usr/local/bin/nvidia-smi",
           "nvidia_smi_timeout_ms=1500",
           "default_response_timeout=30",
@@ -135,6 +140,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "::1", port: 0 },
         certificateFile: join(dir, "tls", "cert.pem"),
         privateKeyFile: join(dir, "tls", "key.pem"),
+        tlsCiphers: "HIGH:!aNULL",
+        tlsHandshakeTimeoutMs: 3000,
         nvidiaSmiPath: "/usr/local/bin/nvidia-smi",
         nvidiaSmiTimeoutMs: 1500,
         seriesExpirySeconds: 0,
@@ -149,6 +156,7 @@ describe("resolveSettings", () => {
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
@@ -275,6 +283,17 @@ describe("resolveSettings", () => {
       expect(err.value).to.equal("worse");
     });
 
+    it("refuses a tls_ciphers list OpenSSL cannot use and a handshake timeout of 0", () => {
+      for (const [line, key] of [
+        ["tls_ciphers=NOT-A-CIPHER", "tls_ciphers"],
+        ["tls_ciphers=RC4-SHA", "tls_ciphers"],
+        ["tls_handshake_timeout_ms=0", "tls_handshake_timeout_ms"],
+      ] as const) {
+        const err = catchConfigError(() => resolveText(`${line}\n`));
+        expect([err.key, err.exitCode]).to.deep.equal([key, 2]);
+      }
+    });
+
     it("accepts TorchServe's other keys, warning only that its .mar models are not served", () => {
       const settings = resolveText(
         [
@@ -384,6 +403,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "localhost", port: 18080 },
         certificateFile: join(dir, "c.pem"),
         privateKeyFile: join(dir, "k.pem"),
+        tlsCiphers: undefined,
+        tlsHandshakeTimeoutMs: 10000,
         nvidiaSmiPath: "smi",
         nvidiaSmiTimeoutMs: 250,
         seriesExpirySeconds: 0,
@@ -398,6 +419,7 @@ describe("resolveSettings", () => {
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,

@@ -1,13 +1,16 @@
 import { expect } from "chai";
-import type { ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
-import { cleanEnv, spawnCli, waitForStderr, writeCliConfig } from "../support/cli.js";
+import { REPO_ROOT, cleanEnv, spawnCli, waitForStderr, writeCliConfig } from "../support/cli.js";
 import { request } from "../support/http.js";
 import { until } from "../support/net.js";
 import { OtlpReceiver, type ReceivedExport } from "../support/otlp-receiver.js";
 import { tempDir } from "../support/temp.js";
+import { requireTool } from "../support/tools.js";
 
 const ECHO = "node test/fixtures/workers/echo-worker.js --port {port}";
 
@@ -195,6 +198,86 @@ describe("stopping the service (SIGTERM)", function () {
       // Nothing was being answered, so nothing waits for drain_timeout (60 s), nor for a fixed
       // grace (before drain_timeout the stop always took 10 s here).
       expect((performance.now() - signalledAt) / 1000).to.be.below(8);
+    } finally {
+      if (cli.exitCode === null) cli.kill("SIGKILL");
+    }
+  });
+  it("exits within drain_timeout while a client holds an https connection that never starts its TLS handshake", async function () {
+    requireTool(this, "openssl");
+    const dir = tempDir("stop-tls-");
+    const [key, cert] = [join(dir, "a.key"), join(dir, "a.crt")];
+    execFileSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+      ],
+      { stdio: "ignore" },
+    );
+    const drainSeconds = 2;
+    const config = join(dir, "config.properties");
+    writeFileSync(
+      config,
+      [
+        "metrics_address=https://127.0.0.1:0",
+        "number_of_gpu=0",
+        `certificate_file=${cert}`,
+        `private_key_file=${key}`,
+        `drain_timeout=${drainSeconds}`,
+      ].join("\n"),
+    );
+    const cli = spawnCli(["--ts-config", config], cleanEnv());
+    const exited = exitOf(cli);
+    try {
+      const [, port] = await waitForStderr(cli, /metrics API listening on https:\/\/127\.0\.0\.1:(\d+)/);
+      // TCP only: not one byte of a ClientHello.
+      const silent = await stalled(Number(port), "");
+      const signalledAt = performance.now();
+      cli.kill("SIGTERM");
+      expect(await exited).to.equal(0);
+      await silent.closed;
+      // Before, the service stayed up as long as such a client did (issue 23).
+      expect((performance.now() - signalledAt) / 1000).to.be.below(drainSeconds + 8);
+    } finally {
+      if (cli.exitCode === null) cli.kill("SIGKILL");
+    }
+  });
+  it("a SIGTERM during the start stops the service once it is up, with exit 0", async () => {
+    const dir = tempDir("stop-starting-");
+    const config = join(dir, "config.properties");
+    // A hanging nvidia-smi holds the start (the first sample) for nvidia_smi_timeout_ms.
+    writeFileSync(
+      config,
+      [
+        "metrics_address=http://127.0.0.1:0",
+        `nvidia_smi_path=${join(REPO_ROOT, "test/fixtures/nvidia-smi/fake-nvidia-smi.js")}`,
+        "nvidia_smi_timeout_ms=3000",
+        "a_key_to_warn_about=1",
+      ].join("\n"),
+    );
+    const cli = spawnCli(["--ts-config", config], cleanEnv({ FAKE_NVIDIA_SMI: "hang" }));
+    const exited = exitOf(cli);
+    let stderr = "";
+    cli.stderr?.on("data", (d: Buffer) => (stderr += d.toString()));
+    try {
+      // Settings are read (and the signal handlers installed) before the sampler starts.
+      await waitForStderr(cli, /unknown key "a_key_to_warn_about"/);
+      cli.kill("SIGTERM");
+      expect(await exited).to.equal(0);
+      expect(stderr).to.match(
+        /SIGTERM: stopping as soon as the start is done[^]*metrics API listening[^]*SIGTERM: stopping \(/,
+      );
     } finally {
       if (cli.exitCode === null) cli.kill("SIGKILL");
     }

@@ -26,8 +26,10 @@ interface AccessCall {
 interface Rig {
   h: LineHarness;
   ts: TorchServeLineIngest;
-  /** What reached recordAccess (the recorder's real body is h-metrics'). */
+  /** What reached recordAccess (the recorder's real body is h-metrics'), its hostname apart. */
   access: AccessCall[];
+  /** The hostname of each record that reached recordAccess. */
+  hosts: (string | undefined)[];
 }
 
 function rig(
@@ -35,25 +37,30 @@ function rig(
     maxAccessModels?: number;
     typesFollowed?: boolean;
     waitMs?: number;
+    hostname?: string;
   } = {},
 ): Rig {
   const h = createLineHarness(options);
   const access: AccessCall[] = [];
+  const hosts: (string | undefined)[] = [];
   const recorder = h.telemetry.recorder;
   const ts = new TorchServeLineIngest({
     ingest: h.ingest,
     recorder: {
       recordAccess: (r) => {
-        access.push(r);
+        const { hostname, ...call } = r;
+        access.push(call);
+        hosts.push(hostname);
         recorder.recordAccess(r);
       },
     },
     maxAccessModels: options.maxAccessModels,
     typesFollowed: options.typesFollowed,
     waitMs: options.waitMs,
+    hostname: options.hostname,
     logger: h.logger,
   });
-  return { h, ts, access };
+  return { h, ts, access, hosts };
 }
 
 /** The value of one sample of the scrape (TorchServe text), or undefined when there is none. */
@@ -661,13 +668,14 @@ describe("TorchServeLineIngest", () => {
         "ts_metrics",
       );
       const text = await h.scrape();
+      // On TorchServe's host, once a record named it: mnist was shown before that.
       for (const model of ["mnist", "resnet-18"]) {
         const labels = `model_name="${model}",model_version="default"`;
         for (const cls of ["2XX", "4XX", "5XX"])
           expect(
-            sample(text, `serve_inference_responses_total{${labels},status_class="${cls}",hostname="h",}`),
+            sample(text, `serve_inference_responses_total{${labels},status_class="${cls}",hostname="${H}",}`),
           ).to.equal(0);
-        expect(sample(text, `serve_request_duration_seconds_count{${labels},hostname="h",}`)).to.equal(0);
+        expect(sample(text, `serve_request_duration_seconds_count{${labels},hostname="${H}",}`)).to.equal(0);
       }
       // A name only a client's URI gave is not a model: no series for it.
       ts.apply(line("POST /predictions/made-up HTTP/1.1", 404, 1), "file", "access_log");
@@ -748,7 +756,7 @@ describe("TorchServeLineIngest", () => {
       expect(
         sample(
           text,
-          'serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="h",}',
+          `serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="${H}",}`,
         ),
       ).to.equal(1);
       expect(text.length).to.be.below(100_000);
@@ -790,6 +798,37 @@ describe("TorchServeLineIngest", () => {
       );
       expect(access).to.deep.equal([{ model: "mnist", version: "default", status: 200, latencyMs: 3 }]);
       ts.stop();
+    });
+
+    it("gives the access log's series TorchServe's hostname, learned from its records, not the sidecar's", async () => {
+      const { h, ts } = rig();
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(text).to.include(
+        `serve_inference_responses_total{model_name="mnist",model_version="default",status_class="2XX",hostname="${H}",} 1.0`,
+      );
+      expect(text).to.include(
+        `serve_request_duration_seconds_count{model_name="mnist",model_version="default",hostname="${H}",} 1.0`,
+      );
+      expect(text).not.to.match(/^serve_(inference|request).*hostname="h",/m);
+    });
+
+    it("uses torchserve_hostname before any record names the host", () => {
+      const { ts, hosts } = rig({ hostname: "ts-host" });
+      loaded(ts, "mnist");
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(hosts).to.deep.equal(["ts-host", "ts-host"]);
     });
 
     it("learns served models from WorkerLoadTime's worker name", () => {
