@@ -398,6 +398,8 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         jobQueueSize: settings.jobQueueSize,
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
         defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
+        clientBodyTimeoutSeconds: settings.clientBodyTimeoutSeconds,
+        clientReadTimeoutSeconds: settings.clientReadTimeoutSeconds,
         recorder,
         lifecycle: ownMetrics,
         logger,

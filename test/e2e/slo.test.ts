@@ -144,7 +144,8 @@ describe("end to end: Prometheus with the shipped SLO rules, a worker failing a 
       api,
       'sum by (reason) (serve_inference_errors_total{model_name="flaky"})',
     );
-    expect(reasons.map((s) => s.metric.reason).sort()).to.deep.equal(["worker_error", "worker_unreachable"]);
+    // Under load its queue may also fill (queue_full): the two failures it was given are there either way.
+    expect(reasons.map((s) => s.metric.reason)).to.include.members(["worker_error", "worker_unreachable"]);
     const steady = await instantQuery(api, 'model:serve_slo_availability:burn_rate5m{model_name="steady"}');
     expect(steady.map((s) => s.value[1])).to.deep.equal(["0"]);
   });

@@ -91,7 +91,7 @@ describe("serve_inference_errors_total: each failed request counted once, with w
     });
   });
 
-  it("counts a worker that sends nothing in time as worker_timeout, and a client that left first as client_closed", async () => {
+  it("counts a worker that sends nothing in time as worker_timeout, and a client that left while queued as client_closed", async () => {
     expect(await post(`${base}/predictions/slow?do=hang`)).to.equal(504);
     // The stuck worker is restarted; waiting on the metrics, not on requests that would fail meanwhile.
     await until(async () => {
@@ -102,12 +102,23 @@ describe("serve_inference_errors_total: each failed request counted once, with w
         ) && /^serve_workers\{model_name="slow",model_version="1",state="ready",.* 1\.0$/m.test(text)
       );
     }, "slow's restarted worker");
-    expect(await post(`${base}/predictions/slow?do=hang`, 200)).to.equal("gave up");
+    // A client that leaves while its request waits for the busy worker. (Once at a worker, a
+    // client's close reads as a half-close, which still gets its answer: the worker is waited for.)
+    const hanging = post(`${base}/predictions/slow?do=hang`);
     await until(
-      async () => (await errors(service, "slow")).client_closed === 1,
-      "client_closed to be counted",
+      async () => /^serve_requests_in_flight\{model_name="slow",.* 1\.0$/m.test(await service.scrape()),
+      "slow's worker to be busy",
     );
-    expect(await errors(service, "slow")).to.deep.equal({ worker_timeout: 1, client_closed: 1 });
+    expect(await post(`${base}/predictions/slow?do=ok`, 100)).to.equal("gave up");
+    expect(await hanging).to.equal(504);
+    let seen: Record<string, number> = {};
+    await until(async () => {
+      seen = await errors(service, "slow");
+      return seen.client_closed === 1;
+    }, "client_closed to be counted").catch((err: unknown) => {
+      throw new Error(`${String(err)}: ${JSON.stringify(seen)}`);
+    });
+    expect(await errors(service, "slow")).to.deep.equal({ worker_timeout: 2, client_closed: 1 });
   });
 
   it("tells a full queue, a queue whose worker stayed busy, and a model with no ready worker apart", async () => {
