@@ -4,6 +4,7 @@ import { CLI_USAGE, parseCliArgs } from "./config/cli-args.js";
 import { ConfigError } from "./config/errors.js";
 import { createConsoleLogger } from "./log.js";
 import { startMetricsService, type MetricsService } from "./service.js";
+import { sloRulesCommand } from "./slo/command.js";
 
 /** Errors that carry their own exit status (ConfigError, CatalogError: 2). */
 function exitCodeOf(err: unknown): number {
@@ -23,6 +24,10 @@ const NOTHING_TO_DO =
   "torchserve_log_dir are followed, no --stdin and no OTLP push is configured (--otel-config, OTEL_METRICS_EXPORTER). Enable at least one of these.";
 
 async function main(): Promise<void> {
+  if (process.argv[2] === "slo-rules") {
+    process.stdout.write(sloRulesCommand(process.argv.slice(3)));
+    return;
+  }
   const logger = createConsoleLogger();
   const args = parseCliArgs(process.argv.slice(2), process.env);
   if (args.help) {

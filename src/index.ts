@@ -17,6 +17,7 @@ export { parseMetricLine } from "./sources/metric-line.js";
 export type { MetricLine, MetricLineResult } from "./sources/metric-line.js";
 export type { IngestOutcome } from "./sources/metric-ingest.js";
 export type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
+export type { ErrorReason } from "./telemetry/extra-metrics.js";
 export { CatalogError, loadCatalogFile, loadDefaultCatalog, parseCatalog } from "./catalog/load.js";
 export type { Catalog, MetricDefinition, MetricType, MetricSection } from "./catalog/types.js";
 export { ConfigError } from "./config/errors.js";

@@ -173,6 +173,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     maxSeriesPerMetric: settings.maxSeriesPerMetric,
     histogramGauges: settings.histogramGauges,
     inferenceResponses: !followsTorchServe,
+    torchServeZeroSeries: settings.torchserveZeroSeries,
     histogramGaugeBuckets: settings.requestDurationBuckets,
     readers: push.readers,
     views: push.views,

@@ -15,6 +15,7 @@ export interface CliArgs {
 
 /** The text printed by `serve-metrics --help`. */
 export const CLI_USAGE = `Usage: serve-metrics [--ts-config FILE] [--otel-config FILE] [--stdin]
+       serve-metrics slo-rules OBJECTIVES.yaml   (prints Prometheus SLO rules; --help)
 
 Serves TorchServe's Metrics API (/metrics, default http://127.0.0.1:8082) on OpenTelemetry.
 

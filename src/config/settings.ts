@@ -30,6 +30,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
   seriesExpirySeconds: 0,
+  torchserveZeroSeries: false,
   maxSeriesPerMetric: 50_000,
   enableInferenceApi: undefined,
   models: Object.freeze([]),
@@ -148,6 +149,9 @@ const SETTERS: Record<string, Apply> = {
   },
   series_expiry_seconds: (s, raw) => {
     s.seriesExpirySeconds = parseInteger(raw, 0, 10 * 365 * 24 * 3600);
+  },
+  torchserve_zero_series: (s, raw) => {
+    s.torchserveZeroSeries = parseBoolean(raw);
   },
   max_series_per_metric: (s, raw) => {
     s.maxSeriesPerMetric = parseInteger(raw, 1, 10_000_000);

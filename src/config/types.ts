@@ -62,6 +62,8 @@ export interface Settings {
   nvidiaSmiTimeoutMs: number;
   /** Seconds a series may go without updates before /metrics leaves it out; 0: never (TorchServe). */
   seriesExpirySeconds: number;
+  /** Start a known model's ts_* counters at zero, before its first request (TorchServe does not). */
+  torchserveZeroSeries: boolean;
   /** Series kept per metric; later ones are added into one overflow series. */
   maxSeriesPerMetric: number;
   /** Serve the inference address; undefined: only when `models` is not empty. */

@@ -3,6 +3,7 @@ import { performance } from "node:perf_hooks";
 import { PassThrough } from "node:stream";
 import type { Dispatcher } from "undici";
 import { jsonError, writeReply } from "../server/json-error.js";
+import type { ErrorReason } from "../telemetry/extra-metrics.js";
 import { endToEndHeaders } from "./forwarded-headers.js";
 import {
   PoolClosedError,
@@ -41,6 +42,8 @@ export interface ExchangeOutcome {
   queueMs: number;
   /** Dispatch until the worker's answer ended or failed; 0 when never dispatched. */
   backendMs: number;
+  /** Why it failed, when it did (a 5XX, or no answer at all); undefined for 2XX-4XX answers. */
+  reason: ErrorReason | undefined;
 }
 
 /** Bodies (either way) of at most this many bytes, with a Content-Length, are read whole and sent at once. */
@@ -173,11 +176,16 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
         this.reply(
           503,
           `Model "${this.target.model}" version ${this.target.version} has no free worker and its queue is full (job_queue_size=${err.limit}).`,
+          "queue_full",
         );
         return;
       }
       if (err instanceof PoolClosedError) {
-        this.reply(503, `Model "${this.target.model}" cannot take requests: the service is stopping.`);
+        this.reply(
+          503,
+          `Model "${this.target.model}" cannot take requests: the service is stopping.`,
+          "stopping",
+        );
         return;
       }
       throw err;
@@ -204,7 +212,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
 
   /** The pool closed while the request waited. */
   refuse(reason: Error): void {
-    this.reply(503, `Model "${this.target.model}" cannot take requests: ${reason.message}.`);
+    this.reply(503, `Model "${this.target.model}" cannot take requests: ${reason.message}.`, "stopping");
   }
 
   /** undici starts the worker request: keep its controller, or cut it when the exchange is over. */
@@ -299,7 +307,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
     if (this.dispatching) {
       // Only for what undici refuses to send; the client's request is at fault, not the worker.
-      this.reply(400, `The request cannot be forwarded: ${err.message}`);
+      this.reply(400, `The request cannot be forwarded: ${err.message}`, undefined);
       return;
     }
     if (this.state !== "forwarding" || this.answerEnded) return;
@@ -483,6 +491,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     this.reply(
       502,
       `The worker of model "${this.target.model}" version ${this.target.version} failed: ${detail}.`,
+      suspect ? "worker_unreachable" : "worker_protocol",
       suspect ? { kind: "unreachable", detail } : undefined,
     );
   }
@@ -526,19 +535,28 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
     const seconds = responseTimeoutMs / 1000;
     switch (waited) {
       case "slot": {
-        const why =
-          pool.readyCount() === 0
-            ? "no worker is ready (they are starting or restarting)"
-            : "every worker stayed busy";
-        this.reply(503, `Model "${model}" version ${version}: ${why}; the request waited ${seconds} s.`);
+        const none = pool.readyCount() === 0;
+        const why = none
+          ? "no worker is ready (they are starting or restarting)"
+          : "every worker stayed busy";
+        this.reply(
+          503,
+          `Model "${model}" version ${version}: ${why}; the request waited ${seconds} s.`,
+          none ? "no_worker" : "queue_timeout",
+        );
         return;
       }
       case "worker": {
         const detail = `no answer within ${seconds} s`;
-        this.reply(504, `The worker of model "${model}" version ${version} sent ${detail}.`, {
-          kind: "stuck",
-          detail,
-        });
+        this.reply(
+          504,
+          `The worker of model "${model}" version ${version} sent ${detail}.`,
+          "worker_timeout",
+          {
+            kind: "stuck",
+            detail,
+          },
+        );
         return;
       }
       case "client-body":
@@ -546,6 +564,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
         this.reply(
           408,
           `The request body did not arrive in time: nothing came for ${clientBodyTimeoutMs / 1000} s (client_body_timeout).`,
+          undefined,
           undefined,
           true,
         );
@@ -565,17 +584,25 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
   private reply(
     status: number,
     message: string,
+    reason: ErrorReason | undefined,
     fault?: { kind: WorkerFault; detail: string },
     close = false,
   ): void {
     if (this.state === "done") return;
     if (this.res.headersSent) this.res.destroy();
     else writeReply(this.req, this.res, jsonError(status, message, close ? { Connection: "close" } : {}));
-    this.finish(status, fault);
+    this.finish(status, fault, reason);
   }
 
-  /** The one end of every exchange: releases what it holds and reports, once. */
-  private finish(status: number | undefined, fault?: { kind: WorkerFault; detail: string }): void {
+  /**
+   * The one end of every exchange: releases what it holds and reports, once. Without a `reason`, a
+   * 5XX is the worker's own answer and no status means the client left first.
+   */
+  private finish(
+    status: number | undefined,
+    fault?: { kind: WorkerFault; detail: string },
+    reason?: ErrorReason,
+  ): void {
     const was = this.state;
     if (was === "done") return;
     this.state = "done";
@@ -595,6 +622,7 @@ export class InferenceExchange implements PoolWaiter, Dispatcher.DispatchHandler
       latencyMs: now - this.arrival,
       queueMs: (dispatched ? this.dispatchedAt : now) - this.arrival,
       backendMs: dispatched ? now - this.dispatchedAt : 0,
+      reason: reason ?? (status === undefined ? "client_closed" : status >= 500 ? "worker_error" : undefined),
     });
   }
 }

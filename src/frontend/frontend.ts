@@ -87,14 +87,19 @@ export class InferenceFrontend {
       }
       const modelDepths = depths.get(config.model) ?? new Map<string, number>();
       depths.set(config.model, modelDepths);
-      const pool = new WorkerPool(slots, options.jobQueueSize, (depth) => {
-        // The gauge is per model, as autoscalers scale models: the sum over its versions.
-        modelDepths.set(config.version, depth);
-        recorder.recordQueueDepth(
-          config.model,
-          [...modelDepths.values()].reduce((a, b) => a + b, 0),
-        );
-      });
+      const pool = new WorkerPool(
+        slots,
+        options.jobQueueSize,
+        (depth) => {
+          // The gauge is per model, as autoscalers scale models: the sum over its versions.
+          modelDepths.set(config.version, depth);
+          recorder.recordQueueDepth(
+            config.model,
+            [...modelDepths.values()].reduce((a, b) => a + b, 0),
+          );
+        },
+        (lent) => options.lifecycle?.requestsInFlight(config.model, config.version, lent),
+      );
       const byVersion = this.versions.get(config.model) ?? new Map<string, ServedVersion>();
       byVersion.set(config.version, {
         model: config.model,
@@ -110,7 +115,11 @@ export class InferenceFrontend {
       this.versions.set(config.model, byVersion);
       if (config.isDefault) this.defaults.set(config.model, config.version);
       options.lifecycle?.jobQueueSize(config.model, config.version, options.jobQueueSize);
+      options.lifecycle?.requestsInFlight(config.model, config.version, 0);
       recorder.recordQueueDepth(config.model, 0);
+      recorder.modelKnown(config.model, config.version);
+      // A request naming no version is counted under `default`, as TorchServe counts it.
+      if (config.isDefault) recorder.modelKnown(config.model, "default");
     }
   }
 

@@ -49,7 +49,7 @@ export class PoolClosedError extends Error {
  * The workers of one model version: each slot serves one request at a time; requests beyond the
  * free ready slots wait in FIFO order, at most `queueLimit` of them, until granted a slot, cancelled
  * (their client left, their time ran out) or refused (the pool closed). `onDepth` hears every
- * queue change.
+ * queue change, `onLent` every change of the number of slots lent (requests at a worker).
  *
  * A slot given back goes to the next waiter only after a turn of the event loop: a worker that
  * exits right after its answer is usually seen exiting by then (its exit and the end of its
@@ -67,6 +67,7 @@ export class WorkerPool {
     private readonly slots: readonly WorkerSlot[],
     private readonly queueLimit: number,
     private readonly onDepth: (depth: number) => void = () => undefined,
+    private readonly onLent: (lent: number) => void = () => undefined,
   ) {
     for (let i = 0; i < slots.length; i++) this.free.push(i);
   }
@@ -148,6 +149,7 @@ export class WorkerPool {
     const at = this.free.findIndex((i) => (url = this.slots[i]?.url()) !== undefined);
     if (at === -1 || url === undefined) return undefined;
     const [slot = 0] = this.free.splice(at, 1);
+    this.onLent(this.slots.length - this.free.length);
     const leased = url;
     let released = false;
     return {
@@ -157,6 +159,7 @@ export class WorkerPool {
         released = true;
         if (fault !== undefined) this.slots[slot]?.fault(fault.kind, fault.detail);
         this.free.push(slot);
+        this.onLent(this.slots.length - this.free.length);
         if (this.waiting.length > 0)
           this.lending ??= setImmediate(() => {
             this.lending = undefined;

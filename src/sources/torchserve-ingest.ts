@@ -25,7 +25,8 @@ export type TorchServeIngestOutcome = IngestOutcome & { record: "metric" | "acce
 export interface TorchServeLineIngestOptions {
   /** Applies metric records (and counts rejected lines). */
   ingest: MetricLineIngest;
-  recorder: Pick<MetricRecorder, "recordAccess">;
+  /** `modelKnown` hears each model TorchServe shows, so its series start at 0 under `default`. */
+  recorder: Pick<MetricRecorder, "recordAccess"> & Partial<Pick<MetricRecorder, "modelKnown">>;
   /** Most model versions the access log may add series for; default 1000. */
   maxAccessModels?: number;
   /**
@@ -153,8 +154,15 @@ export class TorchServeLineIngest {
             ? this.applyBackendRecord(line.payload, source)
             : this.options.ingest.apply(line.payload, source, TORCHSERVE_FRONTEND_RECORDS);
         if (outcome.ok) {
+          // The host first: the models this record shows start their series on it, and so do
+          // those shown before it was known (their access records will carry it).
+          if (this.host === undefined) {
+            this.host = hostnameOf(line.payload);
+            if (this.host !== undefined)
+              for (const model of this.served)
+                this.options.recorder.modelKnown?.(model, "default", this.host);
+          }
           this.noteModels(line.payload);
-          if (this.host === undefined) this.host = hostnameOf(line.payload);
           if (line.origin === "ts_metrics") this.watchFrontend(line.payload, source);
         }
         this.primeSeen?.add(seriesKey(line.payload));
@@ -343,6 +351,8 @@ export class TorchServeLineIngest {
     if (this.served.has(model) || this.nameProblem(model) !== undefined) return;
     if (this.served.size >= MAX_SERVED_MODELS) return;
     this.served.add(model);
+    // On the host its access records will carry from now on (this service's until one is known).
+    this.options.recorder.modelKnown?.(model, "default", this.host);
     if (this.waitingAccess.has(model)) this.releaseAccess(model, true);
   }
 

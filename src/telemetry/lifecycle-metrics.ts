@@ -6,6 +6,11 @@ export const WORKER_RESTARTS = "serve_worker_restarts_total";
 export const WORKERS = "serve_workers";
 /** The queue's capacity per model version (job_queue_size): depth ÷ capacity is the saturation. */
 export const JOB_QUEUE_SIZE = "serve_job_queue_size";
+/**
+ * Requests dispatched to a worker and not finished, per model version (the version that serves
+ * them): the concurrency an autoscaler scales on, beside the queue's depth.
+ */
+export const REQUESTS_IN_FLIGHT = "serve_requests_in_flight";
 /** `[METRICS]` lines applied, by source: beside the rejected ones, a silent source is a rate of 0. */
 export const APPLIED_LINES = "serve_metric_lines_applied_total";
 /** OTLP pushes by result (`success`, `failure`): a broken push is visible on `/metrics`. */
@@ -62,6 +67,7 @@ export const LIFECYCLE_INSTRUMENT_NAMES: Readonly<Record<string, string>> = {
   [WORKER_RESTARTS]: "serve.worker.restarts",
   [WORKERS]: "serve.workers",
   [JOB_QUEUE_SIZE]: "serve.job_queue.size",
+  [REQUESTS_IN_FLIGHT]: "serve.requests.in_flight",
   [APPLIED_LINES]: "serve.metric_lines.applied",
   [OTLP_EXPORTS]: "serve.otlp.exports",
   [PROCESS_CPU]: "process.cpu.seconds",
@@ -81,6 +87,7 @@ const FAMILIES: readonly Family[] = [
   [WORKER_RESTARTS, "counter", "Count", ["model_name", "model_version", "reason"]],
   [WORKERS, "gauge", "Count", ["model_name", "model_version", "state"]],
   [JOB_QUEUE_SIZE, "gauge", "Count", ["model_name", "model_version"]],
+  [REQUESTS_IN_FLIGHT, "gauge", "Count", ["model_name", "model_version"]],
   [APPLIED_LINES, "counter", "Count", ["source"]],
   [OTLP_EXPORTS, "counter", "Count", ["result"]],
   [PROCESS_CPU, "counter", "Seconds", []],

@@ -11,6 +11,7 @@ import {
   PROCESS_OPEN_FDS,
   PROCESS_RESIDENT_MEMORY,
   PROCESS_START_TIME,
+  REQUESTS_IN_FLIGHT,
   RESTART_REASONS,
   WORKER_RESTARTS,
   WORKER_STATES,
@@ -99,6 +100,11 @@ export class LifecycleRecorder {
   /** Sets the queue capacity (job_queue_size) of a model version. */
   jobQueueSize(model: string, version: string, size: number): void {
     this.update(JOB_QUEUE_SIZE, size, { model_name: model, model_version: version });
+  }
+
+  /** Sets how many requests of a model version are dispatched to its workers and not finished. */
+  requestsInFlight(model: string, version: string, count: number): void {
+    this.update(REQUESTS_IN_FLIGHT, count, { model_name: model, model_version: version });
   }
 
   /** Records a reading of the service's own process. */

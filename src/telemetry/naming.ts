@@ -33,6 +33,7 @@ const KNOWN_NAMES: Readonly<Record<string, string>> = {
   serve_request_duration_seconds: "serve.request.duration",
   serve_queue_depth: "serve.queue.depth",
   serve_inference_responses_total: "serve.inference.responses",
+  serve_inference_errors_total: "serve.inference.errors",
   serve_metric_lines_rejected_total: "serve.metric_lines.rejected",
   ...LIFECYCLE_INSTRUMENT_NAMES,
 };

@@ -88,6 +88,8 @@ export interface TelemetryOptions {
   histogramGaugeBuckets?: readonly number[];
   /** Whether recordInference counts responses in Requests2XX/4XX/5XX; default true (see MetricRecorder). */
   inferenceResponses?: boolean;
+  /** Whether a known model's ts_* counters start at zero (`torchserve_zero_series`); default false. */
+  torchServeZeroSeries?: boolean;
 }
 
 /**
@@ -218,6 +220,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       pending,
       gaugeHistograms,
       options.inferenceResponses,
+      options.torchServeZeroSeries,
     ),
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,

@@ -4,12 +4,14 @@ import type { Logger } from "../log.js";
 import type { GpuSample } from "../sources/gpu.js";
 import type { HostSample } from "../sources/host.js";
 import {
+  INFERENCE_ERRORS,
   INFERENCE_RESPONSES,
   QUEUE_DEPTH,
   REJECTED_LINES,
   REQUEST_DURATION,
   STATUS_CLASSES,
   statusClass,
+  type ErrorReason,
 } from "./extra-metrics.js";
 import type { GaugeHistogram } from "./gauge-histograms.js";
 import { LIFECYCLE_INSTRUMENT_NAMES } from "./lifecycle-metrics.js";
@@ -57,6 +59,11 @@ export interface InferenceRecord {
   queueMs?: number | undefined;
   /** Time the worker itself spent; the rest of dispatch-to-response is WorkerThreadTime. */
   backendMs?: number | undefined;
+  /**
+   * Why it failed, counted in serve_inference_errors_total; undefined: `client_closed` when no
+   * status was sent, `worker_error` for a status of 500 or more (the server's own), else no error.
+   */
+  reason?: ErrorReason | undefined;
 }
 
 /**
@@ -123,6 +130,8 @@ interface ModelSeries {
   duration: BoundSeries | undefined;
   /** serve_inference_responses_total by status class: 2XX, 4XX, 5XX. */
   responses: Readonly<Record<(typeof STATUS_CLASSES)[number], BoundSeries | undefined>>;
+  /** serve_inference_errors_total by reason, bound on the first error of each (not started at 0). */
+  errors: Map<ErrorReason, BoundSeries | undefined>;
 }
 
 /**
@@ -156,6 +165,7 @@ export const SERVICE_METRICS: ReadonlySet<string> = new Set([
   ...TORCHSERVE_FRONTEND_METRICS,
   REQUEST_DURATION,
   INFERENCE_RESPONSES,
+  INFERENCE_ERRORS,
   QUEUE_DEPTH,
   REJECTED_LINES,
   ...Object.keys(LIFECYCLE_INSTRUMENT_NAMES),
@@ -214,6 +224,11 @@ export class MetricRecorder {
      * followed TorchServe, whose own lines count its responses.
      */
     private readonly inferenceResponses = true,
+    /**
+     * Whether {@link modelKnown} also starts the ts_* counters at zero (`torchserve_zero_series`);
+     * TorchServe prints them only from a model's first request.
+     */
+    private readonly torchServeZeroSeries = false,
   ) {}
 
   /**
@@ -343,12 +358,27 @@ export class MetricRecorder {
       if (this.inferenceResponses) this.recordResponse(r.status);
       this.recordBound(series.responses[statusClass(r.status)], 1);
     }
+    const reason =
+      r.reason ?? (r.status === undefined ? "client_closed" : r.status >= 500 ? "worker_error" : undefined);
+    if (reason !== undefined) this.recordBound(this.errorSeries(series, r, reason), 1);
     this.recordBound(series.requests, 1);
     this.recordBound(series.latency, r.latencyMs * 1000);
     this.recordBound(series.queue, queueMs * 1000);
     this.recordBound(series.queueTime, queueMs);
     this.recordBound(series.workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
     this.recordBound(series.duration, r.latencyMs / 1000);
+  }
+
+  /** The serve_inference_errors_total series of a model version and reason, bound on first use. */
+  private errorSeries(series: ModelSeries, r: InferenceRecord, reason: ErrorReason): BoundSeries | undefined {
+    if (series.errors.has(reason)) return series.errors.get(reason);
+    const bound = this.bind(INFERENCE_ERRORS, {
+      model_name: r.model,
+      model_version: r.version ?? "default",
+      reason,
+    });
+    series.errors.set(reason, bound);
+    return bound;
   }
 
   /**
@@ -363,7 +393,18 @@ export class MetricRecorder {
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
-  /** The series of one model version, resolved on its first request. */
+  /**
+   * A model version is known (configured in the frontend, or shown by a followed TorchServe, on
+   * its `hostname`): its serve_inference_responses_total series (each status class) and
+   * serve_request_duration_seconds exist from now on at zero, so that `rate()` reads 0 before the
+   * first request instead of nothing; with `torchserve_zero_series` the ts_* counters too. Calling
+   * it again does nothing.
+   */
+  modelKnown(model: string, version: string, hostname = this.hostname): void {
+    this.modelSeries(model, version, hostname);
+  }
+
+  /** The series of one model version on one host, resolved when it is first known (and zeroed then). */
   private modelSeries(model: string, version: string, hostname = this.hostname): ModelSeries {
     const key =
       hostname === this.hostname ? `${model}\u0000${version}` : `${model}\u0000${version}\u0000${hostname}`;
@@ -390,12 +431,27 @@ export class MetricRecorder {
         workerThread,
         duration,
         responses: { "2XX": response("2XX"), "4XX": response("4XX"), "5XX": response("5XX") },
+        errors: new Map(),
       };
       // Models come from configuration, but the public API takes any name: keep the cache bounded.
       if (this.inference.size >= MAX_CACHED_MODELS) this.inference.clear();
       this.inference.set(key, series);
+      for (const zero of [series.duration, ...Object.values(series.responses)]) this.startAtZero(zero);
+      if (this.torchServeZeroSeries) for (const zero of [requests, latency, queue]) this.startAtZero(zero);
     }
     return series;
+  }
+
+  /**
+   * Makes a counter or histogram series exist with nothing counted: a counter gets 0 added, a
+   * histogram a NaN observation, which the SDK's (explicit and exponential) histograms drop after
+   * creating the series, so it shows with every bucket, its count and its sum at 0.
+   */
+  private startAtZero(series: BoundSeries | undefined): void {
+    if (series === undefined) return;
+    const type = series.instrument.definition.type;
+    if (type === "counter") this.pending.add(series, 0);
+    else if (type === "histogram") series.instrument.record(Number.NaN, series.attributes);
   }
 
   /** Sets how many requests for `model` wait for a worker. */

@@ -272,7 +272,7 @@ describe("alerting rules (grafana/alerts.yml)", function () {
       };
       config.global.scrape_interval = "1s";
       config.global.evaluation_interval = "1s";
-      expect(config.rule_files).to.deep.equal(["alerts.yml"]);
+      expect(config.rule_files).to.deep.equal(["alerts.yml", "slo-rules.yml"]);
       // Relative to the config file, which is copied: point at the shipped rules.
       config.rule_files = config.rule_files.map((f) => resolve(GRAFANA, f));
       const scrape = config.scrape_configs.find((c) => c.job_name === job);

@@ -185,6 +185,9 @@ describe("the inference frontend in front of real worker processes", function ()
       async () => value(await service.scrape(), 'serve_queue_depth{model_name="echo",') === 4,
       "a queue of 4",
     );
+    const inFlight = 'serve_requests_in_flight{model_name="echo",model_version="1.0",';
+    // Both workers hold a request while 4 wait (the queue is not counted in flight).
+    expect(value(await service.scrape(), inFlight)).to.equal(2);
     const results = await Promise.all(pending);
     expect(results.map((r) => r.status).sort()).to.deep.equal([200, 200, 200, 200, 200, 200, 503, 503]);
     const refusal = results.find((r) => r.status === 503);
@@ -193,6 +196,7 @@ describe("the inference frontend in front of real worker processes", function ()
     expect(value(after, 'QueueTime{Level="Host",')).to.be.greaterThan(0);
     expect((value(after, queueUs) ?? 0) - (value(before, queueUs) ?? 0)).to.be.greaterThan(4 * 300_000);
     expect(value(after, 'serve_queue_depth{model_name="echo",')).to.equal(0);
+    expect(value(after, inFlight)).to.equal(0);
   });
 
   it("answers a worker that dies mid-request with a cut connection, counts 5XX, and restarts the worker", async () => {
@@ -326,6 +330,88 @@ describe("the inference frontend in front of a worker given by url", function ()
       expect(res.status).to.equal(502);
       expect(JSON.parse(res.body)).to.include({ code: 502, type: "BadGatewayException" });
       expect(value(await service.scrape(), 'Requests5XX{Level="Host",')).to.equal(1);
+    } finally {
+      await service.stop();
+    }
+  });
+});
+
+describe("series of configured models before their first request", function () {
+  this.timeout(20_000);
+
+  it("shows every configured version's (and its default's) response classes and durations at 0, and no ts_* series", async () => {
+    const { service } = await startTestService({
+      models: [
+        echoModel({ url: "http://127.0.0.1:1", command: undefined, workers: 1 }),
+        echoModel({
+          model: "idle",
+          version: "2.0",
+          url: "http://127.0.0.1:1",
+          command: undefined,
+          workers: 1,
+        }),
+        echoModel({
+          model: "idle",
+          version: "3.0",
+          isDefault: false,
+          url: "http://127.0.0.1:1",
+          command: undefined,
+        }),
+      ],
+      inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+    });
+    try {
+      const text = await service.scrape();
+      for (const [model, version] of [
+        ["echo", "1.0"],
+        ["echo", "default"],
+        ["idle", "2.0"],
+        ["idle", "3.0"],
+        ["idle", "default"],
+      ]) {
+        const labels = `model_name="${model}",model_version="${version}",`;
+        for (const cls of ["2XX", "4XX", "5XX"])
+          expect(
+            value(text, `serve_inference_responses_total{${labels}status_class="${cls}",`),
+            labels,
+          ).to.equal(0);
+        expect(value(text, `serve_request_duration_seconds_count{${labels}`), labels).to.equal(0);
+        expect(
+          value(text, `serve_request_duration_seconds_bucket{${labels}hostname="test-host",le="+Inf",`),
+        ).to.equal(0);
+      }
+      expect(count(text, "serve_inference_responses_total{")).to.equal(15);
+      // In flight per served version, at 0 until a request reaches a worker.
+      for (const [model, version] of [
+        ["echo", "1.0"],
+        ["idle", "2.0"],
+        ["idle", "3.0"],
+      ])
+        expect(
+          value(text, `serve_requests_in_flight{model_name="${model}",model_version="${version}",`),
+        ).to.equal(0);
+      // TorchServe's own families keep TorchServe's behaviour (torchserve_zero_series=false).
+      expect(count(text, "ts_inference_requests_total{")).to.equal(0);
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it("starts the ts_* counters at 0 too with torchserve_zero_series=true", async () => {
+    const { service } = await startTestService({
+      models: [echoModel({ url: "http://127.0.0.1:1", command: undefined, workers: 1 })],
+      inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+      torchserveZeroSeries: true,
+    });
+    try {
+      const text = await service.scrape();
+      for (const name of [
+        "ts_inference_requests_total",
+        "ts_inference_latency_microseconds",
+        "ts_queue_latency_microseconds",
+      ])
+        for (const version of ["1.0", "default"])
+          expect(value(text, `${name}{model_name="echo",model_version="${version}",`), name).to.equal(0);
     } finally {
       await service.stop();
     }

@@ -741,6 +741,35 @@ describe("TorchServeLineIngest", () => {
       expect(await h.scrape()).not.to.match(/^Requests[245]XX\{/m);
     });
 
+    it("starts a shown model's response classes and durations at 0 under version default, before any request", async () => {
+      const h = createLineHarness();
+      const ts = new TorchServeLineIngest({
+        ingest: h.ingest,
+        recorder: h.telemetry.recorder,
+        logger: h.logger,
+      });
+      loaded(ts, "mnist");
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:resnet-18,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      const text = await h.scrape();
+      // On TorchServe's host, once a record named it: mnist was shown before that.
+      for (const model of ["mnist", "resnet-18"]) {
+        const labels = `model_name="${model}",model_version="default"`;
+        for (const cls of ["2XX", "4XX", "5XX"])
+          expect(
+            sample(text, `serve_inference_responses_total{${labels},status_class="${cls}",hostname="${H}",}`),
+          ).to.equal(0);
+        expect(sample(text, `serve_request_duration_seconds_count{${labels},hostname="${H}",}`)).to.equal(0);
+      }
+      // A name only a client's URI gave is not a model: no series for it.
+      ts.apply(line("POST /predictions/made-up HTTP/1.1", 404, 1), "file", "access_log");
+      expect(await h.scrape()).not.to.include('model_name="made-up"');
+      ts.stop();
+    });
+
     it("records nothing for management, ping, metrics, API description, OPTIONS and gRPC calls", () => {
       const { ts, access } = rig();
       const lines = [

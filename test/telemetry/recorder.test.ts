@@ -254,7 +254,59 @@ for (const format of ["torchserve", "otel"] as const) {
       expect(out).to.include(
         line(f.responses, 'model_name="mnist",model_version="default",status_class="4XX",hostname="h"', "1"),
       );
-      expect(out.match(new RegExp(`^${f.responses}\\{`, "gm"))).to.have.length(3);
+      // Each version's three classes, the ones it never answered at 0.
+      expect(out.match(new RegExp(`^${f.responses}\\{`, "gm"))).to.have.length(6);
+      expect(out).to.include(line(f.responses, `${v1},status_class="4XX",hostname="h"`, "0"));
+    });
+
+    it("modelKnown starts a model version's response classes and duration histogram at zero, before any request", async () => {
+      const { t, f, line, text } = setupWith(format);
+      t.recorder.modelKnown("idle", "1.0");
+      const out = await text();
+      const v = 'model_name="idle",model_version="1.0"';
+      for (const status_class of ["2XX", "4XX", "5XX"])
+        expect(out).to.include(line(f.responses, `${v},status_class="${status_class}",hostname="h"`, "0"));
+      expect(out).to.include(line(`${f.duration}_count`, `${v},hostname="h"`, "0"));
+      expect(out).to.include(line(`${f.duration}_sum`, `${v},hostname="h"`, "0"));
+      expect(out).to.include(line(`${f.duration}_bucket`, `${v},hostname="h",le="+Inf"`, "0"));
+      expect(out).to.include(line(`${f.duration}_bucket`, `${v},hostname="h",le="0.005"`, "0"));
+      // TorchServe prints its ts_* counters only from the first request (torchserve_zero_series=false).
+      expect(out).not.to.match(/^(ts_inference_|serve_inference_requests|serve_inference_latency)/m);
+      // Known again later, after traffic: nothing is reset or added.
+      t.recorder.recordInference({ model: "idle", version: "1.0", status: 200, latencyMs: 20 });
+      t.recorder.modelKnown("idle", "1.0");
+      const after = await text();
+      expect(after).to.include(line(f.responses, `${v},status_class="2XX",hostname="h"`, "1"));
+      expect(after).to.include(line(`${f.duration}_count`, `${v},hostname="h"`, "1"));
+    });
+
+    it("modelKnown starts the ts_* counters at zero too with torchserve_zero_series", async () => {
+      const logger = createMemoryLogger();
+      const catalog = loadDefaultCatalog();
+      const t = createTelemetry({
+        metrics: [...catalog.metrics, ...extraMetrics(DEFAULT_BUCKETS)],
+        format,
+        hostname: "h",
+        logger,
+        torchServeZeroSeries: true,
+      });
+      const scraper = new Scraper(t.reader, t.families, { mode: "prometheus", format }, logger);
+      t.recorder.modelKnown("idle", "1.0");
+      const out = await scraper.scrape(undefined);
+      const names =
+        format === "torchserve"
+          ? [
+              "ts_inference_requests_total",
+              "ts_inference_latency_microseconds",
+              "ts_queue_latency_microseconds",
+            ]
+          : ["serve_inference_requests_total", "serve_inference_latency_total", "serve_queue_latency_total"];
+      const labels = 'model_name="idle",model_version="1.0",hostname="h"';
+      for (const name of names)
+        expect(out).to.include(FORMATS[format].labels(labels).replace(/^/, `\n${name}`));
+      // Gauges keep a last value, which a model without requests does not have.
+      expect(out).not.to.match(/^(QueueTime|WorkerThreadTime|serve_queue_time|serve_worker_thread)\{/m);
+      expect(logger.lines).to.deep.equal([]);
     });
 
     it("recordAccess leaves Requests2XX/4XX/5XX and the ts_* counters to TorchServe's own lines", async () => {
@@ -292,7 +344,11 @@ for (const format of ["torchserve", "otel"] as const) {
       expect(out).to.include(
         line(f.responses, 'model_name="m",model_version="default",status_class="5XX",hostname="h"', "1"),
       );
-      expect(out).not.to.match(new RegExp(`^${f.responses}\\{model_name="gone"`, "m"));
+      // Known from its request, but no class was answered.
+      expect(out).to.include(
+        line(f.responses, 'model_name="gone",model_version="default",status_class="2XX",hostname="h"', "0"),
+      );
+      expect(out).not.to.match(new RegExp(`^${f.responses}\\{model_name="gone".* [1-9]`, "m"));
       expect(out).to.include(line(f.requests2xx, 'Level="Host",Hostname="h"', "1"));
     });
 
