@@ -427,8 +427,8 @@ const PYTHON_PARSE = [
 ].join("\n");
 
 /** prometheus_client's parse of the text: the sample count, or its error. */
-async function pythonSampleCount(text: string): Promise<number | string> {
-  const { code, output } = await runWithInput("python3", ["-c", PYTHON_PARSE], text);
+async function pythonSampleCount(python: string, text: string): Promise<number | string> {
+  const { code, output } = await runWithInput(python, ["-c", PYTHON_PARSE], text);
   return code === 0
     ? Number(output.trim())
     : `prometheus_client refused the text (exit ${code}): ${output.slice(-2000)}`;
@@ -524,13 +524,14 @@ function guardedChanges(
 describe("fuzzing every [METRICS] line input of a running service", function () {
   this.timeout(Math.max(60_000, RUNS * 2_000));
   let promtool: string;
+  let python3: string;
   // Lines POSTed or recorded, and how many of them were applied: the fuzz must reach the
   // exposition, not stop at the parser.
   const applied = { accepted: 0, offered: 0 };
 
   before(function () {
     promtool = requireTool(this, "promtool");
-    requirePythonModule(this, "prometheus_client.parser", "prometheus-client");
+    python3 = requirePythonModule(this, "prometheus_client.parser", "prometheus-client");
   });
 
   for (const format of ["torchserve", "otel"] as const) {
@@ -641,7 +642,7 @@ describe("fuzzing every [METRICS] line input of a running service", function () 
 
         const after = await scrape();
         const [python, promtoolFailure] = await Promise.all([
-          pythonSampleCount(after.text),
+          pythonSampleCount(python3, after.text),
           promtoolError(promtool, after.text),
         ]);
         const problems = [

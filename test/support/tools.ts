@@ -24,18 +24,23 @@ export function requireTool(ctx: Mocha.Context, name: string): string {
 }
 
 /**
- * Skips the test (fails it under CI=true) unless `python3` can import `module`; the skip names
- * the pip package to install, so that a skipped check is never a silent one.
+ * The python3 that can import `module`: the one on PATH, else Debian's `/usr/bin/python3` (where
+ * .ci/run's apt fallback installs it when a user's own python3, pyenv's say, comes first). Skips
+ * the test (fails it under CI=true) when neither can; the skip names the pip package to install.
  */
-export function requirePythonModule(ctx: Mocha.Context, module: string, pipPackage: string): void {
-  const python = requireTool(ctx, "python3");
-  try {
-    execFileSync(python, ["-c", `import ${module}`], { stdio: "ignore" });
-    return;
-  } catch {
-    const message = `python3 cannot import ${module}; install it with: pip install ${pipPackage}`;
-    if (inCI) throw new Error(`${message} (CI=true forbids skipping)`);
-    process.stderr.write(`skipped: ${message}\n`);
-    ctx.skip();
+export function requirePythonModule(ctx: Mocha.Context, module: string, pipPackage: string): string {
+  const candidates = [findExecutable("python3"), "/usr/bin/python3"];
+  for (const python of candidates) {
+    if (python === undefined) continue;
+    try {
+      execFileSync(python, ["-c", `import ${module}`], { stdio: "ignore" });
+      return python;
+    } catch {
+      // the next candidate
+    }
   }
+  const message = `python3 cannot import ${module}; install it with: pip install ${pipPackage}`;
+  if (inCI) throw new Error(`${message} (CI=true forbids skipping)`);
+  process.stderr.write(`skipped: ${message}\n`);
+  ctx.skip();
 }
