@@ -334,6 +334,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
           onResponse: countResponse,
           logger,
+          sendTimeoutMs: settings.scrapeSendTimeoutSeconds * 1000,
         }),
         tls,
       );

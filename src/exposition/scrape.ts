@@ -39,6 +39,8 @@ export interface ScrapeOptions {
 export class Scraper {
   private readonly store: SeriesStore | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Scrapes queued but not begun, by filter: a scrape that arrives meanwhile joins its filter's. */
+  private readonly waiting = new Map<string, Promise<Buffer[]>>();
 
   constructor(
     private readonly reader: PullReader,
@@ -60,14 +62,27 @@ export class Scraper {
   /**
    * The exposition for a `name[]` filter (undefined: everything) as UTF-8 chunks, to be written
    * in turn and never joined (the whole text may be longer than a string can be); none in log mode.
+   * Scrapes with the same filter that arrive while one is waiting for its turn share its
+   * collection and its chunks (by reference), so concurrent scrapers hold one body, not one each.
    */
-  scrapeChunks(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
-    if (this.options.mode === "log") return Promise.resolve([]);
-    // A delta collection holds only what came after the previous one: if two scrapes overlapped,
-    // the later could render before the earlier's deltas were in the store.
-    const result = this.queue.then(() => this.collect(filter));
-    this.queue = result.catch(() => undefined);
-    return result;
+  async scrapeChunks(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
+    if (this.options.mode === "log") return [];
+    const key = filter === undefined ? "*" : JSON.stringify([...filter].sort());
+    let result = this.waiting.get(key);
+    if (result === undefined) {
+      // A delta collection holds only what came after the previous one: if two scrapes overlapped,
+      // the later could render before the earlier's deltas were in the store. A scrape joins
+      // only one that has not begun, so it sees everything recorded before it arrived.
+      const mine: Promise<Buffer[]> = this.queue.then(() => {
+        this.waiting.delete(key);
+        return this.collect(filter);
+      });
+      result = mine;
+      this.waiting.set(key, mine);
+      this.queue = mine.catch(() => undefined);
+    }
+    // Each caller gets its own array of the shared chunks.
+    return [...(await result)];
   }
 
   /** {@link scrapeChunks} as one string (which V8 limits to ~512 MiB). */

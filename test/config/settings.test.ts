@@ -38,6 +38,7 @@ describe("DEFAULT_SETTINGS", () => {
       metricLinesMaxBytes: 8388608,
       maxLabelValueLength: 1024,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      scrapeSendTimeoutSeconds: 15,
       sourceFile: undefined,
     } satisfies Settings);
   });
@@ -116,6 +117,7 @@ describe("resolveSettings", () => {
           "nvidia_smi_timeout_ms=1500",
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
+          "scrape_send_timeout=2.5",
         ].join("\n"),
       );
       expect(settings).to.deep.equal({
@@ -148,6 +150,7 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        scrapeSendTimeoutSeconds: 2.5,
         sourceFile: configPath(),
       } satisfies Settings);
       expect(logger.lines).to.deep.equal([]);
@@ -395,6 +398,7 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        scrapeSendTimeoutSeconds: 15,
         sourceFile: undefined,
       } satisfies Settings);
     });
