@@ -25,6 +25,7 @@ import { SilenceWatch } from "./sources/silence-watch.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
+import type { ExpositionFormat } from "./exposition/scrape.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
@@ -183,7 +184,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     },
     logger,
   );
-  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
+  const render = (filter: ReadonlySet<string> | undefined, format?: ExpositionFormat): Promise<Buffer[]> =>
+    scraper.scrapeChunks(filter, format);
   const ingest = new MetricLineIngest({
     recorder,
     register: (def) => telemetry.register(def),
@@ -332,6 +334,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
         createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
+          protobuf: scraper.protobuf,
           onResponse: countResponse,
           logger,
           sendTimeoutMs: settings.scrapeSendTimeoutSeconds * 1000,

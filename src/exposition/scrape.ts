@@ -15,6 +15,12 @@ const LEGACY_FAMILIES = new Set([
   "ts_queue_latency_microseconds",
 ]);
 
+/**
+ * The expositions a scrape can render: TorchServe's text (0.0.4), or delimited protobuf
+ * `io.prometheus.client.MetricFamily` messages (TorchServe naming only).
+ */
+export type ExpositionFormat = "text" | "protobuf";
+
 /** What scrapes render and how. */
 export interface ScrapeOptions {
   mode: MetricsMode;
@@ -65,9 +71,12 @@ export class Scraper {
    * Scrapes with the same filter that arrive while one is waiting for its turn share its
    * collection and its chunks (by reference), so concurrent scrapers hold one body, not one each.
    */
-  async scrapeChunks(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
+  async scrapeChunks(
+    filter: ReadonlySet<string> | undefined,
+    format: ExpositionFormat = "text",
+  ): Promise<Buffer[]> {
     if (this.options.mode === "log") return [];
-    const key = filter === undefined ? "*" : JSON.stringify([...filter].sort());
+    const key = `${format} ${filter === undefined ? "*" : JSON.stringify([...filter].sort())}`;
     let result = this.waiting.get(key);
     if (result === undefined) {
       // A delta collection holds only what came after the previous one: if two scrapes overlapped,
@@ -75,7 +84,7 @@ export class Scraper {
       // only one that has not begun, so it sees everything recorded before it arrived.
       const mine: Promise<Buffer[]> = this.queue.then(() => {
         this.waiting.delete(key);
-        return this.collect(filter);
+        return this.collect(filter, format);
       });
       result = mine;
       this.waiting.set(key, mine);
@@ -83,6 +92,11 @@ export class Scraper {
     }
     // Each caller gets its own array of the shared chunks.
     return [...(await result)];
+  }
+
+  /** Whether {@link scrapeChunks} can render protobuf: in TorchServe naming. */
+  get protobuf(): boolean {
+    return this.store !== undefined;
   }
 
   /** {@link scrapeChunks} as one string (which V8 limits to ~512 MiB). */
@@ -116,7 +130,10 @@ export class Scraper {
     this.options.activity?.expire((family, labels) => store.evict(family, labels));
   }
 
-  private async collect(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
+  private async collect(
+    filter: ReadonlySet<string> | undefined,
+    format: ExpositionFormat,
+  ): Promise<Buffer[]> {
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -137,6 +154,8 @@ export class Scraper {
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
         : this.families;
-    return this.store.render(shown, filter);
+    return format === "protobuf"
+      ? this.store.renderProtobuf(shown, filter)
+      : this.store.render(shown, filter);
   }
 }

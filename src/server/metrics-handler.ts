@@ -2,7 +2,9 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import type { Logger } from "../log.js";
 import { GzipBody } from "../exposition/gzip-body.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
+import type { ExpositionFormat } from "../exposition/scrape.js";
 import { acceptsGzip } from "./accept-encoding.js";
+import { negotiateFormat, PROTOBUF_CONTENT_TYPE } from "./accept-format.js";
 import { jsonError, writeReply, type Reply } from "./json-error.js";
 import { ScrapeSends } from "./scrape-sends.js";
 import { writeChunks } from "./write-chunks.js";
@@ -17,10 +19,14 @@ export const DEFAULT_SCRAPE_SEND_TIMEOUT_SECONDS = 15;
 export interface MetricsEndpoint {
   /**
    * Renders the exposition for a `name[]` filter (undefined: everything) as chunks, written in
-   * turn: the whole text may be longer than one string can be.
+   * turn: the whole text may be longer than one string can be. `format` is "protobuf" only
+   * where {@link protobuf} is true.
    */
-  render(filter: ReadonlySet<string> | undefined): Promise<readonly Uint8Array[]>;
+  render(filter: ReadonlySet<string> | undefined, format: ExpositionFormat): Promise<readonly Uint8Array[]>;
+  /** The text exposition's content type. */
   contentType: string;
+  /** Whether a scraper that asks for protobuf (by `Accept`) may get it; default false. */
+  protobuf?: boolean | undefined;
   /** Called once for every response sent, with its status (Requests2XX/4XX/5XX). */
   onResponse(status: number): void;
   logger: Logger;
@@ -130,15 +136,20 @@ async function reply(
       Allow: "GET, HEAD",
     });
   }
+  const format = endpoint.protobuf === true ? negotiateFormat(req.headers.accept) : "text";
   let chunks: readonly Uint8Array[];
   try {
-    chunks = await endpoint.render(parseNameFilter(url.search));
+    chunks = await endpoint.render(parseNameFilter(url.search), format);
   } catch (err) {
     endpoint.logger.error(`/metrics: collection failed: ${(err as Error).stack ?? String(err)}`);
     return jsonError(500, "Metrics collection failed; see the service log.");
   }
   // HEAD is compressed too, so that its Content-Length is the one GET would send.
-  const headers = { "Content-Type": endpoint.contentType, Vary: "Accept-Encoding" };
+  const headers = {
+    "Content-Type": format === "protobuf" ? PROTOBUF_CONTENT_TYPE : endpoint.contentType,
+    // Where protobuf can be negotiated, the answer depends on Accept too.
+    Vary: endpoint.protobuf === true ? "Accept-Encoding, Accept" : "Accept-Encoding",
+  };
   if (!acceptsGzip(req.headers["accept-encoding"])) return { status: 200, headers, chunks };
   return { status: 200, headers: { ...headers, "Content-Encoding": "gzip" }, chunks: gzip.compress(chunks) };
 }
