@@ -79,8 +79,9 @@ async function storedSeries(api: string): Promise<string[]> {
   );
   return series
     .map((labels) => {
-      const { __name__: name = "", job: _job, instance: _instance, ...rest } = labels;
-      const pairs = Object.entries(rest)
+      const name = labels.__name__ ?? "";
+      const pairs = Object.entries(labels)
+        .filter(([k]) => k !== "__name__" && k !== "job" && k !== "instance")
         .sort(([a], [b]) => (a < b ? -1 : 1))
         .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
       return `${name}{${pairs.join(",")}}`;
