@@ -3,7 +3,7 @@ import { readFileSync } from "node:fs";
 import { CLI_USAGE, parseCliArgs } from "./config/cli-args.js";
 import { ConfigError } from "./config/errors.js";
 import { createConsoleLogger } from "./log.js";
-import { startMetricsService } from "./service.js";
+import { startMetricsService, type MetricsService } from "./service.js";
 
 /** Errors that carry their own exit status (ConfigError, CatalogError: 2). */
 function exitCodeOf(err: unknown): number {
@@ -36,6 +36,42 @@ async function main(): Promise<void> {
     process.stdout.write(`serve-metrics ${pkg.version}\n`);
     return;
   }
+  // Installed before the start, so that a signal during it (the first GPU sample alone may take
+  // seconds) stops the service once it is up, instead of ending the process with workers starting.
+  const started: { service?: MetricsService } = {};
+  let requested: NodeJS.Signals | undefined;
+  let stopping = false;
+  const stop = (running: MetricsService, signal: NodeJS.Signals): void => {
+    stopping = true;
+    // What the stop does and how long it may take, so that a supervisor's kill timeout can be set.
+    logger.info(
+      `${signal}: stopping (new connections refused, queued requests answered 503, requests in flight ` +
+        `given up to drain_timeout=${running.settings.drainTimeoutSeconds} s)`,
+    );
+    running.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error(`stop failed: ${String(err)}`);
+        process.exit(1);
+      },
+    );
+  };
+  const shutdown = (signal: NodeJS.Signals): void => {
+    if (stopping || requested !== undefined) {
+      // A second signal while stopping: no more grace. The exit hook kills the workers' groups.
+      logger.warn(`${signal} again: exiting now`);
+      process.exit(1);
+    }
+    const { service } = started;
+    if (service === undefined) {
+      requested = signal;
+      logger.info(`${signal}: stopping as soon as the start is done`);
+      return;
+    }
+    stop(service, signal);
+  };
+  // Each of these would otherwise end the process at once, leaving its workers to the guardian.
+  for (const signal of STOP_SIGNALS) process.on(signal, shutdown);
   const service = await startMetricsService({
     configFile: args.configFile,
     otelConfigFile: args.otelConfigFile,
@@ -46,25 +82,8 @@ async function main(): Promise<void> {
     await service.stop();
     throw new ConfigError(NOTHING_TO_DO, { file: service.settings.sourceFile });
   }
-  let stopping = false;
-  const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      // A second signal while stopping: no more grace. The exit hook kills the workers' groups.
-      logger.warn(`${signal} again: exiting now`);
-      process.exit(1);
-    }
-    stopping = true;
-    logger.info(`${signal}: stopping`);
-    service.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error(`stop failed: ${String(err)}`);
-        process.exit(1);
-      },
-    );
-  };
-  // Each of these would otherwise end the process at once, leaving its workers to the guardian.
-  for (const signal of STOP_SIGNALS) process.on(signal, shutdown);
+  started.service = service;
+  if (requested !== undefined) stop(service, requested);
 }
 
 main().catch((err: unknown) => {

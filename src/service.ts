@@ -1,14 +1,11 @@
-import { readFileSync } from "node:fs";
 import type { Readable } from "node:stream";
 import { hostname as osHostname } from "node:os";
 import { resolve as resolvePath } from "node:path";
-import { createSecureContext } from "node:tls";
 import { loadCatalogFile, loadDefaultCatalog } from "./catalog/load.js";
 import type { Catalog } from "./catalog/types.js";
 import { ConfigError } from "./config/errors.js";
-import { resolveSettings } from "./config/settings.js";
+import { checkSeparateAddresses, resolveSettings } from "./config/settings.js";
 import type { Settings } from "./config/types.js";
-import { MetricsLogWriter } from "./exposition/log-writer.js";
 import { OTEL_TEXT_CONTENT_TYPE } from "./exposition/otel-text.js";
 import { Scraper } from "./exposition/scrape.js";
 import { chunksToString } from "./exposition/text-chunks.js";
@@ -16,15 +13,24 @@ import { TORCHSERVE_CONTENT_TYPE } from "./exposition/torchserve-text.js";
 import { createConsoleLogger, type Logger } from "./log.js";
 import { InferenceFrontend, type InferenceFrontendOptions } from "./frontend/frontend.js";
 import { createInferenceHandler } from "./frontend/inference-server.js";
-import { answerClientErrors, listen, type ListeningServer, type TlsFiles } from "./server/listen.js";
-import { isLoopbackAddress } from "./server/loopback.js";
+import { FileFollowerPart } from "./parts/file-follower.js";
+import { InferenceApiPart } from "./parts/inference-api.js";
+import { LineStreamPart } from "./parts/line-stream.js";
+import { CertificateReloadPart } from "./parts/certificate-reload.js";
+import { LogWriterPart } from "./parts/log-writer.js";
+import { MetricsApiPart } from "./parts/metrics-api.js";
+import { TelemetryPart } from "./parts/otlp-push.js";
+import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
+import { SamplerPart } from "./parts/samplers.js";
+import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
+import { DEFAULT_LIMITS, type ConnectionLimits } from "./server/listen.js";
+import type { TlsFiles } from "./server/tls-policy.js";
+import { readTlsSettings } from "./server/tls-files.js";
+import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
-import { readLineStream } from "./sources/line-stream.js";
-import { SilenceWatch } from "./sources/silence-watch.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
-import { createMetricsHandler } from "./server/metrics-handler.js";
 import type { ExpositionFormat } from "./exposition/scrape.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
@@ -32,7 +38,7 @@ import { extraMetrics } from "./telemetry/extra-metrics.js";
 import { LifecycleRecorder } from "./telemetry/lifecycle-recorder.js";
 import { SeriesActivity } from "./telemetry/series-activity.js";
 import { loadPushConfig } from "./telemetry/otel-config.js";
-import { createTelemetry } from "./telemetry/pipeline.js";
+import { createTelemetry, type Telemetry } from "./telemetry/pipeline.js";
 import type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
 
 /** How to start a {@link MetricsService}. Everything is optional: no options means TorchServe's defaults. */
@@ -99,7 +105,11 @@ export interface MetricsService {
   scrapeChunks(names?: Iterable<string>): Promise<Buffer[]>;
   /** Takes a host and GPU sample now rather than at the next interval. */
   sampleSystem(): Promise<void>;
-  /** Stops sampling and closes the metrics API. Safe to call twice. */
+  /**
+   * Stops the service as SIGTERM does (README "Stopping"): stops accepting, answers queued
+   * inference requests 503, lets requests in flight finish within drain_timeout, cuts what is
+   * left, stops workers, samplers and followers, and makes the last OTLP push. Safe to call twice.
+   */
   stop(): Promise<void>;
 }
 
@@ -113,13 +123,20 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   const logger = options.logger ?? createConsoleLogger();
   const resolved = resolveSettings({ file: options.configFile, env: options.env ?? process.env, logger });
   const settings: Settings = { ...resolved, ...options.settings };
+  // Configuration errors are found before anything is built or listens.
+  checkSeparateAddresses(settings);
+  const logDirectory =
+    settings.metricsMode === "prometheus"
+      ? undefined
+      : logModeDirectory(settings, options.env ?? process.env);
   const catalog =
     settings.metricsConfig === undefined ? loadDefaultCatalog() : loadCatalogFile(settings.metricsConfig);
   const inferenceEnabled = settings.enableInferenceApi ?? settings.models.length > 0;
   const needsTls =
     (settings.enableMetricsApi && settings.metricsAddress.protocol === "https") ||
     (inferenceEnabled && settings.inferenceAddress.protocol === "https");
-  const tls = needsTls ? readTls(settings) : undefined;
+  const tls = needsTls ? readTlsSettings(settings) : undefined;
+  const limits = { ...DEFAULT_LIMITS, tlsHandshakeTimeoutMs: settings.tlsHandshakeTimeoutMs };
   const hostname = options.hostname ?? osHostname();
   const declared = new Set(catalog.metrics.map((m) => m.name));
   const metrics = [
@@ -181,11 +198,11 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       activity,
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
+      exactTotal: telemetry.exactTotal,
     },
     logger,
   );
-  const render = (filter: ReadonlySet<string> | undefined, format?: ExpositionFormat): Promise<Buffer[]> =>
-    scraper.scrapeChunks(filter, format);
+  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
   const ingest = new MetricLineIngest({
     recorder,
     register: (def) => telemetry.register(def),
@@ -195,58 +212,151 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     onApplied: (source) => ownMetrics.lineApplied(source),
   });
 
-  let sampleNow: () => Promise<unknown> = () => Promise.resolve();
-  // Everything started so far, stopped in reverse order by stop() or when a later step fails.
-  // The provider goes last: its shutdown makes the periodic readers' final export, bounded so that
-  // a collector that hangs cannot hold the exit.
-  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
-  const stops: (() => Promise<void> | void)[] = [
-    () =>
-      telemetry.provider.shutdown({ timeoutMillis: shutdownTimeoutMs }).catch((err: unknown) => {
-        logger.warn(
-          `final OTLP export abandoned after ${shutdownTimeoutMs} ms: ${err instanceof Error ? err.message : String(err)}`,
-        );
-      }),
-  ];
-  if (push.readers.length > 0) {
-    const drain = setInterval(() => {
-      scraper.drain().catch((err: unknown) => logger.warn(`collection: ${String(err)}`));
-    }, DRAIN_INTERVAL_MS);
-    drain.unref();
-    stops.push(() => clearInterval(drain));
-  }
-  const stopAll = async (): Promise<void> => {
-    for (const stop of stops.splice(0).reverse()) await stop();
-  };
+  const { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend } = buildParts({
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    logDirectory,
+    hostname,
+    telemetry,
+    pushDescribe: push.describe,
+    scraper,
+    ingest,
+    ownMetrics,
+    activity,
+    countResponse,
+  });
+
+  const started: StartedParts = [];
+  const drainMs = settings.drainTimeoutSeconds * 1000;
   let stopping: Promise<void> | undefined;
-  const activities: string[] = [];
-  if (push.readers.length > 0) activities.push("OTLP push");
-  let metricsServer: ListeningServer | undefined;
-  let inferenceServer: ListeningServer | undefined;
-  let frontend: InferenceFrontend | undefined;
+  let keepAlive: NodeJS.Timeout | undefined;
+  const stop = async (): Promise<void> => {
+    await stopParts(started, drainMs, logger);
+    clearInterval(keepAlive);
+  };
   try {
-    if (settings.metricsMode !== "prometheus") {
-      // TorchServe's METRICS_LOCATION; relative to the working directory like its default `logs`.
-      const directory = resolvePath((options.env ?? process.env).METRICS_LOCATION ?? "logs");
-      const followed = settings.torchserveMetricsDir ?? settings.torchserveLogDir;
-      if (followed !== undefined && directory === resolvePath(followed)) {
-        // Reading back what it writes would count every update twice, forever.
-        throw new ConfigError(
-          `would write ts_metrics.log and model_metrics.log into ${directory}, the TorchServe log directory ` +
-            "it follows; a sidecar serves /metrics: set metrics_mode=prometheus (this is likely TorchServe's own " +
-            "config.properties, whose metrics_mode=log is TorchServe's setting, not the sidecar's)",
-          { file: settings.sourceFile, key: "metrics_mode", value: settings.metricsMode },
-        );
-      }
-      const writer = new MetricsLogWriter({ directory, mode: settings.metricsMode, logger });
-      recorder.addListener((event) => writer.write(event));
-      stops.push(() => writer.stop());
-      logger.info(
-        `metrics_mode=${settings.metricsMode}: writing ts_metrics.log and model_metrics.log in ${directory}`,
-      );
-      activities.push(`metrics_mode=${settings.metricsMode}`);
-    }
-    const sampler = new SystemSampler({
+    await startParts(parts, started);
+  } catch (err) {
+    // Nothing was served yet: no drain.
+    await stopParts(started, 0, logger);
+    throw err;
+  }
+  const activities = parts.map((part) => part.activity()).filter((a) => a !== undefined);
+  if (metricsApi === undefined && inferenceApi === undefined && activities.length > 0) {
+    // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
+    // that forgets stop() can still exit; a service with work of its own must hold the process
+    // until stop(), as its listening servers would.
+    keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
+  }
+  if (
+    settings.metricLogFiles.length > 0 &&
+    metricsApi === undefined &&
+    push.readers.length === 0 &&
+    settings.metricsMode === "prometheus"
+  ) {
+    logger.warn(
+      "metric_log_files are followed, but nothing reads their metrics: enable_metrics_api=false, " +
+        "metrics_mode=prometheus and no OTLP push; enable one of these or embed the service and scrape() it",
+    );
+  }
+
+  return {
+    settings,
+    catalog,
+    metricsUrl: metricsApi?.url,
+    inferenceUrl: inferenceApi?.url,
+    activities,
+    recordInference: (r) => recorder.recordInference(r),
+    recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
+    recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
+    recordResponse: (status) => recorder.recordResponse(status),
+    recordMetricLine: (line) => ingest.apply(line, "http"),
+    scrape: async (names) => chunksToString(await render(names === undefined ? undefined : new Set(names))),
+    scrapeChunks: (names) => render(names === undefined ? undefined : new Set(names)),
+    sampleSystem: async () => {
+      // Each delivers its sample through onSample.
+      await Promise.all([systemSampler.sampleNow(), processSampler.sampleNow()]);
+    },
+    workersReady: () => frontend?.start() ?? Promise.resolve(),
+    stop: () => (stopping ??= stop()),
+  };
+}
+
+/** What the parts are built from: the settings and the pipeline every part feeds or reads. */
+interface PartsWiring {
+  settings: Settings;
+  options: MetricsServiceOptions;
+  logger: Logger;
+  tls: TlsFiles | undefined;
+  /** Connection limits of both servers (TLS handshake timeout included). */
+  limits: ConnectionLimits;
+  inferenceEnabled: boolean;
+  followsTorchServe: boolean;
+  /** Where metrics_mode=log|legacy writes; undefined in prometheus mode. */
+  logDirectory: string | undefined;
+  hostname: string;
+  telemetry: Telemetry;
+  pushDescribe: readonly string[];
+  scraper: Scraper;
+  ingest: MetricLineIngest;
+  ownMetrics: LifecycleRecorder;
+  activity: SeriesActivity;
+  countResponse: (status: number) => void;
+}
+
+/** The part list, and the parts the service's own calls reach. */
+interface ServiceParts {
+  parts: ServicePart[];
+  systemSampler: SamplerPart;
+  processSampler: SamplerPart;
+  metricsApi: MetricsApiPart | undefined;
+  inferenceApi: InferenceApiPart | undefined;
+  frontend: InferenceFrontend | undefined;
+}
+
+/**
+ * The service's parts, in start order (a stop drains them all, then stops them in reverse; see
+ * stopParts). A new source is one more entry here.
+ */
+function buildParts(wiring: PartsWiring): ServiceParts {
+  const {
+    settings,
+    options,
+    logger,
+    tls,
+    limits,
+    inferenceEnabled,
+    followsTorchServe,
+    hostname,
+    logDirectory,
+  } = wiring;
+  const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
+  const { recorder } = telemetry;
+  const render = (filter: ReadonlySet<string> | undefined, format: ExpositionFormat): Promise<Buffer[]> =>
+    scraper.scrapeChunks(filter, format);
+  // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
+  // Telemetry first, so that it stops last: its final OTLP export comes after everything was
+  // counted. The servers open before the followers start, so no backlog delays the ports.
+  const telemetryPart = new TelemetryPart({
+    provider: telemetry.provider,
+    describe: wiring.pushDescribe,
+    collectPull: () => scraper.drain(),
+    collectEveryMs: PULL_COLLECT_INTERVAL_MS,
+    shutdownTimeoutMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS,
+    logger,
+  });
+  const parts: ServicePart[] = [telemetryPart];
+  if (logDirectory !== undefined && settings.metricsMode !== "prometheus") {
+    parts.push(new LogWriterPart({ directory: logDirectory, mode: settings.metricsMode, recorder, logger }));
+  }
+  const systemSampler = new SamplerPart(
+    "system sampler",
+    new SystemSampler({
       intervalSeconds: settings.metricTimeInterval,
       host: !(settings.disableSystemMetrics ?? followsTorchServe),
       gpu: {
@@ -256,82 +366,24 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       },
       logger,
       onSample: (sample) => recorder.recordSystem(sample.host, sample.gpus),
-    });
-    stops.push(() => sampler.stop());
-    await sampler.start();
-    // Its own timer: host sampling may be off (disable_system_metrics) while the process is watched.
-    const processSampler = new ProcessSampler({
+    }),
+  );
+  // Its own timer: host sampling may be off (disable_system_metrics) while the process is watched.
+  const processSampler = new SamplerPart(
+    "process sampler",
+    new ProcessSampler({
       intervalMs: PROCESS_SAMPLE_INTERVAL_MS,
       logger,
       onSample: (reading) => ownMetrics.process(reading),
-    });
-    stops.push(() => processSampler.stop());
-    await processSampler.start();
-    sampleNow = () => Promise.all([sampler.sampleNow(), processSampler.sampleNow()]);
-
-    // Every form TorchServe writes, recognised per line; other lines of a log are not records.
-    const torchServeIngest = new TorchServeLineIngest({ ingest, recorder });
-    for (const path of settings.metricLogFiles) {
-      const follower = new FileFollower({
-        path,
-        logger,
-        onLine: (line) => torchServeIngest.apply(line, "file"),
-      });
-      stops.push(() => follower.stop());
-      await follower.start();
-      activities.push(`following ${path}`);
-    }
-    if (settings.torchserveLogDir !== undefined) {
-      const follower = new TorchServeLogFollower({
-        logDir: settings.torchserveLogDir,
-        metricsDir: settings.torchserveMetricsDir,
-        fromStart: settings.torchserveLogFromStart,
-        logger,
-        onLine: (line, file) => torchServeIngest.apply(line, "torchserve", file),
-      });
-      // The metric files' last line: the access log is written in every metrics_mode.
-      const silence = new SilenceWatch({
-        afterMs: 2 * settings.metricTimeInterval * 1000,
-        lastHeard: () => follower.lastLineAt(),
-        onSilence: (ms) =>
-          logger.warn(
-            `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${settings.torchserveLogDir}): ` +
-              "it writes them every metric_time_interval in metrics_mode=log (its default) or legacy; with " +
-              "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
-              "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
-          ),
-      });
-      stops.push(() => follower.stop());
-      stops.push(() => silence.stop());
-      await follower.start();
-      silence.start();
-      const dirs = [
-        ...new Set([settings.torchserveLogDir, settings.torchserveMetricsDir ?? settings.torchserveLogDir]),
-      ];
-      activities.push(`following TorchServe's logs in ${dirs.join(" and ")}`);
-    }
-    if (options.logStream !== undefined) {
-      const reader = readLineStream({
-        input: options.logStream,
-        name: "standard input",
-        logger,
-        onLine: (line) => torchServeIngest.apply(line, "stdin"),
-      });
-      stops.push(() => reader.stop());
-      void reader.ended.then((end) => {
-        if (end.reason === "stopped") return;
-        logger.info(
-          `standard input ${end.reason === "end" ? "ended" : `failed (${end.error ?? "read error"})`} after ` +
-            `${end.lines} lines; /metrics keeps serving what they wrote`,
-        );
-      });
-      activities.push("reading TorchServe's log lines from standard input");
-    }
-
-    if (settings.enableMetricsApi) {
-      const server = await listen(
-        settings.metricsAddress,
-        createMetricsHandler({
+    }),
+  );
+  parts.push(systemSampler, processSampler);
+  const metricsApi = settings.enableMetricsApi
+    ? new MetricsApiPart({
+        address: settings.metricsAddress,
+        tls,
+        limits,
+        handler: createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
           protobuf: scraper.protobuf,
@@ -339,18 +391,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           logger,
           sendTimeoutMs: settings.scrapeSendTimeoutSeconds * 1000,
         }),
-        tls,
-      );
-      stops.push(() => server.close());
-      answerClientErrors(server.server, countResponse);
-      metricsServer = server;
-      logger.info(`metrics API listening on ${server.url}/metrics`);
-      activities.push(`metrics API on ${server.url}/metrics`);
-    }
-    for (const line of push.describe) logger.info(line);
-
-    if (inferenceEnabled) {
-      const models = new InferenceFrontend({
+        onClientErrorResponse: countResponse,
+        logger,
+      })
+    : undefined;
+  if (metricsApi !== undefined) parts.push(metricsApi);
+  const frontend = inferenceEnabled
+    ? new InferenceFrontend({
         models: settings.models,
         jobQueueSize: settings.jobQueueSize,
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
@@ -367,95 +414,86 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
           else activity.unpin("WorkerLoadTime", dims, series);
         },
         workerTimings: options.workerTimings,
-      });
-      stops.push(() => models.stop());
-      frontend = models;
-      const server = await listen(
-        settings.inferenceAddress,
-        createInferenceHandler({
-          frontend: models,
-          ingest,
-          recorder,
+      })
+    : undefined;
+  const inferenceApi =
+    frontend === undefined
+      ? undefined
+      : new InferenceApiPart({
+          address: settings.inferenceAddress,
+          tls,
+          limits,
+          frontend,
+          handler: createInferenceHandler({
+            frontend,
+            ingest,
+            recorder,
+            logger,
+            maxLineBytes: settings.metricLinesMaxBytes,
+          }),
+          onClientErrorResponse: countResponse,
+          versions: settings.models.length,
           logger,
-          maxLineBytes: settings.metricLinesMaxBytes,
-        }),
-        tls,
-      );
-      // Closed before the workers stop, so no new request reaches a stopping worker.
-      stops.push(() => server.close());
-      answerClientErrors(server.server, countResponse);
-      inferenceServer = server;
-      const count = settings.models.length;
-      logger.info(
-        `inference API listening on ${server.url} (${count} model version${count === 1 ? "" : "s"})`,
-      );
-      activities.push(`inference API on ${server.url}`);
-      const bound = boundAddress(server);
-      if (!isLoopbackAddress(bound)) {
-        logger.warn(
-          `inference_address: listening on ${bound}, beyond loopback: POST ${server.url}/metric-lines has no ` +
-            `authentication, so anyone who can reach this port can write model metrics. Bind 127.0.0.1 ` +
-            `(inference_address=${settings.inferenceAddress.protocol}://127.0.0.1:${server.port}) or let only ` +
-            `trusted hosts reach it (firewall, or an authenticating proxy in front).`,
-        );
-      }
-      models.start().catch((err: unknown) => {
-        // A stop before every worker was ready once is no error.
-        if (stopping === undefined) logger.error(`workers: ${String(err)}`);
-      });
-    }
-    if (metricsServer === undefined && inferenceServer === undefined && activities.length > 0) {
-      // The samplers', followers' and exporters' timers are unref'd, so that a script or a test
-      // that forgets stop() can still exit; a service with work of its own must hold the process
-      // until stop(), as its listening servers would.
-      const keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
-      stops.push(() => clearInterval(keepAlive));
-    }
-    if (
-      settings.metricLogFiles.length > 0 &&
-      metricsServer === undefined &&
-      push.readers.length === 0 &&
-      settings.metricsMode === "prometheus"
-    ) {
-      logger.warn(
-        "metric_log_files are followed, but nothing reads their metrics: enable_metrics_api=false, " +
-          "metrics_mode=prometheus and no OTLP push; enable one of these or embed the service and scrape() it",
-      );
-    }
-  } catch (err) {
-    await stopAll();
-    throw err;
+        });
+  if (inferenceApi !== undefined) parts.push(inferenceApi);
+  if (tls !== undefined) {
+    parts.push(
+      new CertificateReloadPart({
+        paths: {
+          certificateFile: settings.certificateFile ?? "",
+          privateKeyFile: settings.privateKeyFile ?? "",
+        },
+        loaded: tls,
+        logger,
+        apply: (files) => {
+          metricsApi?.replaceTls(files);
+          inferenceApi?.replaceTls(files);
+        },
+      }),
+    );
   }
-
-  return {
-    settings,
-    catalog,
-    metricsUrl: metricsServer?.url,
-    inferenceUrl: inferenceServer?.url,
-    activities,
-    recordInference: (r) => recorder.recordInference(r),
-    recordWorkerLoad: (r) => recorder.recordWorkerLoad(r),
-    recordMetric: (name, value, dimensions) => recorder.record(name, value, dimensions),
-    recordResponse: (status) => recorder.recordResponse(status),
-    recordMetricLine: (line) => ingest.apply(line, "http"),
-    scrape: async (names) => chunksToString(await render(names === undefined ? undefined : new Set(names))),
-    scrapeChunks: (names) => render(names === undefined ? undefined : new Set(names)),
-    sampleSystem: async () => {
-      await sampleNow(); // delivers the sample through onSample
-    },
-    workersReady: () => frontend?.start() ?? Promise.resolve(),
-    stop: () => (stopping ??= stopAll()),
-  };
+  // Every form TorchServe writes, recognised per line; other lines of a log are not records.
+  const torchServeIngest = new TorchServeLineIngest({
+    ingest,
+    recorder,
+    logger,
+    maxLabelValueLength: settings.maxLabelValueLength,
+    hostname: settings.torchserveHostname,
+    // TorchServe's echoes of its metric types are in ts_log.log and on its console.
+    typesFollowed: followsTorchServe,
+  });
+  // Stopped after every source that feeds it: what still waits (for a type, a model) is applied.
+  parts.push({
+    name: "TorchServe line ingest",
+    activity: () => undefined,
+    start: () => Promise.resolve(),
+    stop: () => Promise.resolve(torchServeIngest.stop()),
+  });
+  for (const path of settings.metricLogFiles) {
+    const follower = new FileFollower({
+      path,
+      logger,
+      onLine: (line) => torchServeIngest.apply(line, "file"),
+    });
+    parts.push(new FileFollowerPart(path, follower));
+  }
+  if (settings.torchserveLogDir !== undefined)
+    parts.push(torchServeLogsPart(settings, torchServeIngest, logger));
+  if (options.logStream !== undefined) {
+    parts.push(
+      new LineStreamPart({
+        input: options.logStream,
+        name: "standard input",
+        logger,
+        onLine: (line) => torchServeIngest.apply(line, "stdin"),
+      }),
+    );
+  }
+  return { parts, systemSampler, processSampler, metricsApi, inferenceApi, frontend };
 }
 
 /** The period of the timer that holds the process while the service works without a server (any long one). */
 const KEEP_ALIVE_MS = 24 * 60 * 60 * 1000;
-
-/** The IP a server is bound to, as the OS reports it (`0.0.0.0`, `::`, `127.0.0.1`). */
-function boundAddress(server: ListeningServer): string {
-  const address = server.server.address();
-  return typeof address === "object" && address !== null ? address.address : "";
-}
 
 /**
  * How often the service reads its own process (CPU, memory, descriptors, event-loop delay): a
@@ -464,64 +502,57 @@ function boundAddress(server: ListeningServer): string {
 const PROCESS_SAMPLE_INTERVAL_MS = 15_000;
 
 /** How often the pull reader collects when OTLP push is on, scraped or not (see Scraper.drain). */
-const DRAIN_INTERVAL_MS = 60_000;
+const PULL_COLLECT_INTERVAL_MS = 60_000;
+
+/**
+ * Where metrics_mode=log|legacy writes: TorchServe's METRICS_LOCATION, relative to the working
+ * directory like its default `logs`; never the TorchServe log directory the service follows.
+ */
+function logModeDirectory(settings: Settings, env: NodeJS.ProcessEnv): string {
+  const directory = resolvePath(env.METRICS_LOCATION ?? "logs");
+  const followed = settings.torchserveMetricsDir ?? settings.torchserveLogDir;
+  if (followed !== undefined && directory === resolvePath(followed)) {
+    // Reading back what it writes would count every update twice, forever.
+    throw new ConfigError(
+      `would write ts_metrics.log and model_metrics.log into ${directory}, the TorchServe log directory ` +
+        "it follows; a sidecar serves /metrics: set metrics_mode=prometheus (this is likely TorchServe's own " +
+        "config.properties, whose metrics_mode=log is TorchServe's setting, not the sidecar's)",
+      { file: settings.sourceFile, key: "metrics_mode", value: settings.metricsMode },
+    );
+  }
+  return directory;
+}
+
+/** The follower of a running TorchServe's log files, with its silence watch. */
+function torchServeLogsPart(
+  settings: Settings,
+  ingest: TorchServeLineIngest,
+  logger: Logger,
+): TorchServeLogsPart {
+  const logDir = settings.torchserveLogDir ?? "";
+  const follower = new TorchServeLogFollower({
+    logDir,
+    metricsDir: settings.torchserveMetricsDir,
+    fromStart: settings.torchserveLogFromStart,
+    logger,
+    onLine: (line, file) => ingest.apply(line, "torchserve", file),
+  });
+  return new TorchServeLogsPart({
+    follower,
+    dirs: [...new Set([logDir, settings.torchserveMetricsDir ?? logDir])],
+    fromStart: settings.torchserveLogFromStart,
+    // The metric files' last line: the access log is written in every metrics_mode.
+    silenceAfterMs: 2 * settings.metricTimeInterval * 1000,
+    onSilence: (ms) =>
+      logger.warn(
+        `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${logDir}): ` +
+          "it writes them every metric_time_interval in metrics_mode=log (its default) or legacy; with " +
+          "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
+          "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
+      ),
+    logger,
+  });
+}
 
 /** How long stop() waits for the final OTLP export (SIGTERM/SIGINT included) unless told otherwise. */
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000;
-
-/**
- * Reads the certificate and key, and checks each alone and then the pair before anything listens,
- * so that the error names the file that is wrong.
- */
-function readTls(settings: Settings): TlsFiles {
-  const origin = (key: string, value: string | undefined) => ({ file: settings.sourceFile, key, value });
-  const read = (key: string, path: string | undefined): Buffer => {
-    if (path === undefined) throw new ConfigError("is required for an https address", origin(key, path));
-    try {
-      return readFileSync(path);
-    } catch (err) {
-      throw new ConfigError(`cannot be read: ${(err as Error).message}`, origin(key, path));
-    }
-  };
-  const files = {
-    cert: read("certificate_file", settings.certificateFile),
-    key: read("private_key_file", settings.privateKeyFile),
-  };
-  const failure = (options: Partial<TlsFiles>): string | undefined => {
-    try {
-      createSecureContext(options);
-      return undefined;
-    } catch (err) {
-      return (err as Error).message;
-    }
-  };
-  // A PEM file says what it holds; the most common mix-up is the two files given the other way round.
-  const holdsKey = /-----BEGIN [A-Z ]*PRIVATE KEY-----/.test(files.cert.toString("latin1"));
-  const holdsCertificate = files.key.includes("-----BEGIN CERTIFICATE-----");
-  const certProblem = failure({ cert: files.cert });
-  if (certProblem !== undefined) {
-    const hint = holdsKey
-      ? " (it holds a private key: are certificate_file and private_key_file swapped?)"
-      : "";
-    throw new ConfigError(
-      `is not a PEM certificate OpenSSL can use: ${certProblem}${hint}`,
-      origin("certificate_file", settings.certificateFile),
-    );
-  }
-  const keyProblem = failure({ key: files.key });
-  if (keyProblem !== undefined) {
-    const hint = holdsCertificate ? " (it holds a certificate, not a private key)" : "";
-    throw new ConfigError(
-      `is not a PEM private key OpenSSL can use: ${keyProblem}${hint}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  const pairProblem = failure(files);
-  if (pairProblem !== undefined) {
-    throw new ConfigError(
-      `does not work with certificate_file ${JSON.stringify(settings.certificateFile)}: ${pairProblem}`,
-      origin("private_key_file", settings.privateKeyFile),
-    );
-  }
-  return files;
-}

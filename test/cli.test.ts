@@ -57,6 +57,25 @@ describe("serve-metrics (the command)", function () {
       () => [/m\.yaml: model_metrics\.gauge\[0\] \(G\): unit is missing/],
     ],
     ["an unknown option", () => ["--ts-confg", "x"], () => [/--ts-confg/]],
+    [
+      "one address for both APIs, before anything listens",
+      () => [
+        "--ts-config",
+        configFile(
+          "number_of_gpu=0\nmetrics_address=http://127.0.0.1:18093\nenable_inference_api=true\n" +
+            "inference_address=http://127.0.0.1:18093\n",
+        ),
+      ],
+      (f) => [
+        new RegExp(
+          `^serve-metrics: ${f} line 4: inference_address: "http://127.0.0.1:18093" uses port 18093`,
+          "m",
+        ),
+        new RegExp(`metrics_address=http://127\\.0\\.0\\.1:18093 \\(${f} line 2\\)`),
+        // Refused before the metrics API (set up first) opened its port.
+        /^(?![^]*listening)/,
+      ],
+    ],
   ];
   for (const [what, args, messages] of refusals) {
     it(`exits 2 on ${what}, naming what is wrong`, async () => {

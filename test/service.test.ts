@@ -39,6 +39,38 @@ describe("the service's metric-line sources", function () {
     }
   });
 
+  it("with torchserve_log_from_start, opens its ports before TorchServe's backlog is read, and reports it read", async () => {
+    const logs = tempDir("backlog-");
+    const lines = 30_000;
+    // About 3 MiB, read in 64 KiB chunks: far more reads than one turn of the event loop.
+    const line = (i: number): string =>
+      `2026-11-28T09:30:01,123 - Requests2XX.Count:1.0|#Level:Host|#hostname:ts-host,timestamp:${1780000000 + i}\n`;
+    writeFileSync(join(logs, "ts_metrics.log"), Array.from({ length: lines }, (_, i) => line(i)).join(""));
+    const { service, logger, url } = await startTestService({
+      torchserveLogDir: logs,
+      torchserveLogFromStart: true,
+    });
+    try {
+      const done = (): boolean => logger.lines.some((l) => l.startsWith("INFO TorchServe backlog read:"));
+      // Listening, and the backlog not read yet: the follower no longer holds up the start.
+      expect(service.metricsUrl).to.match(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(done()).to.equal(false);
+      expect(
+        logger.lines.some((l) => /^INFO torchserve_log_from_start=true: reading \d+\.\d MiB/.test(l)),
+      ).to.equal(true);
+      expect((await request(url)).status).to.equal(200);
+      await until(done, "the backlog to be read", 60_000);
+      expect(logger.lines.find((l) => l.startsWith("INFO TorchServe backlog read:"))).to.match(
+        new RegExp(`^INFO TorchServe backlog read: ${lines} lines in \\d+\\.\\d s; following new lines$`),
+      );
+      expect(await service.scrape(["Requests2XX"])).to.include(
+        `Requests2XX{Level="Host",Hostname="ts-host",} ${lines}.0`,
+      );
+    } finally {
+      await service.stop();
+    }
+  });
+
   it("takes from a followed file neither a quoted marker nor a forged frontend metric", async () => {
     const file = join(tempDir("follow-"), "model_log.log");
     writeFileSync(file, "");

@@ -1,5 +1,6 @@
 import { isIPv6 } from "node:net";
 import { ConfigError, type ConfigOrigin } from "./errors.js";
+import { redactUrl } from "./redact.js";
 import type { ListenAddress } from "./types.js";
 
 /** Which listener an address is for; it decides the default ports. */
@@ -31,7 +32,8 @@ export function parseListenAddress(
       {
         ...origin,
         key: origin.key ?? `${kind}_address`,
-        value: text,
+        // An address is no place for a password, but one written there is not printed back.
+        value: redactUrl(text),
       },
     );
   }

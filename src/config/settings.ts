@@ -2,6 +2,7 @@ import { accessSync, constants, readFileSync, statSync, type Stats } from "node:
 import { isAbsolute, resolve } from "node:path";
 import type { Logger } from "../log.js";
 import { nonRegularKind } from "../sources/file-follower.js";
+import { cipherListProblem } from "../server/tls-policy.js";
 import { DEFAULT_BUCKETS } from "../catalog/types.js";
 import { parseListenAddress } from "./address.js";
 import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
@@ -24,6 +25,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   inferenceAddress: Object.freeze({ protocol: "http", host: "127.0.0.1", port: 8080 }),
   certificateFile: undefined,
   privateKeyFile: undefined,
+  tlsCiphers: undefined,
+  tlsHandshakeTimeoutMs: 10_000,
   nvidiaSmiPath: "nvidia-smi",
   nvidiaSmiTimeoutMs: 5000,
   seriesExpirySeconds: 0,
@@ -33,9 +36,13 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   jobQueueSize: 100,
   defaultResponseTimeoutSeconds: 120,
   defaultStartupTimeoutSeconds: 120,
+  // TorchServe gives its connections Netty's graceful shutdown, at most 15 s; this also leaves a
+  // stop with workers (5 s grace) and a final OTLP push (5 s) inside Kubernetes' default 30 s.
+  drainTimeoutSeconds: 15,
   torchserveLogDir: undefined,
   torchserveMetricsDir: undefined,
   torchserveLogFromStart: false,
+  torchserveHostname: undefined,
   histogramGauges: Object.freeze(["HandlerTime", "PredictionTime"]),
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
@@ -121,6 +128,15 @@ const SETTERS: Record<string, Apply> = {
   private_key_file: (s, raw, ctx) => {
     s.privateKeyFile = parseExistingFile(raw, ctx.cwd);
   },
+  tls_ciphers: (s, raw) => {
+    const problem = raw.value === "" ? "is empty" : cipherListProblem(raw.value);
+    if (problem !== undefined)
+      fail(raw, `is not an OpenSSL cipher list that selects a TLS 1.2 suite (${problem})`);
+    s.tlsCiphers = raw.value;
+  },
+  tls_handshake_timeout_ms: (s, raw) => {
+    s.tlsHandshakeTimeoutMs = parseInteger(raw, 1, MAX_TIMER_MS);
+  },
   nvidia_smi_path: (s, raw, ctx) => {
     if (raw.value === "")
       fail(raw, "is empty; give the nvidia-smi executable's name (looked up on PATH) or path");
@@ -156,6 +172,9 @@ const SETTERS: Record<string, Apply> = {
   scrape_send_timeout: (s, raw) => {
     s.scrapeSendTimeoutSeconds = parseInterval(raw);
   },
+  drain_timeout: (s, raw) => {
+    s.drainTimeoutSeconds = parseDrainTimeout(raw);
+  },
   torchserve_log_dir: (s, raw, ctx) => {
     s.torchserveLogDir = parseDirectory(raw, ctx.cwd);
   },
@@ -164,6 +183,10 @@ const SETTERS: Record<string, Apply> = {
   },
   torchserve_log_from_start: (s, raw) => {
     s.torchserveLogFromStart = parseBoolean(raw);
+  },
+  torchserve_hostname: (s, raw) => {
+    const host = raw.value.trim();
+    s.torchserveHostname = host === "" ? undefined : host;
   },
   histogram_gauges: (s, raw) => {
     s.histogramGauges = parseNames(raw);
@@ -294,6 +317,7 @@ export function resolveSettings(opts: ResolveSettingsOptions): Settings {
   checkTls(settings, used, fileValues.has("keystore"));
   checkExpiry(settings, used);
   checkTorchServeDirs(settings, used);
+  checkSeparateAddresses(settings, (key) => used.get(key)?.origin);
   return settings;
 }
 
@@ -434,6 +458,13 @@ function parseInterval(raw: RawValue): number {
   return seconds;
 }
 
+/** Seconds, 0 allowed (no drain), up to an hour: a stop longer than that is no graceful stop. */
+function parseDrainTimeout(raw: RawValue): number {
+  const seconds = /^(?:\d+\.?\d*|\.\d+)$/.test(raw.value) ? Number(raw.value) : NaN;
+  if (!(seconds >= 0 && seconds <= 3600)) fail(raw, "is not a number of seconds from 0 to 3600");
+  return seconds;
+}
+
 /** A comma-separated list of strictly increasing, finite bucket bounds. */
 function parseBuckets(raw: RawValue): number[] {
   const bounds = raw.value.split(",").map((b) => Number(b.trim()));
@@ -502,6 +533,53 @@ function checkTorchServeDirs(settings: Settings, used: ReadonlyMap<string, RawVa
       "torchserve_metrics_dir only says where the metric files are when they are elsewhere",
     used.get("torchserve_metrics_dir")?.origin ?? { key: "torchserve_metrics_dir" },
   );
+}
+
+/**
+ * Refuses one address for both APIs: the second listen would fail after the first had opened
+ * (`EADDRINUSE`, exit 1), so it is a configuration error found before anything listens. Equal
+ * hosts clash on an equal port, and so does a wildcard host (`0.0.0.0`, `::`) with any host.
+ * `originOf` says where a key's value was set (a file line, an env var), undefined for a default.
+ * @throws ConfigError naming both keys and the address.
+ */
+export function checkSeparateAddresses(
+  settings: Settings,
+  originOf: (key: string) => ConfigOrigin | undefined = () => undefined,
+): void {
+  const inferenceEnabled = settings.enableInferenceApi ?? settings.models.length > 0;
+  if (!settings.enableMetricsApi || !inferenceEnabled) return;
+  const metrics = settings.metricsAddress;
+  const inference = settings.inferenceAddress;
+  // Port 0 asks the OS for a free port: two of them never clash.
+  if (metrics.port === 0 || metrics.port !== inference.port) return;
+  const wildcard = (host: string): boolean => host === "0.0.0.0" || host === "::" || host === "";
+  const sameHost = metrics.host.toLowerCase() === inference.host.toLowerCase();
+  if (!sameHost && !wildcard(metrics.host) && !wildcard(inference.host)) return;
+  const metricsOrigin = originOf("metrics_address");
+  const inferenceOrigin = originOf("inference_address");
+  // The error sits on a key that was set (the other may be its default); the inference one first.
+  const [key, other] =
+    inferenceOrigin !== undefined || metricsOrigin === undefined
+      ? (["inference_address", "metrics_address"] as const)
+      : (["metrics_address", "inference_address"] as const);
+  const origin = (key === "inference_address" ? inferenceOrigin : metricsOrigin) ?? {
+    file: settings.sourceFile,
+    key,
+    value: formatAddress(key === "inference_address" ? inference : metrics),
+  };
+  const otherOrigin = key === "inference_address" ? metricsOrigin : inferenceOrigin;
+  const otherAddress = formatAddress(key === "inference_address" ? metrics : inference);
+  const otherWhere = otherOrigin === undefined ? "its default" : describeOrigin(otherOrigin) || "its setting";
+  throw new ConfigError(
+    `uses port ${inference.port} on the same address as ${other}=${otherAddress} (${otherWhere}); ` +
+      "the metrics API and the inference API need different ports: change one of them",
+    { file: settings.sourceFile, ...origin, key },
+  );
+}
+
+function formatAddress(address: { protocol: string; host: string; port: number }): string {
+  const host = address.host.includes(":") ? `[${address.host}]` : address.host;
+  return `${address.protocol}://${host}:${address.port}`;
 }
 
 /** Refuses a path that exists and is not a regular file; one that does not exist yet may appear later. */

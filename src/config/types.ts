@@ -52,6 +52,10 @@ export interface Settings {
   inferenceAddress: ListenAddress;
   certificateFile: string | undefined;
   privateKeyFile: string | undefined;
+  /** OpenSSL cipher list for TLS 1.2 on https addresses; undefined: forward-secret suites only. */
+  tlsCiphers: string | undefined;
+  /** Milliseconds an https client has from its TCP connection to the end of its TLS handshake. */
+  tlsHandshakeTimeoutMs: number;
   /** The nvidia-smi executable (a name looked up on PATH, or a path). */
   nvidiaSmiPath: string;
   /** Milliseconds after which a hanging nvidia-smi is killed. */
@@ -73,12 +77,22 @@ export interface Settings {
   defaultResponseTimeoutSeconds: number;
   /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
   defaultStartupTimeoutSeconds: number;
+  /**
+   * Seconds a stop (SIGTERM, SIGINT, stop()) lets requests already being answered finish before
+   * every connection is cut; queued requests get 503 at once. 0: cut at once.
+   */
+  drainTimeoutSeconds: number;
   /** A running TorchServe's LOG_LOCATION: its ts_metrics.log, model_metrics.log and access_log.log are followed. */
   torchserveLogDir: string | undefined;
   /** TorchServe's METRICS_LOCATION, when it differs from its LOG_LOCATION; undefined: torchserveLogDir. */
   torchserveMetricsDir: string | undefined;
   /** Read TorchServe's live files from their beginning first, instead of from their end. */
   torchserveLogFromStart: boolean;
+  /**
+   * The followed TorchServe's hostname, for the access log's series until its metric lines name
+   * it; undefined: learned from its lines (the sidecar's own until then).
+   */
+  torchserveHostname: string | undefined;
   /** Gauges whose every value is also observed into a per-model histogram (percentiles). */
   histogramGauges: readonly string[];
   /** Files followed like `tail -F` for `[METRICS]` lines. */

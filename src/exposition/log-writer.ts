@@ -1,4 +1,4 @@
-import { mkdirSync, openSync, closeSync, writeSync, statSync, fstatSync } from "node:fs";
+import { mkdirSync, openSync, closeSync, writeSync, statSync, fstatSync, ftruncateSync } from "node:fs";
 import { join } from "node:path";
 import type { MetricsMode } from "../config/types.js";
 import type { Logger } from "../log.js";
@@ -59,6 +59,9 @@ interface LogFile {
   writeFailing: boolean;
   // Lines written nowhere since the last one that was: not open, or the write failed.
   dropped: number;
+  // The file ends in part of a lost line that could not be taken back: the next line starts
+  // with a newline, so that the fragment stands alone instead of gluing onto it.
+  endsMidLine: boolean;
 }
 
 /**
@@ -67,7 +70,8 @@ interface LogFile {
  * SIGHUP and when the path no longer names the open file, so logrotate's rename works without
  * copytruncate. Writes are synchronous appends: a line is on disk before the update returns.
  * A file that cannot be written (a full disk) loses its lines until it can again; that is
- * logged when it starts and when it ends, with the count of lines lost.
+ * logged when it starts and when it ends, with the count of lines lost. A line is written whole
+ * or counted lost: a write that the disk cuts short is completed, or its part taken back.
  */
 export class MetricsLogWriter {
   private readonly files: { ts: LogFile; model: LogFile };
@@ -97,7 +101,8 @@ export class MetricsLogWriter {
     }
     const now = new Date();
     try {
-      writeSync(file.fd, `${log4jTimestamp(now)} - ${formatMetricLogLine(event, now)}\n`);
+      const line = `${log4jTimestamp(now)} - ${formatMetricLogLine(event, now)}\n`;
+      appendWhole(file, file.fd, file.endsMidLine ? `\n${line}` : line);
     } catch (err) {
       file.dropped++;
       if (file.writeFailing) return;
@@ -141,7 +146,10 @@ export class MetricsLogWriter {
       const fd = openSync(file.path, "a");
       if (file.fd !== undefined) closeSync(file.fd);
       file.fd = fd;
-      file.ino = fstatSync(fd).ino;
+      const { ino } = fstatSync(fd);
+      // A fragment at the end of the file rotated away is no concern of the new one.
+      if (ino !== file.ino) file.endsMidLine = false;
+      file.ino = ino;
     } catch (err) {
       if (file.openFailing) return;
       file.openFailing = true;
@@ -171,5 +179,43 @@ export class MetricsLogWriter {
 }
 
 function logFile(path: string): LogFile {
-  return { path, fd: undefined, ino: 0, openFailing: false, writeFailing: false, dropped: 0 };
+  return {
+    path,
+    fd: undefined,
+    ino: 0,
+    openFailing: false,
+    writeFailing: false,
+    dropped: 0,
+    endsMidLine: false,
+  };
+}
+
+/**
+ * Appends `text` (one line) whole, or throws with nothing of it left in the file. `writeSync`
+ * may write only part (a disk filling up, a file size limit): the rest is written until it is
+ * all there or a write fails; then the part already written is truncated away, so that the
+ * next line does not continue a half one. Where that fails too, the file is marked to end
+ * mid-line and the next line begins on a line of its own.
+ */
+function appendWhole(file: LogFile, fd: number, text: string): void {
+  const bytes = Buffer.from(text);
+  let written = 0;
+  try {
+    while (written < bytes.length) {
+      const n = writeSync(fd, bytes, written, bytes.length - written);
+      if (n <= 0) throw new Error("the file took no more bytes");
+      written += n;
+    }
+  } catch (err) {
+    if (written > 0) {
+      try {
+        // The file is opened for appending by this writer alone: its last `written` bytes are ours.
+        ftruncateSync(fd, fstatSync(fd).size - written);
+      } catch {
+        file.endsMidLine = true;
+      }
+    }
+    throw err;
+  }
+  file.endsMidLine = false;
 }

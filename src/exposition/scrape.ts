@@ -1,3 +1,4 @@
+import type { Attributes } from "@opentelemetry/api";
 import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
@@ -35,6 +36,8 @@ export interface ScrapeOptions {
   seriesLimit?: (family: string) => number;
   /** Hears the names of metrics whose series overflowed their limit. */
   onOverflow?: (metric: string) => void;
+  /** Running totals added in TorchServe's order (see SeriesStoreOptions.exactTotal). */
+  exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
 }
 
 /**
@@ -60,6 +63,7 @@ export class Scraper {
         families,
         limitOf: options.seriesLimit,
         onOverflow: options.onOverflow,
+        exactTotal: options.exactTotal,
         onUpdate: activity?.enabled === true ? (family, labels) => activity.touch(family, labels) : undefined,
       });
     }

@@ -54,6 +54,13 @@ export interface SeriesStoreOptions {
    * store keeps, so a listener that keeps it costs no second copy.
    */
   onUpdate?: (family: string, labels: string) => void;
+  /**
+   * The running total of a counter, or sum of a histogram, whose updates were added in turn (as
+   * TorchServe adds them), by the attributes of the SDK's point; undefined where there is none.
+   * Shown instead of the delta sums added up, which differ in the last bits. `fresh`: the store
+   * holds no value for the series (new, or evicted since), `delta` is the point's own.
+   */
+  exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
 }
 
 /**
@@ -95,7 +102,12 @@ export class SeriesStore {
         for (const point of metric.dataPoints) {
           const labels = this.find(state, order, point.attributes);
           const total = series.get(labels);
-          this.set(state, labels, total === undefined ? point.value : (total as number) + point.value);
+          const exact = this.exact(labels, point.attributes, total === undefined, point.value);
+          this.set(
+            state,
+            labels,
+            exact ?? (total === undefined ? point.value : (total as number) + point.value),
+          );
         }
         break;
       case DataPointType.GAUGE:
@@ -108,11 +120,12 @@ export class SeriesStore {
           const { buckets, count, sum = 0 } = point.value;
           const labels = this.find(state, order, point.attributes);
           const total = series.get(labels) as HistogramValue | undefined;
+          const exact = this.exact(labels, point.attributes, total === undefined, sum);
           if (total === undefined) {
             this.set(state, labels, {
               boundaries: buckets.boundaries,
               counts: [...buckets.counts],
-              sum,
+              sum: exact ?? sum,
               count,
             });
             continue;
@@ -120,7 +133,7 @@ export class SeriesStore {
           for (let i = 0; i < total.counts.length; i++) {
             total.counts[i] = (total.counts[i] ?? 0) + (buckets.counts[i] ?? 0);
           }
-          total.sum += sum;
+          total.sum = exact ?? total.sum + sum;
           total.count += count;
           this.changed(state, labels);
         }
@@ -243,6 +256,13 @@ export class SeriesStore {
     const labels = this.locate(state, attributes);
     if (labels !== OVERFLOW_LABELS) order.keep(attributes, labels);
     return labels;
+  }
+
+  /** The running total of a point's own series; never for the overflow series, which adds up many. */
+  private exact(labels: string, attributes: Attributes, fresh: boolean, delta: number): number | undefined {
+    const { exactTotal } = this.options;
+    if (exactTotal === undefined || labels === OVERFLOW_LABELS) return undefined;
+    return exactTotal(attributes, fresh, delta);
   }
 
   /** The series a point adds into: its own, or the overflow series past the limit. */

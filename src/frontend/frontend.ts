@@ -1,3 +1,4 @@
+import { performance } from "node:perf_hooks";
 import { Agent } from "undici";
 import type { ModelWorkerConfig } from "../config/types.js";
 import type { Logger } from "../log.js";
@@ -16,6 +17,12 @@ export interface FrontendHealth {
   healthy: boolean;
   /** `<model> <version>` of each version without a ready worker. */
   notReady: string[];
+}
+
+/** What {@link InferenceFrontend.drain} did: queued requests answered 503, requests still with a worker at the deadline. */
+export interface DrainResult {
+  refused: number;
+  unfinished: number;
 }
 
 /** How the frontend starts its workers. */
@@ -119,6 +126,38 @@ export class InferenceFrontend {
     if (byVersion === undefined) return "unknown-model";
     const served = byVersion.get(version ?? this.defaults.get(model) ?? "");
     return served ?? "unknown-version";
+  }
+
+  /**
+   * Takes no more requests: every queued one is answered 503 ("the service is stopping") at once,
+   * and so is every later one. Resolves when no request is with a worker any more, or at
+   * `deadline` (a `performance.now()` time) if some still are; stop() then ends those.
+   */
+  async drain(deadline: number): Promise<DrainResult> {
+    const pools = [...this.versions.values()].flatMap((byVersion) =>
+      [...byVersion.values()].map((served) => served.pool),
+    );
+    let refused = 0;
+    for (const pool of pools) refused += pool.close();
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, deadline - performance.now()));
+    });
+    try {
+      await Promise.race([Promise.all(pools.map((pool) => pool.idle())), late]);
+    } finally {
+      clearTimeout(timer);
+    }
+    return { refused, unfinished: this.inFlight() };
+  }
+
+  /** Requests with a worker now, over every model version. */
+  inFlight(): number {
+    let count = 0;
+    for (const byVersion of this.versions.values()) {
+      for (const served of byVersion.values()) count += served.pool.lent();
+    }
+    return count;
   }
 
   /** Refuses queued requests, stops managed workers (SIGTERM, then SIGKILL) and closes connections. */

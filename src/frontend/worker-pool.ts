@@ -48,6 +48,8 @@ export class WorkerPool {
   private readonly free: number[] = [];
   private readonly waiting: PoolWaiter[] = [];
   private closed = false;
+  /** Heard once every slot is back (see {@link idle}). */
+  private readonly idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly slots: readonly WorkerSlot[],
@@ -60,6 +62,11 @@ export class WorkerPool {
   /** Requests waiting for a slot. */
   get depth(): number {
     return this.waiting.length;
+  }
+
+  /** Slots lent to requests now. */
+  lent(): number {
+    return this.slots.length - this.free.length;
   }
 
   /** Slots whose worker is ready now, busy or not. */
@@ -103,11 +110,19 @@ export class WorkerPool {
     }
   }
 
-  /** Refuses everything still waiting with PoolClosedError; later acquire() calls throw it. */
-  close(): void {
+  /** Refuses everything still waiting with PoolClosedError (returns how many); later acquire() calls throw it. */
+  close(): number {
     this.closed = true;
-    for (const waiter of this.waiting.splice(0)) waiter.refuse(new PoolClosedError());
+    const refused = this.waiting.splice(0);
+    for (const waiter of refused) waiter.refuse(new PoolClosedError());
     this.onDepth(0);
+    return refused.length;
+  }
+
+  /** Resolves once no slot is lent, i.e. no request is with a worker (at once when none is). */
+  idle(): Promise<void> {
+    if (this.free.length === this.slots.length) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
   private takeReady(): Lease | undefined {
@@ -124,6 +139,7 @@ export class WorkerPool {
         if (fault !== undefined) this.slots[slot]?.fault(fault.kind, fault.detail);
         this.free.push(slot);
         this.dispatch();
+        if (this.free.length === this.slots.length) for (const heard of this.idleWaiters.splice(0)) heard();
       },
     };
   }

@@ -77,6 +77,10 @@ export class FileFollower {
   private readonly buffer = Buffer.allocUnsafe(READ_CHUNK_BYTES);
   // Only the very first look honours fromStart=false; a file appearing later is new, read whole.
   private firstLook = true;
+  // The file that was at the path when the first look could not open it (unreadable), and its
+  // size then: if it is the one opened later, reading starts there, so no line written while it
+  // was unreadable is lost, and none from before start() is counted.
+  private waitedFrom: { dev: bigint; ino: bigint; size: number } | undefined;
   // The last reported state of the path, and the last read error while one persists, so that
   // each is logged once when it changes, not every poll.
   private state: FollowState = "none";
@@ -201,6 +205,9 @@ export class FileFollower {
 
     // Gone between the stat and the open counts as not there yet, not as an error; replaced by
     // something else in between is found by the opened descriptor's own stat.
+    if (this.firstLook && this.waitedFrom === undefined && current?.isFile() === true) {
+      this.waitedFrom = { dev: current.dev, ino: current.ino, size: Number(current.size) };
+    }
     const opened =
       current === undefined
         ? undefined
@@ -226,7 +233,12 @@ export class FileFollower {
     // The handle's size, not the stat's: the path may have been replaced in between.
     if (this.firstLook && this.options.fromStart !== true) {
       try {
-        await skipToEnd(opened);
+        const from = this.waitedFrom;
+        // The file that was there when following began: from where it ended then (the open may
+        // have failed until now). Another file took the name meanwhile: it is all new.
+        if (from === undefined || (from.dev === opened.dev && from.ino === opened.ino)) {
+          await skipTo(opened, from?.size);
+        }
       } catch (error) {
         // Not taken half set up: the next poll opens it again and still skips what it holds.
         await opened.handle.close();
@@ -374,10 +386,13 @@ async function openRegularFile(path: string): Promise<OpenFile | string | undefi
   }
 }
 
-/** Moves a just-opened file's offset to its end, remembering the bytes that detect truncation. */
-async function skipToEnd(file: OpenFile): Promise<void> {
+/**
+ * Moves a just-opened file's offset to `offset` (default its end; its start when it is shorter,
+ * having been truncated since), remembering the bytes that detect truncation.
+ */
+async function skipTo(file: OpenFile, offset?: number): Promise<void> {
   const { size, mtimeNs } = await file.handle.stat({ bigint: true });
-  const end = Number(size);
+  const end = offset === undefined ? Number(size) : offset <= Number(size) ? offset : 0;
   file.head = await readAt(file.handle, 0, Math.min(HEAD_BYTES, end));
   file.tail = await readAt(file.handle, end - Math.min(TAIL_BYTES, end), Math.min(TAIL_BYTES, end));
   file.offset = end;

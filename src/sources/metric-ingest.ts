@@ -86,8 +86,16 @@ export class MetricLineIngest {
   /**
    * Parses and records one line. `permission` says which declared metrics it may write: by
    * default model metrics only, whatever the source, as TorchServe allows backend lines.
+   * `vetted`: TorchServe itself accepted the line (it is in its model_metrics.log), as a metric of
+   * this type: an undeclared metric is then auto-detected as that type whatever
+   * model_metrics_auto_detect says.
    */
-  apply(text: string, source: LineSource, permission: LinePermission = MODEL_METRICS_ONLY): IngestOutcome {
+  apply(
+    text: string,
+    source: LineSource,
+    permission: LinePermission = MODEL_METRICS_ONLY,
+    vetted?: MetricDefinition["type"],
+  ): IngestOutcome {
     const parsed = parseMetricLine(text);
     if (!parsed.ok) return this.reject(source, "malformed", parsed.reason, text);
     const line = parsed.line;
@@ -98,7 +106,7 @@ export class MetricLineIngest {
     if (tooLong !== undefined) return this.reject(source, "oversized", tooLong, text);
     let def = this.options.recorder.definition(line.name);
     if (def === undefined) {
-      const detected = this.autoDetect(line, source, text, permission);
+      const detected = this.autoDetect(line, source, text, permission, vetted);
       if (!detected.ok) return detected.outcome;
       def = detected.def;
     } else if (!permission(def)) {
@@ -169,6 +177,7 @@ export class MetricLineIngest {
     source: LineSource,
     text: string,
     permission: LinePermission,
+    vetted: MetricDefinition["type"] | undefined,
   ): { ok: true; def: MetricDefinition } | { ok: false; outcome: IngestOutcome } {
     const refuse = (kind: RejectedLineReason, reason: string): { ok: false; outcome: IngestOutcome } => ({
       ok: false,
@@ -191,7 +200,9 @@ export class MetricLineIngest {
         `metric ${line.name} is the service's own, not one a ${source} line may write`,
       );
     }
-    if (!this.options.autoDetect) return { ok: false, outcome: this.undeclared(line.name, source) };
+    if (!this.options.autoDetect && vetted === undefined) {
+      return { ok: false, outcome: this.undeclared(line.name, source) };
+    }
     if (this.autoDetected >= this.maxAutoDetected) {
       return { ok: false, outcome: this.undeclared(line.name, source, true) };
     }
@@ -200,7 +211,7 @@ export class MetricLineIngest {
     }
     const def: MetricDefinition = {
       name: line.name,
-      type: line.type ?? "gauge",
+      type: vetted ?? line.type ?? "gauge",
       unit: line.unit,
       dimensions: [...Object.keys(line.dimensions).filter((d) => d !== "Hostname"), "Hostname"],
       section: "model_metrics",
@@ -225,6 +236,11 @@ export class MetricLineIngest {
       `metric lines: auto-detected ${def.type} ${def.name} (${def.dimensions.join(", ")})`,
     );
     return { ok: true, def };
+  }
+
+  /** The declared (or auto-detected) metric of this name, if any. */
+  declared(name: string): MetricDefinition | undefined {
+    return this.options.recorder.definition(name);
   }
 
   /** Counts a line of an undeclared metric; logs the first few names once each. */
@@ -276,7 +292,12 @@ export class MetricLineIngest {
     const count = (this.logged.get(source) ?? 0) + 1;
     this.logged.set(source, count);
     if (count <= LOGGED_PER_SOURCE) {
-      this.options.logger.warn(`metric lines (${source}): ${reason}: ${JSON.stringify(text.slice(0, 200))}`);
+      this.options.logger.warn(
+        FOLLOWED_FILES.has(source)
+          ? `metric lines (${source}): a ${kind} line was not applied: ${withoutQuotes(reason)} ` +
+              `(${text.length} characters; a followed file's content is not logged)`
+          : `metric lines (${source}): ${reason}: ${JSON.stringify(text.slice(0, 200))}`,
+      );
       if (count === LOGGED_PER_SOURCE) {
         this.options.logger.warn(
           `metric lines (${source}): further rejected lines are counted in serve_metric_lines_rejected_total, not logged`,
@@ -285,6 +306,17 @@ export class MetricLineIngest {
     }
     return { ok: false, reason };
   }
+}
+
+/**
+ * Sources whose lines are a file's content: a followed path may be a link to any file the service
+ * can read (`/etc/shadow`), so what they reject is described, never quoted, in the log.
+ */
+const FOLLOWED_FILES: ReadonlySet<LineSource> = new Set(["torchserve", "file"]);
+
+/** A reason with the text it quotes (JSON string literals, as the parsers quote) left out. */
+function withoutQuotes(reason: string): string {
+  return reason.replace(/"(?:[^"\\]|\\.)*"…?/g, "(…)").replace(/"[^"]*$/, "(…)");
 }
 
 /** Why one of these label names is reserved for a metric of `type`, or undefined. */

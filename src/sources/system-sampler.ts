@@ -23,6 +23,12 @@ export interface SystemSamplerOptions {
     timeoutMs: number;
     /** `number_of_gpu`: undefined reports every device, 0 runs no nvidia-smi. */
     maxDevices: number | undefined;
+    /**
+     * Whether GPU metrics were asked for: a missing nvidia-smi is then a WARN, else one INFO line
+     * (most hosts beside TorchServe have no GPU). Default: `number_of_gpu` set, or a command other
+     * than the default `nvidia-smi` (`nvidia_smi_path`).
+     */
+    requested?: boolean;
   };
   logger: Logger;
   /** Receives every sample, the first one before {@link SystemSampler.start} resolves. */
@@ -145,7 +151,9 @@ export class SystemSampler {
       return result.gpus;
     }
     if (result.reason === "missing") {
-      logger.warn(`nvidia-smi not found at ${gpu.command}: GPU metrics disabled`);
+      const requested = gpu.requested ?? (gpu.maxDevices !== undefined || gpu.command !== "nvidia-smi");
+      if (requested) logger.warn(`nvidia-smi not found at ${gpu.command}: GPU metrics disabled`);
+      else logger.info(`no nvidia-smi on this host (${gpu.command}): no GPU metrics`);
     } else if (result.reason !== previous) {
       logger.warn(`GPU metrics: ${result.message}; GPU metrics have no values until it recovers`);
     }

@@ -1,5 +1,5 @@
 import { TORCHSERVE_FRONTEND_METRICS } from "../telemetry/recorder.js";
-import { metricsPayload } from "./metric-line.js";
+import { metricsPayload, type MetricLineType } from "./metric-line.js";
 
 /** One response as TorchServe's access log records it. */
 export interface AccessRecord {
@@ -15,8 +15,11 @@ export interface AccessRecord {
   ms: number;
 }
 
-/** Which TorchServe file a line was read from, when the caller knows it. */
-export type TorchServeFile = "ts_metrics" | "model_metrics" | "access_log";
+/**
+ * Which TorchServe file a line was read from, when the caller knows it. `ts_log` (ts_log.log)
+ * holds copies of every record, which are never counted from it: only what no other file says.
+ */
+export type TorchServeFile = "ts_metrics" | "model_metrics" | "access_log" | "ts_log";
 
 /** Who wrote a metric record: TorchServe's frontend, its backend metrics, or a worker's `[METRICS]` line. */
 export type MetricOrigin = "ts_metrics" | "model_metrics" | "worker";
@@ -26,6 +29,14 @@ export type TorchServeLine =
   /** A metric record; `payload` is the metric line without any prefix, in TorchServe 0.8+'s form. */
   | { kind: "metric"; payload: string; origin: MetricOrigin }
   | { kind: "access"; access: AccessRecord }
+  /**
+   * The type TorchServe gave a backend metric, from WorkerLifeCycle's `result=[METRICS]…` echo of
+   * a worker's line (written before the metric is recorded): the line's `|#type:`, or COUNTER,
+   * TorchServe's default for a line without one (MetricCache.addAutoDetectMetricBackend).
+   */
+  | { kind: "type"; name: string; type: MetricLineType }
+  /** ModelManager's `Model <name> loaded.`: a model TorchServe serves. */
+  | { kind: "model"; model: string }
   /** Any other log line: MODEL_LOG, the `result=[METRICS]...` echoes of ts_log.log, plain text. */
   | { kind: "ignored" }
   /** A line with a record's layout that is broken, and why. */
@@ -48,6 +59,17 @@ const ACCESS_GRAMMAR = `<client> "<method> <uri> <protocol>" <status> <ms>`;
 // A worker's load time as TorchServe ≤0.7 logged it, under the worker's name (`W-9000-mnist_1.0`).
 const LEGACY_WORKER_NAME = /^W-\d+-\S+$/;
 const SEGMENT = "|#";
+// WorkerLifeCycle logs each worker metric line as `result=<line>, pattern=[METRICS]`.
+const ECHO_START = "result=";
+const ECHO_END = ", pattern=[METRICS]";
+const TYPE_SEGMENT = "|#type:";
+// ModelManager, once a model is registered: `Model mnist loaded.` (no spaces in a model name).
+const MODEL_LOADED = /^Model (\S{1,1024}) loaded\.$/;
+const ECHO_TYPES: ReadonlyMap<string, MetricLineType> = new Map([
+  ["COUNTER", "counter"],
+  ["GAUGE", "gauge"],
+  ["HISTOGRAM", "histogram"],
+]);
 
 /**
  * What one line of TorchServe's output is, read from its layout alone: the metric files'
@@ -67,6 +89,13 @@ export function classifyTorchServeLine(text: string, hint?: TorchServeFile): Tor
   if (console !== null) {
     const logger = console[1];
     const message = line.slice(console[0].length);
+    // ts_log.log repeats what the metric files and the access log hold: only its echoes count.
+    if (hint === "ts_log") {
+      if (logger?.endsWith("ModelManager") === true) return loadedModel(message) ?? IGNORED;
+      return logger?.endsWith("WorkerLifeCycle") === true && message.startsWith(ECHO_START)
+        ? (echoedType(message) ?? IGNORED)
+        : IGNORED;
+    }
     switch (logger) {
       case "TS_METRICS":
         return tooLong(line) ?? metric(message, "ts_metrics");
@@ -75,11 +104,16 @@ export function classifyTorchServeLine(text: string, hint?: TorchServeFile): Tor
       case "ACCESS_LOG":
         return tooLong(line) ?? access(message);
       default:
+        if (logger?.endsWith("WorkerLifeCycle") === true && message.startsWith(ECHO_START)) {
+          return echoedType(message) ?? IGNORED;
+        }
+        if (logger?.endsWith("ModelManager") === true) return loadedModel(message) ?? IGNORED;
         // Another logger; a [METRICS] line logged behind the layout is a worker's, as before.
         return workerLine(line) ?? IGNORED;
     }
   }
 
+  if (hint === "ts_log") return IGNORED;
   const file = FILE_LAYOUT.exec(head);
   if (file !== null) {
     const record = line.slice(file[0].length);
@@ -115,6 +149,34 @@ export function metricFileOrigin(payload: string): "ts_metrics" | "model_metrics
 }
 
 const IGNORED: TorchServeLine = Object.freeze({ kind: "ignored" });
+
+/** The model of ModelManager's `Model <name> loaded.`, or undefined for another message. */
+function loadedModel(message: string): TorchServeLine | undefined {
+  const match = MODEL_LOADED.exec(message);
+  return match?.[1] === undefined ? undefined : { kind: "model", model: match[1] };
+}
+
+/**
+ * The metric name and type of a `result=<worker line>, pattern=[METRICS]` echo, or undefined when
+ * the echoed line is not a worker metric line. Reads only the name and the `|#type:` segment: the
+ * value is recorded from the MODEL_METRICS record, if TorchServe kept the metric.
+ */
+function echoedType(message: string): TorchServeLine | undefined {
+  const end = message.lastIndexOf(ECHO_END);
+  if (end < 0 || message.length > MAX_LINE_CHARS) return undefined;
+  const payload = metricsPayload(message.slice(ECHO_START.length, end));
+  if (payload === undefined) return undefined;
+  const dot = payload.indexOf(".");
+  const dims = payload.indexOf(SEGMENT);
+  if (dot <= 0 || dims < dot) return undefined;
+  const name = payload.slice(0, dot);
+  const at = payload.indexOf(TYPE_SEGMENT, dims);
+  if (at < 0) return { kind: "type", name, type: "counter" };
+  const close = payload.indexOf(SEGMENT, at + TYPE_SEGMENT.length);
+  const word = payload.slice(at + TYPE_SEGMENT.length, close < 0 ? undefined : close).toUpperCase();
+  const type = ECHO_TYPES.get(word);
+  return type === undefined ? undefined : { kind: "type", name, type };
+}
 
 /** A `<time> - ` record from a file the caller does not name: an access line, or a metric line. */
 function unhintedRecord(record: string): TorchServeLine {

@@ -13,6 +13,12 @@ export const TORCHSERVE_LOG_FILES: readonly TorchServeLogFile[] = [
   "access_log",
 ];
 
+/**
+ * A file the follower reads: the three above, and `ts_log` (ts_log.log in LOG_LOCATION), whose
+ * copies of their records are not counted again: it says what they leave out (metric types).
+ */
+export type FollowedFile = TorchServeLogFile | "ts_log";
+
 /** Where TorchServe's files are and where their lines go. */
 export interface TorchServeLogFollowerOptions {
   /** TorchServe's `LOG_LOCATION`: holds `access_log.log`. */
@@ -27,8 +33,10 @@ export interface TorchServeLogFollowerOptions {
   maxLineChars?: number;
   /** Where appearance, rotation, truncation and read errors are reported. */
   logger: Logger;
+  /** Whether ts_log.log is followed too; default true. */
+  followTsLog?: boolean;
   /** Receives each complete line without its `\n`, in file order per file. */
-  onLine(line: string, file: TorchServeLogFile): void;
+  onLine(line: string, file: FollowedFile): void;
 }
 
 /**
@@ -47,9 +55,9 @@ export interface TorchServeLogFollowerOptions {
  */
 export class TorchServeLogFollower {
   /** The path followed for each file. */
-  readonly paths: Readonly<Record<TorchServeLogFile, string>>;
-  private readonly followers: ReadonlyMap<TorchServeLogFile, FileFollower>;
-  private readonly seen = new Map<TorchServeLogFile, { count: number; lastAt: number | undefined }>();
+  readonly paths: Readonly<Record<FollowedFile, string>>;
+  private readonly followers: ReadonlyMap<FollowedFile, FileFollower>;
+  private readonly seen = new Map<FollowedFile, { count: number; lastAt: number | undefined }>();
 
   constructor(options: TorchServeLogFollowerOptions) {
     const metricsDir = options.metricsDir ?? options.logDir;
@@ -57,9 +65,12 @@ export class TorchServeLogFollower {
       ts_metrics: join(metricsDir, "ts_metrics.log"),
       model_metrics: join(metricsDir, "model_metrics.log"),
       access_log: join(options.logDir, "access_log.log"),
+      ts_log: join(options.logDir, "ts_log.log"),
     });
-    const followers = new Map<TorchServeLogFile, FileFollower>();
-    for (const file of TORCHSERVE_LOG_FILES) {
+    const followers = new Map<FollowedFile, FileFollower>();
+    const files: FollowedFile[] = [...TORCHSERVE_LOG_FILES];
+    if (options.followTsLog !== false) files.push("ts_log");
+    for (const file of files) {
       const seen = { count: 0, lastAt: undefined as number | undefined };
       this.seen.set(file, seen);
       followers.set(
@@ -101,7 +112,7 @@ export class TorchServeLogFollower {
    * undefined if none yet. Default: the two metric files, since the access log is written in
    * every metrics_mode, even `prometheus`, which writes no metric line.
    */
-  lastLineAt(files: readonly TorchServeLogFile[] = ["ts_metrics", "model_metrics"]): number | undefined {
+  lastLineAt(files: readonly FollowedFile[] = ["ts_metrics", "model_metrics"]): number | undefined {
     let last: number | undefined;
     for (const file of files) {
       const at = this.seen.get(file)?.lastAt;
@@ -111,7 +122,7 @@ export class TorchServeLogFollower {
   }
 
   /** How many lines of the file were handed on since start(). */
-  linesRead(file: TorchServeLogFile): number {
+  linesRead(file: FollowedFile): number {
     return this.seen.get(file)?.count ?? 0;
   }
 }

@@ -7,6 +7,7 @@ import {
   type ResourceMetrics,
 } from "@opentelemetry/sdk-metrics";
 import type { Logger } from "../log.js";
+import { ExportRequests, type ExportRequestTracker } from "./export-requests.js";
 
 /** `ExportResult` of @opentelemetry/core, taken from the exporter interface (core is not our direct dependency). */
 type ExportResult = Parameters<Parameters<PushMetricExporter["export"]>[1]>[0];
@@ -17,20 +18,37 @@ function succeeded(result: ExportResult): boolean {
   return code === 0;
 }
 
+/** A failed export's result (core's `ExportResultCode.FAILED` is 1). */
+function failed(error: Error): ExportResult {
+  // eslint-disable-next-line @typescript-eslint/no-unsafe-enum-assignment -- the enum's package (core) is not our dependency
+  return { code: 1, error };
+}
+
 /** Options of {@link MonitoredExporter}. */
 export interface MonitoredExporterOptions {
-  /** How the messages name the destination, e.g. `http://127.0.0.1:4318/v1/metrics`. */
+  /** How the messages name the destination, e.g. `http://127.0.0.1:4318/v1/metrics` (no credentials). */
   target: string;
   logger: Logger;
+  /**
+   * The most an export may take, retries included (the exporter's timeout, as the OTLP
+   * specification means it); then it fails, and its requests are ended when `requests` knows them.
+   */
+  deadlineMs: number;
+  /** Ties the HTTP exporter's requests to exports, so that a deadline can end them; none for gRPC. */
+  requests?: ExportRequestTracker;
+  /** Strings never to print (header values, user information, query values): masked in failure reasons. */
+  secrets?: readonly string[];
   /** Hears the result of every export (serve_otlp_exports_total). */
   onResult?(ok: boolean): void;
 }
 
 /**
- * A PushMetricExporter that forwards everything to another one and logs outages of its
- * destination: one warning when exports start failing, one info line when one succeeds again.
- * The OTLP exporters report failures only through `diag`, once per export, which is either
- * silent or a line every interval; a collector that is down for an hour deserves two lines.
+ * A PushMetricExporter that forwards everything to another one, gives each export a deadline
+ * and logs outages of its destination: one warning when exports start failing, one info line
+ * when one succeeds again. The OTLP exporters report failures only through `diag`, once per
+ * export, which is either silent or a line every interval; a collector that is down for an hour
+ * deserves two lines. Every export ends, and is counted, by its deadline: the HTTP transport's
+ * own timeout restarts with every byte, and an answer cut off mid-body counts as a failure.
  */
 export class MonitoredExporter implements PushMetricExporter {
   private readonly inner: PushMetricExporter;
@@ -47,14 +65,39 @@ export class MonitoredExporter implements PushMetricExporter {
     this.options = options;
   }
 
-  /** Exports through the wrapped exporter and watches the result on its way back. */
+  /** Exports through the wrapped exporter, ends it at its deadline, and watches the result. */
   export(metrics: ResourceMetrics, resultCallback: (result: ExportResult) => void): void {
     const sequence = ++this.started;
-    this.inner.export(metrics, (result) => {
+    const { deadlineMs, requests: tracker } = this.options;
+    const requests = new ExportRequests();
+    let settled = false;
+    // The one place that sees every way an export ends: its result, or its deadline first.
+    const settle = (result: ExportResult): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(deadline);
       this.options.onResult?.(succeeded(result));
       this.observe(sequence, result);
       resultCallback(result);
-    });
+    };
+    const deadline = setTimeout(() => {
+      const error = new Error(`no complete answer within the export timeout (${deadlineMs} ms)`);
+      requests.abort(error);
+      settle(failed(error));
+    }, deadlineMs);
+    // Whatever the export holds open (its sockets) keeps the process up until the deadline ends it;
+    // the deadline alone need not.
+    deadline.unref();
+    const send = (): void =>
+      this.inner.export(metrics, (result) => {
+        if (succeeded(result) && requests.answerCut) {
+          settle(failed(new Error("the collector's answer ended before its body was complete")));
+        } else {
+          settle(result);
+        }
+      });
+    if (tracker === undefined) send();
+    else tracker.run(requests, send);
   }
 
   /** Whether the destination is currently considered down (the last decisive export failed). */
@@ -95,7 +138,10 @@ export class MonitoredExporter implements PushMetricExporter {
       }
       return;
     }
-    if (this.failures === 0) logger.warn(`OTLP push to ${target} failing: ${describeFailure(result.error)}`);
+    if (this.failures === 0) {
+      const reason = maskSecrets(describeFailure(result.error), this.options.secrets ?? []);
+      logger.warn(`OTLP push to ${target} failing: ${reason}`);
+    }
     this.failures++;
   }
 }
@@ -110,4 +156,18 @@ function describeFailure(error: Error | undefined): string {
   }
   const code: unknown = (error as Error & { code?: unknown }).code;
   return typeof code === "number" && !message.includes(String(code)) ? `${message} (HTTP ${code})` : message;
+}
+
+/**
+ * `text` with every secret masked, as written and %-encoded (as a URL prints user information).
+ * Secrets under 4 characters are left alone: masking every "1" would garble the message and
+ * hide nothing worth hiding.
+ */
+function maskSecrets(text: string, secrets: readonly string[]): string {
+  let masked = text;
+  for (const secret of secrets) {
+    if (secret.length < 4) continue;
+    for (const form of new Set([secret, encodeURIComponent(secret)])) masked = masked.split(form).join("***");
+  }
+  return masked;
 }

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import type { Attributes } from "@opentelemetry/api";
 import {
@@ -28,7 +29,10 @@ import {
 } from "@opentelemetry/sdk-metrics";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../config/errors.js";
+import { redactUrl, urlSecrets } from "../config/redact.js";
 import type { Logger } from "../log.js";
+import { ExportRequestTracker } from "./export-requests.js";
+import { checkHeaders, parseKeyValueList } from "./key-value-list.js";
 import { MonitoredExporter } from "./monitored-exporter.js";
 import { METER_NAME } from "./pipeline.js";
 
@@ -141,6 +145,13 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
   const doc = parseDocument(text, { version: "1.2" });
   const syntax = doc.errors[0];
   if (syntax !== undefined) fail(`is not valid YAML: ${oneLine(syntax.message)}`);
+  let parsed: unknown;
+  try {
+    // Some faults (an alias with no anchor) only show when the document is built.
+    parsed = doc.toJS();
+  } catch (err) {
+    return fail(`is not valid YAML: ${oneLine(errorMessage(err))}`);
+  }
   try {
     // createConfigFactory() takes the file from process.env.OTEL_CONFIG_FILE and nothing else, and
     // substitutes ${VAR:-default} from process.env. The service's environment is `env` (an
@@ -148,7 +159,7 @@ function parseConfigFile(path: string, env: NodeJS.ProcessEnv, fail: Fail): Conf
     // duration of this synchronous call, which no other code can observe, and restored after.
     return withProcessEnv({ ...env, OTEL_CONFIG_FILE: path }, () => createConfigFactory().getConfigModel());
   } catch (err) {
-    return fail(describeLibraryError(errorMessage(err), path, doc.toJS() as unknown));
+    return fail(describeLibraryError(errorMessage(err), path, parsed));
   }
 }
 
@@ -198,7 +209,7 @@ function resourceAttributes(model: ConfigurationModel, fail: Fail): Attributes {
   const attributes: Attributes = {};
   const list = model.resource?.attributes_list;
   if (typeof list === "string") {
-    const parsed = parseKeyValueList(list);
+    const parsed = parseKeyValueList(list, "attribute");
     if (typeof parsed === "string") fail(parsed, "resource.attributes_list");
     Object.assign(attributes, parsed);
   }
@@ -215,6 +226,8 @@ const DEFAULT_INTERVAL_MS = 60_000;
 const DEFAULT_READER_TIMEOUT_MS = 30_000;
 const DEFAULT_EXPORTER_TIMEOUT_MS = 10_000;
 const MAX_TIMER_MS = 2 ** 31 - 1;
+/** How long after grpc-js's own deadline the monitor gives up on a gRPC export (see otlpGrpc). */
+const GRPC_DEADLINE_GRACE_MS = 1000;
 
 /** A periodic reader over one monitored OTLP exporter, and its start-log line. */
 function periodicReader(
@@ -245,7 +258,7 @@ function periodicReader(
   if (kind === "otlp_http") {
     destination = otlpHttp(model.exporter.otlp_http ?? {}, exporterAt, readerTimeout, fail);
   } else if (kind === "otlp_grpc") {
-    destination = otlpGrpc(model.exporter.otlp_grpc ?? {}, exporterAt, readerTimeout, fail);
+    destination = otlpGrpc(model.exporter.otlp_grpc ?? {}, exporterAt, readerTimeout, fail, logger);
   } else {
     return fail(
       `is not supported: serve-metrics pushes with otlp_http or otlp_grpc (the pull endpoint is metrics_address)`,
@@ -259,7 +272,10 @@ function periodicReader(
   const limits = model.cardinality_limits;
   const reader = new PeriodicExportingMetricReader({
     exporter: new MonitoredExporter(destination.exporter, {
-      target: destination.url,
+      target: redactUrl(destination.url),
+      deadlineMs: destination.deadlineMs,
+      requests: destination.requests,
+      secrets: destination.secrets,
       logger,
       onResult: onExport,
     }),
@@ -283,16 +299,22 @@ function periodicReader(
     destination.temporality === "cumulative" ? "" : `, ${destination.temporality} temporality`;
   return {
     reader,
-    describe: `OTLP ${destination.protocol} push to ${destination.url} every ${interval / 1000} s${temporality}`,
+    describe: `OTLP ${destination.protocol} push to ${redactUrl(destination.url)} every ${interval / 1000} s${temporality}`,
   };
 }
 
-/** One built exporter and what the start log says about it. */
+/** One built exporter, what the start log says about it, and what its monitor needs. */
 interface Destination {
   exporter: PushMetricExporter;
   protocol: "http/protobuf" | "http/json" | "grpc";
   url: string;
   temporality: Temporality;
+  /** The exporter's timeout: the most one export may take, retries included. */
+  deadlineMs: number;
+  /** How the monitor ends an HTTP export's requests at its deadline; none for gRPC (see otlpGrpc). */
+  requests?: ExportRequestTracker;
+  /** Header values and the URL's credentials, masked in any message that might quote them. */
+  secrets: string[];
 }
 
 type Temporality = "cumulative" | "delta" | "low_memory";
@@ -309,6 +331,7 @@ function commonExporterSettings(
   at: string,
   readerTimeout: number,
   fail: Fail,
+  transport: "http" | "grpc",
 ) {
   const compression = model.compression ?? "none";
   if (compression !== "gzip" && compression !== "none") {
@@ -318,11 +341,18 @@ function commonExporterSettings(
   const timeout = milliseconds(model.timeout, DEFAULT_EXPORTER_TIMEOUT_MS, `${at}.timeout`, fail);
   const headers: Record<string, string> = {};
   if (typeof model.headers_list === "string") {
-    const parsed = parseKeyValueList(model.headers_list);
+    const parsed = parseKeyValueList(model.headers_list, "header");
     if (typeof parsed === "string") fail(parsed, `${at}.headers_list`);
+    const problem = checkHeaders(parsed, transport);
+    if (problem !== undefined) fail(problem, `${at}.headers_list`);
     Object.assign(headers, parsed);
   }
-  for (const { name, value } of model.headers ?? []) if (value !== null) headers[name] = value;
+  for (const [i, { name, value }] of (model.headers ?? []).entries()) {
+    if (value === null) continue;
+    const problem = checkHeaders({ [name]: value }, transport);
+    if (problem !== undefined) fail(problem, `${at}.headers[${i}]`);
+    headers[name] = value;
+  }
   const temporality: Temporality = model.temporality_preference ?? "cumulative";
   return {
     gzip: compression === "gzip",
@@ -365,7 +395,7 @@ function otlpHttp(
 ): Destination {
   const url = model.endpoint ?? "http://localhost:4318/v1/metrics";
   checkUrl(url, `${at}.endpoint`, fail);
-  const common = commonExporterSettings(model, at, readerTimeout, fail);
+  const common = commonExporterSettings(model, at, readerTimeout, fail, "http");
   const tls = model.tls ?? {};
   const read = (key: "ca_file" | "cert_file" | "key_file"): Buffer | undefined => {
     const file = tls[key];
@@ -382,6 +412,9 @@ function otlpHttp(
   if ((cert === undefined) !== (key === undefined)) {
     fail("cert_file and key_file go together (a client certificate needs its key)", `${at}.tls`);
   }
+  // Every request the exporter makes goes through this tracker's agent, so that the export's
+  // deadline can end it.
+  const requests = new ExportRequestTracker();
   const options = {
     url,
     headers: common.headers,
@@ -389,13 +422,21 @@ function otlpHttp(
     temporalityPreference: common.temporalityPreference,
     ...(common.aggregationPreference && { aggregationPreference: common.aggregationPreference }),
     // keepAlive is what the exporter uses when it builds the agent itself.
-    ...((ca ?? cert) !== undefined && { httpAgentOptions: { keepAlive: true, ca, cert, key } }),
+    httpAgentOptions: requests.agentFactory({ keepAlive: true, ca, cert, key }),
   };
   const json = model.encoding === "json";
   const exporter = withProcessEnv(exporterEnvironment(common.gzip), () =>
     json ? new OtlpJsonMetricExporter(options) : new OtlpProtoMetricExporter(options),
   );
-  return { exporter, protocol: json ? "http/json" : "http/protobuf", url, temporality: common.temporality };
+  return {
+    exporter,
+    protocol: json ? "http/json" : "http/protobuf",
+    url,
+    temporality: common.temporality,
+    deadlineMs: common.timeoutMillis,
+    requests,
+    secrets: [...urlSecrets(url), ...Object.values(common.headers)],
+  };
 }
 
 function otlpGrpc(
@@ -403,6 +444,7 @@ function otlpGrpc(
   at: string,
   readerTimeout: number,
   fail: Fail,
+  logger: Logger,
 ): Destination {
   const tls = model.tls ?? {};
   for (const key of ["ca_file", "cert_file", "key_file"] as const) {
@@ -419,7 +461,18 @@ function otlpGrpc(
   // export; tls.insecure decides here instead, as the configuration schema says it should.
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(url)) url = `${tls.insecure === true ? "http" : "https"}://${url}`;
   checkUrl(url, `${at}.endpoint`, fail);
-  const common = commonExporterSettings(model, at, readerTimeout, fail);
+  const { protocol, hostname } = new URL(url);
+  if (protocol === "https:" && isIP(hostname.replace(/^\[|\]$/g, "")) !== 0) {
+    // @grpc/grpc-js always sends the host as the TLS server name (SNI), which RFC 6066 forbids
+    // for an IP address; Node then prints DEP0123 once. No exporter option reaches that setting,
+    // so the line before it says what it means.
+    logger.warn(
+      `OTLP grpc push to ${redactUrl(url)}: @grpc/grpc-js sends the IP address as the TLS server name, ` +
+        "so Node warns once about it (DEP0123); the collector's certificate is still checked against " +
+        "that address. Use a host name in the endpoint to avoid the warning.",
+    );
+  }
+  const common = commonExporterSettings(model, at, readerTimeout, fail, "grpc");
   const options = {
     url,
     timeoutMillis: common.timeoutMillis,
@@ -430,7 +483,17 @@ function otlpGrpc(
     exporterEnvironment(common.gzip, common.headers),
     () => new OtlpGrpcMetricExporter(options),
   );
-  return { exporter, protocol: "grpc", url, temporality: common.temporality };
+  // gRPC's own deadline is already one per call, whatever the collector sends meanwhile, and its
+  // error says where the call stood (connecting, waiting for an answer); the monitor's deadline,
+  // a moment later, only ends an export that grpc-js would leave unanswered.
+  return {
+    exporter,
+    protocol: "grpc",
+    url,
+    temporality: common.temporality,
+    deadlineMs: common.timeoutMillis + GRPC_DEADLINE_GRACE_MS,
+    secrets: [...urlSecrets(url), ...Object.values(common.headers)],
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -576,7 +639,7 @@ const PROTOCOLS = ["http/protobuf", "http/json", "grpc"];
 function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfig {
   const { logger } = opts;
   const fail = (envVar: string, problem: string): never => {
-    throw new ConfigError(problem, { envVar, value: env[envVar] });
+    throw new ConfigError(problem, { envVar, value: printable(envVar, env[envVar]) });
   };
   const resource = environmentResource(env, fail);
   if (/^true$/i.test(env.OTEL_SDK_DISABLED?.trim() ?? "")) return noPush(resource);
@@ -612,7 +675,8 @@ function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfi
     throw new Error("@opentelemetry/configuration built no periodic reader from OTEL_METRICS_EXPORTER=otlp");
   // The variables were checked above, so this only fires on a combination the checks missed.
   const unexpected: Fail = (problem, key, value) => {
-    const shown = value === undefined ? "" : ` ${JSON.stringify(value)}`;
+    const shown =
+      value === undefined ? "" : ` ${JSON.stringify(typeof value === "string" ? redactUrl(value) : value)}`;
     throw new ConfigError(`OTLP settings from the environment: ${key ?? ""}${shown} ${problem}`);
   };
   const built = periodicReader(periodic, "meter_provider.readers[0].periodic", unexpected, opts);
@@ -630,10 +694,12 @@ function checkedOtlpEnvironment(
   const out: NodeJS.ProcessEnv = { ...env, OTEL_METRICS_EXPORTER: "otlp" };
   const check = (name: string, test: (value: string) => boolean, expected: string): void => {
     const value = nonBlank(env[name]);
-    if (value !== undefined && !test(value.trim())) fail(name, `${JSON.stringify(value)} is not ${expected}`);
+    if (value !== undefined && !test(value.trim()))
+      fail(name, `${JSON.stringify(printable(name, value))} is not ${expected}`);
   };
   const protocol =
     nonBlank(env.OTEL_EXPORTER_OTLP_METRICS_PROTOCOL) ?? nonBlank(env.OTEL_EXPORTER_OTLP_PROTOCOL);
+  const transport = protocol?.trim() === "grpc" ? "grpc" : "http";
   for (const scope of ["", "METRICS_"]) {
     check(
       `OTEL_EXPORTER_OTLP_${scope}PROTOCOL`,
@@ -643,11 +709,14 @@ function checkedOtlpEnvironment(
     check(`OTEL_EXPORTER_OTLP_${scope}ENDPOINT`, isHttpUrl, "an http:// or https:// URL");
     check(`OTEL_EXPORTER_OTLP_${scope}TIMEOUT`, isMilliseconds, "a whole number of milliseconds");
     check(`OTEL_EXPORTER_OTLP_${scope}COMPRESSION`, (v) => v === "gzip" || v === "none", "one of gzip, none");
-    check(
-      `OTEL_EXPORTER_OTLP_${scope}HEADERS`,
-      (v) => typeof parseKeyValueList(v) !== "string",
-      "a list of key=value pairs",
-    );
+    // Headers carry secrets: the problem names the header, never the value or the variable's text.
+    const headersVar = `OTEL_EXPORTER_OTLP_${scope}HEADERS`;
+    const headers = nonBlank(env[headersVar]);
+    if (headers !== undefined) {
+      const parsed = parseKeyValueList(headers, "header");
+      const problem = typeof parsed === "string" ? parsed : checkHeaders(parsed, transport);
+      if (problem !== undefined) fail(headersVar, problem);
+    }
     for (const file of ["CERTIFICATE", "CLIENT_KEY", "CLIENT_CERTIFICATE"]) {
       const name = `OTEL_EXPORTER_OTLP_${scope}${file}`;
       check(name, isReadable, "a readable file");
@@ -677,8 +746,21 @@ function checkedOtlpEnvironment(
     out[temporality] = normalized;
   }
   // The library appends "/v1/metrics" to the base endpoint as text; a trailing slash would double it.
-  const base = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT);
-  if (base !== undefined) out.OTEL_EXPORTER_OTLP_ENDPOINT = base.trim().replace(/\/+$/, "");
+  const base = nonBlank(env.OTEL_EXPORTER_OTLP_ENDPOINT)?.trim();
+  if (base !== undefined) {
+    out.OTEL_EXPORTER_OTLP_ENDPOINT = base.replace(/\/+$/, "");
+    // Appended as text, the path would land after a query (`?api_key=k/v1/metrics`): for a base
+    // with a query, the HTTP endpoint is made here, with the path where a path goes.
+    if (
+      /[?#]/.test(base) &&
+      transport === "http" &&
+      nonBlank(env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT) === undefined
+    ) {
+      const url = new URL(base);
+      url.pathname = `${url.pathname.replace(/\/+$/, "")}/v1/metrics`;
+      out.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT = url.href;
+    }
+  }
   return out;
 }
 
@@ -690,7 +772,7 @@ function environmentResource(
   const attributes: Attributes = {};
   const list = nonBlank(env.OTEL_RESOURCE_ATTRIBUTES);
   if (list !== undefined) {
-    const parsed = parseKeyValueList(list);
+    const parsed = parseKeyValueList(list, "attribute");
     if (typeof parsed === "string") fail("OTEL_RESOURCE_ATTRIBUTES", parsed);
     Object.assign(attributes, parsed);
   }
@@ -714,23 +796,12 @@ function withProcessEnv<T>(env: NodeJS.ProcessEnv, fn: () => T): T {
 }
 
 /**
- * `key1=value1,key2=value2` with percent-encoded keys and values (OTEL_EXPORTER_OTLP_HEADERS,
- * OTEL_RESOURCE_ATTRIBUTES, the file's *_list keys); a string says what is wrong.
+ * What an error may quote of a variable's value: nothing of a header list, an endpoint with its
+ * user information and query masked, any other value as it is.
  */
-function parseKeyValueList(text: string): Record<string, string> | string {
-  const out: Record<string, string> = {};
-  for (const item of text.split(",")) {
-    if (item.trim() === "") continue;
-    const eq = item.indexOf("=");
-    const key = eq === -1 ? "" : item.slice(0, eq).trim();
-    if (key === "") return `${JSON.stringify(item.trim())} is not key=value`;
-    try {
-      out[decodeURIComponent(key)] = decodeURIComponent(item.slice(eq + 1).trim());
-    } catch {
-      return `${JSON.stringify(item.trim())} has a broken %-escape`;
-    }
-  }
-  return out;
+function printable(envVar: string, value: string | undefined): string | undefined {
+  if (value === undefined || /_HEADERS$/.test(envVar)) return undefined;
+  return /_ENDPOINT$/.test(envVar) ? redactUrl(value) : value;
 }
 
 /** A millisecond setting: the default when absent, else a whole number ≥ 0 a timer can hold. */
@@ -742,8 +813,9 @@ function milliseconds(value: number | null | undefined, fallback: number, key: s
   return value;
 }
 
+/** Refuses what is not an http(s) URL, quoting it with its user information and query masked. */
 function checkUrl(url: string, key: string, fail: Fail): void {
-  if (!isHttpUrl(url)) fail("is not an http:// or https:// URL", key, url);
+  if (!isHttpUrl(url)) fail("is not an http:// or https:// URL", key, redactUrl(url));
 }
 
 function isHttpUrl(text: string): boolean {

@@ -8,6 +8,15 @@ export interface PendingSeries {
   /** The increments since the last collection (counter), or the latest value (gauge). */
   pending: number;
   dirty: boolean;
+  /**
+   * A counter's total, or a histogram's sum, with each update added in turn as TorchServe adds
+   * them (see {@link PendingUpdates.totalOf}); unused for gauges.
+   */
+  total: number;
+  /** What the TorchServe text shows is `total - base`: not 0 once the series store restarted it. */
+  base?: number;
+  /** Whether the TorchServe text has shown this series (so a later start is a restart). */
+  shown?: boolean;
 }
 
 /**
@@ -16,11 +25,16 @@ export interface PendingSeries {
  * update: the SDK hashes a series' attributes on every update, which costs far more than the
  * addition. Every collection, by any reader, takes them first, so nothing recorded before a
  * collection starts is missing from it. The SDK adds an interval's updates from zero in the
- * same order, so the totals are the same to the last bit.
+ * same order, so its totals are the same to the last bit as recording each update. TorchServe's
+ * own totals are not: it adds each update to the running total (`((t + a) + b) + c`, not
+ * `t + ((a + b) + c)`), so every tracked series also keeps that running total, which the
+ * TorchServe text shows instead of the SDK's.
  */
 export class PendingUpdates {
   private readonly dirty: PendingSeries[] = [];
   private readonly gauges = new Set<CatalogInstrument>();
+  /** Tracked series by their attributes object, which is the one the SDK hands back in its points. */
+  private readonly tracked = new WeakMap<Attributes, PendingSeries>();
 
   /**
    * Hands pending updates over at the start of every collection of `meter`: its observable
@@ -38,6 +52,32 @@ export class PendingUpdates {
   add(series: PendingSeries, value: number): void {
     this.mark(series);
     series.pending += value;
+    series.total += value;
+  }
+
+  /**
+   * Keeps the running total of a counter or histogram series, bound once and kept, every update
+   * of which goes through {@link add} (counter) or adds to `total` itself (histogram), so that
+   * {@link totalOf} can answer for the SDK's points of this series.
+   */
+  track(series: PendingSeries): void {
+    this.tracked.set(series.attributes, series);
+  }
+
+  /**
+   * The running total of a tracked series by the attributes of an SDK point: a counter's value or
+   * a histogram's sum as TorchServe would show it; undefined for any other point. `fresh` says
+   * the asker holds no value for the series: the first time, the total is shown from zero; after
+   * that the asker forgot it (series expiry), and it starts again from the point's `delta`.
+   */
+  totalOf(attributes: Attributes, fresh: boolean, delta: number): number | undefined {
+    const series = this.tracked.get(attributes);
+    if (series === undefined) return undefined;
+    if (fresh) {
+      series.base = series.shown === true ? series.total - delta : 0;
+      series.shown = true;
+    }
+    return series.base === undefined || series.base === 0 ? series.total : series.total - series.base;
   }
 
   /** Sets a gauge series. */

@@ -38,6 +38,12 @@ export interface Telemetry {
    * if the name is taken or one of its sample names is another family's.
    */
   register(def: MetricDefinition): void;
+  /**
+   * The running total, each update added in turn as TorchServe adds them, of the counter or
+   * histogram series an SDK point with these attributes belongs to; for the TorchServe text (see
+   * PendingUpdates.totalOf).
+   */
+  readonly exactTotal: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
 }
 
 /** A metric that cannot be added at run time; says which and why. */
@@ -200,14 +206,16 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     add(def, instrument);
     return instrument;
   };
+  const pending = new PendingUpdates(meter);
   return {
     provider,
     reader,
+    exactTotal: (attributes, fresh, delta) => pending.totalOf(attributes, fresh, delta),
     recorder: new MetricRecorder(
       instruments,
       hostname,
       logger,
-      new PendingUpdates(meter),
+      pending,
       gaugeHistograms,
       options.inferenceResponses,
     ),

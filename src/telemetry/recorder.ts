@@ -72,6 +72,8 @@ export interface AccessRecord {
   status: number;
   /** The line's time from the full request to the response. */
   latencyMs: number;
+  /** The followed TorchServe's hostname; default this service's. */
+  hostname?: string | undefined;
 }
 
 /** A gauge's histogram (see {@link GaugeHistogram}) bound to its instrument. */
@@ -257,7 +259,8 @@ export class MetricRecorder {
     let series = this.lineSeries.get(key);
     if (series === undefined) {
       // Callers bound how many series they bind (MetricLineIngest caches at most a few thousand).
-      series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false };
+      series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false, total: 0 };
+      if (instrument.definition.type !== "gauge") this.pending.track(series);
       this.lineSeries.set(key, series);
     }
     return series;
@@ -345,17 +348,25 @@ export class MetricRecorder {
    */
   recordAccess(r: AccessRecord): void {
     if (r.status === 404) return;
-    const series = this.modelSeries(r.model, r.version);
+    const series = this.modelSeries(r.model, r.version, r.hostname);
     this.recordBound(series.responses[statusClass(r.status)], 1);
     this.recordBound(series.duration, r.latencyMs / 1000);
   }
 
   /** The series of one model version, resolved on its first request. */
-  private modelSeries(model: string, version: string): ModelSeries {
-    const key = `${model}\u0000${version}`;
+  private modelSeries(model: string, version: string, hostname = this.hostname): ModelSeries {
+    const key =
+      hostname === this.hostname ? `${model}\u0000${version}` : `${model}\u0000${version}\u0000${hostname}`;
     let series = this.inference.get(key);
     if (series === undefined) {
-      const context = { model_name: model, model_version: version, ModelName: model, Level: "Host" };
+      const context = {
+        model_name: model,
+        model_version: version,
+        ModelName: model,
+        Level: "Host",
+        hostname,
+        Hostname: hostname,
+      };
       const [requests, latency, queue, queueTime, workerThread, duration] = INFERENCE_METRICS.map((name) =>
         this.bind(name, context),
       );
@@ -434,7 +445,7 @@ export class MetricRecorder {
 
   /** Records one of the service's own metrics, taking each declared label from `context`. */
   private recordBuiltin(name: string, value: number, context: Readonly<Record<string, string>>): void {
-    const series = this.bind(name, context);
+    const series = this.bind(name, context, false);
     if (series !== undefined && this.accepts(series.instrument, value)) {
       this.apply(series.instrument, value, series.attributes, {});
     }
@@ -443,9 +454,14 @@ export class MetricRecorder {
   /**
    * The instrument and attributes of one of the service's own series, each declared label taken
    * from `context`; undefined (warned about once) when the catalog dropped the metric or asks for
-   * a label the service cannot fill.
+   * a label the service cannot fill. A counter or histogram series is tracked (its running total
+   * kept, see {@link PendingUpdates.track}) unless `track` is false: a series bound for one update.
    */
-  private bind(name: string, context: Readonly<Record<string, string>>): BoundSeries | undefined {
+  private bind(
+    name: string,
+    context: Readonly<Record<string, string>>,
+    track = true,
+  ): BoundSeries | undefined {
     const instrument = this.instruments.get(name);
     if (instrument === undefined) return undefined; // dropped from a custom catalog: not exposed
     const attributes: Attributes = {};
@@ -463,7 +479,9 @@ export class MetricRecorder {
       attributes[dim] = v;
     }
     // Shared by every update of the series, and handed to listeners: nobody may change it.
-    return { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false };
+    const series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false, total: 0 };
+    if (track && instrument.definition.type !== "gauge") this.pending.track(series);
+    return series;
   }
 
   /**
@@ -487,6 +505,8 @@ export class MetricRecorder {
         this.observeGauge(instrument, value, attributes);
         break;
       case "histogram":
+        // The SDK drops a negative observation, so its running sum must not take it either.
+        if (value >= 0) series.total += value;
         instrument.record(value, attributes);
     }
     this.notify(instrument, value, attributes, line);

@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import { parseListenAddress, type AddressKind } from "../../src/config/address.js";
 import type { ListenAddress } from "../../src/config/types.js";
+import { redactUrl } from "../../src/config/redact.js";
 import { catchConfigError } from "./support.js";
 
 describe("parseListenAddress", () => {
@@ -58,13 +59,19 @@ describe("parseListenAddress", () => {
       const err = catchConfigError(() => parseListenAddress(text, "metrics"));
       expect(err.message).to.match(reason);
       expect(err.key).to.equal("metrics_address");
-      expect(err.value).to.equal(text);
-      expect(err.message).to.include(`metrics_address: ${JSON.stringify(text)}`);
+      expect(err.value).to.equal(redactUrl(text));
+      expect(err.message).to.include(`metrics_address: ${JSON.stringify(redactUrl(text))}`);
       expect(err.message).to.include(
         "expected http://host[:port] or https://host[:port], e.g. http://127.0.0.1:8082",
       );
     });
   }
+
+  it("never prints a password written into an address", () => {
+    const err = catchConfigError(() => parseListenAddress("http://admin:hunter2@127.0.0.1:8082", "metrics"));
+    expect(err.message).to.include('metrics_address: "http://***@127.0.0.1:8082"');
+    expect([err.message, err.value, err.problem].join("\n")).not.to.include("hunter2");
+  });
 
   it("names the origin it is given and the inference key by default", () => {
     const err = catchConfigError(() =>

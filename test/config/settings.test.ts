@@ -21,6 +21,8 @@ describe("DEFAULT_SETTINGS", () => {
       inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 8080 },
       certificateFile: undefined,
       privateKeyFile: undefined,
+      tlsCiphers: undefined,
+      tlsHandshakeTimeoutMs: 10000,
       nvidiaSmiPath: "nvidia-smi",
       nvidiaSmiTimeoutMs: 5000,
       seriesExpirySeconds: 0,
@@ -30,9 +32,11 @@ describe("DEFAULT_SETTINGS", () => {
       jobQueueSize: 100,
       defaultResponseTimeoutSeconds: 120,
       defaultStartupTimeoutSeconds: 120,
+      drainTimeoutSeconds: 15,
       torchserveLogDir: undefined,
       torchserveMetricsDir: undefined,
       torchserveLogFromStart: false,
+      torchserveHostname: undefined,
       histogramGauges: ["HandlerTime", "PredictionTime"],
       metricLogFiles: [],
       metricLinesMaxBytes: 8388608,
@@ -113,11 +117,14 @@ describe("resolveSettings", () => {
           "inference_address=http://[::1]:0",
           "certificate_file=tls/cert.pem",
           `private_key_file=${join(dir, "tls", "key.pem")}`,
+          "tls_ciphers=HIGH:!aNULL",
+          "tls_handshake_timeout_ms=3000",
           "nvidia_smi_path=/usr/local/bin/nvidia-smi",
           "nvidia_smi_timeout_ms=1500",
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
           "scrape_send_timeout=2.5",
+          "drain_timeout=2.5",
         ].join("\n"),
       );
       expect(settings).to.deep.equal({
@@ -133,6 +140,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "::1", port: 0 },
         certificateFile: join(dir, "tls", "cert.pem"),
         privateKeyFile: join(dir, "tls", "key.pem"),
+        tlsCiphers: "HIGH:!aNULL",
+        tlsHandshakeTimeoutMs: 3000,
         nvidiaSmiPath: "/usr/local/bin/nvidia-smi",
         nvidiaSmiTimeoutMs: 1500,
         seriesExpirySeconds: 0,
@@ -142,9 +151,11 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 30,
         defaultStartupTimeoutSeconds: 0.5,
+        drainTimeoutSeconds: 2.5,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
@@ -272,6 +283,17 @@ describe("resolveSettings", () => {
       expect(err.value).to.equal("worse");
     });
 
+    it("refuses a tls_ciphers list OpenSSL cannot use and a handshake timeout of 0", () => {
+      for (const [line, key] of [
+        ["tls_ciphers=NOT-A-CIPHER", "tls_ciphers"],
+        ["tls_ciphers=RC4-SHA", "tls_ciphers"],
+        ["tls_handshake_timeout_ms=0", "tls_handshake_timeout_ms"],
+      ] as const) {
+        const err = catchConfigError(() => resolveText(`${line}\n`));
+        expect([err.key, err.exitCode]).to.deep.equal([key, 2]);
+      }
+    });
+
     it("accepts TorchServe's other keys, warning only that its .mar models are not served", () => {
       const settings = resolveText(
         [
@@ -381,6 +403,8 @@ describe("resolveSettings", () => {
         inferenceAddress: { protocol: "http", host: "localhost", port: 18080 },
         certificateFile: join(dir, "c.pem"),
         privateKeyFile: join(dir, "k.pem"),
+        tlsCiphers: undefined,
+        tlsHandshakeTimeoutMs: 10000,
         nvidiaSmiPath: "smi",
         nvidiaSmiTimeoutMs: 250,
         seriesExpirySeconds: 0,
@@ -390,9 +414,11 @@ describe("resolveSettings", () => {
         jobQueueSize: 100,
         defaultResponseTimeoutSeconds: 120,
         defaultStartupTimeoutSeconds: 120,
+        drainTimeoutSeconds: 15,
         torchserveLogDir: undefined,
         torchserveMetricsDir: undefined,
         torchserveLogFromStart: false,
+        torchserveHostname: undefined,
         histogramGauges: ["HandlerTime", "PredictionTime"],
         metricLogFiles: [],
         metricLinesMaxBytes: 8388608,
@@ -454,6 +480,52 @@ describe("resolveSettings", () => {
         `${configPath()} line 3: metrics_mode: "promethus" is not one of prometheus, log, legacy`,
       );
       expect(err).to.include({ file: configPath(), line: 3, key: "metrics_mode", value: "promethus" });
+    });
+
+    it("refuses the same address for the metrics API and the inference API, naming both keys", () => {
+      const err = catchConfigError(() =>
+        resolveText(
+          "metrics_address=http://127.0.0.1:9000\nenable_inference_api=true\ninference_address=http://127.0.0.1:9000\n",
+        ),
+      );
+      expect(err).to.include({
+        file: configPath(),
+        line: 3,
+        key: "inference_address",
+        value: "http://127.0.0.1:9000",
+      });
+      expect(err.message).to.equal(
+        `${configPath()} line 3: inference_address: "http://127.0.0.1:9000" uses port 9000 on the same address as ` +
+          `metrics_address=http://127.0.0.1:9000 (${configPath()} line 1); the metrics API and the inference API ` +
+          "need different ports: change one of them",
+      );
+    });
+
+    it("refuses a wildcard address on the other API's port, and names a default it clashes with", () => {
+      const err = catchConfigError(() =>
+        resolveText("metrics_address=http://0.0.0.0:8080\nenable_inference_api=true\n"),
+      );
+      expect(err).to.include({ line: 1, key: "metrics_address", value: "http://0.0.0.0:8080" });
+      expect(err.message).to.include("inference_address=http://127.0.0.1:8080 (its default)");
+    });
+
+    it("takes one port for both APIs when one of them is off, or on different hosts", () => {
+      const off = resolveText("metrics_address=http://127.0.0.1:8080\n");
+      expect(off.metricsAddress.port).to.equal(8080);
+      const hosts = resolveText(
+        "metrics_address=http://127.0.0.1:8080\ninference_address=http://127.0.0.2:8080\nenable_inference_api=true\n",
+      );
+      expect(hosts.inferenceAddress.host).to.equal("127.0.0.2");
+    });
+
+    it("takes drain_timeout from 0 to 3600 seconds, and refuses others", () => {
+      expect(resolveText("drain_timeout=0\n").drainTimeoutSeconds).to.equal(0);
+      for (const value of ["-1", "3601", "soon", ""]) {
+        const err = catchConfigError(() => resolveText(`drain_timeout=${value}\n`));
+        expect(err.message)
+          .to.include("drain_timeout")
+          .and.to.include("is not a number of seconds from 0 to 3600");
+      }
     });
 
     it("counts continuation lines when naming the line", () => {

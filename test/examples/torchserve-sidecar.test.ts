@@ -3,14 +3,16 @@ import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { parseAllDocuments, parse as parseYaml } from "yaml";
 import { parseProperties } from "../../src/config/properties.js";
-import { resolveSettings } from "../../src/config/settings.js";
+import { DEFAULT_SETTINGS, resolveSettings } from "../../src/config/settings.js";
 import type { Settings } from "../../src/config/types.js";
 import { createMemoryLogger } from "../../src/log.js";
 import { REPO_ROOT } from "../support/cli.js";
+import { parseUnit } from "../support/systemd-unit.js";
 import { tempDir } from "../support/temp.js";
 
-// The files the examples and the image are made of; none can run here (no container runtime), so
-// these tests hold them to each other and to the service: same paths, same port, valid configs.
+// The files the examples are made of; none can run here (no container runtime), so these tests
+// hold them to each other and to the service: same paths, same port, valid configs. The Dockerfile:
+// test/examples/dockerfile.test.ts.
 const EXAMPLE_DIR = join(REPO_ROOT, "examples/torchserve-sidecar");
 const SIDECAR_CONFIG = join(EXAMPLE_DIR, "config.properties");
 const TORCHSERVE_CONFIG = join(EXAMPLE_DIR, "torchserve.properties");
@@ -58,54 +60,7 @@ function list(value: unknown, what: string): unknown[] {
   return value as unknown[];
 }
 
-/** `[Section]` → key → values (a key may repeat) of a systemd unit file. */
-function parseUnit(text: string): Map<string, Map<string, string[]>> {
-  const sections = new Map<string, Map<string, string[]>>();
-  let current: Map<string, string[]> | undefined;
-  for (const raw of text.split("\n")) {
-    const line = raw.trim();
-    if (line === "" || line.startsWith("#") || line.startsWith(";")) continue;
-    const header = /^\[(.+)\]$/.exec(line);
-    if (header) {
-      current = new Map();
-      sections.set(header[1] ?? "", current);
-      continue;
-    }
-    const eq = line.indexOf("=");
-    expect(eq, `a key=value line in a section: ${line}`).to.be.greaterThan(0);
-    expect(current, `a section before ${line}`).to.not.equal(undefined);
-    const key = line.slice(0, eq).trim();
-    current?.set(key, [...(current.get(key) ?? []), line.slice(eq + 1).trim()]);
-  }
-  return sections;
-}
-
-/** Whether a `node:<major>-…` image satisfies an engines.node range made of `^X.Y.Z` and `>=X` parts. */
-function enginesAllowMajor(engines: string, major: number): boolean {
-  return engines.split("||").some((part) => {
-    const range = part.trim();
-    const caret = /^\^(\d+)\.\d+\.\d+$/.exec(range);
-    if (caret) return Number(caret[1]) === major;
-    const atLeast = /^>=(\d+)(?:\.\d+){0,2}$/.exec(range);
-    if (atLeast) return major >= Number(atLeast[1]);
-    throw new Error(`engines.node part "${range}" is neither ^X.Y.Z nor >=X: teach this test to read it`);
-  });
-}
-
-/** The Dockerfile's instructions, continuation lines joined, comments dropped. */
-function dockerInstructions(text: string): { op: string; args: string }[] {
-  const joined = text.replace(/\\\n/g, " ");
-  return joined
-    .split("\n")
-    .map((line) => line.trim())
-    .filter((line) => line !== "" && !line.startsWith("#"))
-    .map((line) => {
-      const space = line.search(/\s/);
-      return { op: line.slice(0, space).toUpperCase(), args: line.slice(space + 1).trim() };
-    });
-}
-
-describe("examples/torchserve-sidecar and the Dockerfile", function () {
+describe("examples/torchserve-sidecar and the systemd unit", function () {
   const sidecarText = read(SIDECAR_CONFIG);
   const torchserveText = read(TORCHSERVE_CONFIG);
 
@@ -253,78 +208,9 @@ describe("examples/torchserve-sidecar and the Dockerfile", function () {
       expect(value("RestartPreventExitStatus")?.split(/\s+/)).to.include("2");
     });
 
-    it("signals the service alone and waits longer than its graceful stop (5 s OTLP export + 5 s to SIGKILL workers)", function () {
+    it("signals the service alone and waits longer than its graceful stop (drain_timeout + 5 s to SIGKILL workers + 5 s OTLP export)", function () {
       expect(value("KillMode")).to.equal("mixed");
-      expect(Number(value("TimeoutStopSec"))).to.be.greaterThan(5 + 5);
-    });
-  });
-
-  describe("the Dockerfile", function () {
-    const instructions = dockerInstructions(read(join(REPO_ROOT, "Dockerfile")));
-    const pkg = JSON.parse(read(join(REPO_ROOT, "package.json"))) as {
-      engines: { node: string };
-      bin: Record<string, string>;
-    };
-    const argDefaults = new Map(
-      instructions
-        .filter((i) => i.op === "ARG" && i.args.includes("="))
-        .map((i) => i.args.split("=", 2) as [string, string]),
-    );
-    const stages: { op: string; args: string }[][] = [];
-    for (const instruction of instructions) {
-      if (instruction.op === "FROM") stages.push([]);
-      stages.at(-1)?.push(instruction);
-    }
-    const runtime = stages.at(-1) ?? [];
-    const ofRuntime = (op: string): string[] => runtime.filter((i) => i.op === op).map((i) => i.args);
-
-    it("builds and runs on a Node major that package.json's engines allow, the same in every stage", function () {
-      const images = instructions
-        .filter((i) => i.op === "FROM")
-        .map((i) =>
-          (i.args.split(/\s+/)[0] ?? "").replace(
-            /\$\{(\w+)\}/g,
-            (_, name: string) => argDefaults.get(name) ?? "",
-          ),
-        );
-      expect(images).to.have.length.greaterThan(1);
-      const majors = images.map((image) => /^node:(\d+)(?:[-.]|$)/.exec(image)?.[1]);
-      expect(
-        majors.every((m) => m !== undefined && m === majors[0]),
-        images.join(", "),
-      ).to.equal(true);
-      expect(enginesAllowMajor(pkg.engines.node, Number(majors[0]))).to.equal(true);
-    });
-
-    it("runs from a production install (no dev dependencies) as a non-root user", function () {
-      expect(ofRuntime("RUN").join("\n")).to.match(/npm (install|ci)\b[^\n]*--omit=dev/);
-      const [user] = ofRuntime("USER");
-      expect(user)
-        .to.be.a("string")
-        .and.not.match(/^(root|0)(:|$)/);
-    });
-
-    it("starts the package's command, with a default config that binds all interfaces", function () {
-      expect(Object.keys(pkg.bin)).to.include("serve-metrics");
-      expect(ofRuntime("ENTRYPOINT")).to.deep.equal(['["serve-metrics"]']);
-      expect(ofRuntime("ENV").join(" ")).to.include(`TS_CONFIG_FILE=${IMAGE_CONFIG}`);
-      expect(ofRuntime("RUN").join("\n")).to.include(
-        `'metrics_address=http://0.0.0.0:8082' > ${IMAGE_CONFIG}`,
-      );
-    });
-
-    it("copies from the build context only what .dockerignore lets in", function () {
-      const allowed = read(join(REPO_ROOT, ".dockerignore"))
-        .split("\n")
-        .filter((line) => line.startsWith("!"))
-        .map((line) => line.slice(1).replace(/\/$/, ""));
-      expect(read(join(REPO_ROOT, ".dockerignore")).split("\n")).to.include("*");
-      const sources = instructions
-        .filter((i) => i.op === "COPY" && !i.args.startsWith("--from"))
-        .flatMap((i) => i.args.split(/\s+/).slice(0, -1))
-        .map((source) => source.replace(/^\.\//, "").replace(/\/$/, ""));
-      expect(sources).to.have.length.greaterThan(0);
-      expect(sources.filter((source) => !allowed.includes(source))).to.deep.equal([]);
+      expect(Number(value("TimeoutStopSec"))).to.be.greaterThan(DEFAULT_SETTINGS.drainTimeoutSeconds + 5 + 5);
     });
   });
 });

@@ -9,13 +9,16 @@ import {
   symlinkSync,
   unlinkSync,
 } from "node:fs";
+import { execFile } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
 import { formatMetricLogLine, log4jTimestamp, MetricsLogWriter } from "../../src/exposition/log-writer.js";
 import { createMemoryLogger, type MemoryLogger } from "../../src/log.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 import type { RecordEvent } from "../../src/telemetry/recorder.js";
+import { REPO_ROOT } from "../support/cli.js";
 
 const TS_LINE = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d,\d{3} - /;
 
@@ -232,6 +235,43 @@ describe("the log-mode writer", () => {
         `WARN stopping with 7 metric lines not written to ${join(dir, "ts_metrics.log")}`,
       ]);
     });
+  });
+
+  it("writes whole lines up to a file size limit and counts the rest lost, though the kernel writes the last one short", async function () {
+    this.timeout(20_000);
+    // A file size limit (RLIMIT_FSIZE, bash's ulimit -f, in KiB) makes the write that crosses it
+    // really short, as a disk filling up does, and every later one fail with EFBIG.
+    const limit = 16 * 1024;
+    const count = 1000;
+    const dir = join(tempDir(), "logs");
+    const { stdout } = await promisify(execFile)(
+      "bash",
+      [
+        "-c",
+        `ulimit -f ${limit / 1024} && exec "$0" --import tsx test/fixtures/log-writer-child.ts "$1" "$2"`,
+        process.execPath,
+        dir,
+        String(count),
+      ],
+      // No compile cache: tsx's own files must not meet the limit.
+      { cwd: REPO_ROOT, env: { ...process.env, TSX_DISABLE_CACHE: "1" } },
+    );
+    const text = readFileSync(join(dir, "ts_metrics.log"), "utf8");
+    const written = text.split("\n");
+    expect(written.pop()).to.equal("", "the file ends with a whole line");
+    for (const line of written)
+      expect(line).to.match(/^\S+ - Requests2XX\.Count:\d+\.0\|#Level:Host\|#hostname:,timestamp:\d+$/);
+    // Every line from the first, in order: none lost before the limit, none glued to another.
+    expect(written.map((l) => Number(/Count:(\d+)/.exec(l)?.[1]))).to.deep.equal([...written.keys()]);
+    // The next line did not fit whole: the kernel took part of it, and that part was taken back.
+    const size = Buffer.byteLength(text);
+    expect(size).to.be.below(limit);
+    expect(size + Buffer.byteLength(written.at(-1) ?? "") + 1).to.be.above(limit);
+    const logged = JSON.parse(stdout) as string[];
+    expect(logged[0]).to.match(/^ERROR cannot write .*ts_metrics\.log: EFBIG/);
+    expect(logged.at(-1)).to.equal(
+      `WARN stopping with ${count - written.length} metric lines not written to ${join(dir, "ts_metrics.log")}`,
+    );
   });
 
   const noDimensions = (value: number): RecordEvent => {

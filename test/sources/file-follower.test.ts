@@ -2,6 +2,7 @@ import { expect } from "chai";
 import { execFileSync, spawn } from "node:child_process";
 import {
   appendFileSync,
+  chmodSync,
   existsSync,
   mkdtempSync,
   readdirSync,
@@ -9,7 +10,7 @@ import {
   rmSync,
   truncateSync,
 } from "node:fs";
-import { appendFile, mkdir, open, rename, rm, symlink, truncate, writeFile } from "node:fs/promises";
+import { appendFile, chmod, mkdir, open, rename, rm, symlink, truncate, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -250,6 +251,55 @@ describe("FileFollower", () => {
     await waitFor("the recovery to be logged", () => logged(/reading .* again/).length > 0);
     await sleep(POLL_MS * 2);
     expect(logged(/reading .* again/)).to.have.length(1);
+  });
+
+  it("reads a file unreadable at start, once readable, from where it ended at start: no line written between is lost", async function () {
+    this.timeout(30_000);
+    await writeFile(file, "before start\n", { mode: 0o600 });
+    chmodSync(dir, 0o777);
+    // Root reads any file: the follower then runs in a child as nobody, for whom mode 000 is real.
+    const asNobody = process.getuid?.() === 0;
+    const script = `
+      const { FileFollower } = await import(${JSON.stringify(FOLLOWER_MODULE)});
+      const follower = new FileFollower({
+        path: ${JSON.stringify(file)},
+        pollMs: ${POLL_MS},
+        logger: { info: (m) => console.log("INFO " + m), warn: (m) => console.log("WARN " + m), error: (m) => console.log("ERROR " + m) },
+        onLine: (line) => console.log("LINE " + line),
+      });
+      await follower.start();
+      console.log("STARTED");
+      // The follower's timer never keeps a process alive; this one must live until told to stop.
+      const alive = setInterval(() => undefined, 1000);
+      process.on("SIGTERM", () => clearInterval(alive));
+      process.on("SIGTERM", () => follower.stop().then(() => process.exit(0)));
+    `;
+    await chmod(file, 0o000);
+    const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+      stdio: ["ignore", "pipe", "pipe"],
+      ...(asNobody && { uid: 65534, gid: 65534 }),
+    });
+    let out = "";
+    child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(
+        "the child to start and fail to read",
+        () => /STARTED/.test(out) && /cannot read/.test(out),
+        20_000,
+      );
+      await appendFile(file, "while unreadable\n");
+      await chmod(file, 0o644);
+      await waitFor("the line written while unreadable", () => /LINE while unreadable/.test(out), 10_000);
+      await appendFile(file, "after\n");
+      await waitFor("the line written after", () => /LINE after/.test(out), 10_000);
+      expect(out.split("\n").filter((l) => l.startsWith("LINE "))).to.deep.equal([
+        "LINE while unreadable",
+        "LINE after",
+      ]);
+    } finally {
+      child.kill("SIGTERM");
+    }
   });
 
   it("skips a directory that takes the file's place, warning once, and follows the file that comes back", async () => {

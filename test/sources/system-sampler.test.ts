@@ -106,9 +106,41 @@ describe("SystemSampler", () => {
     ]);
   });
 
-  it("warns once that nvidia-smi is missing, delivers host samples, and stops trying", async () => {
+  it("says once at INFO that there is no nvidia-smi when GPU metrics were not asked for (a CPU host)", async () => {
     const command = path.join(dir, "nvidia-smi");
-    const s = create({ gpu: { command, timeoutMs: 10_000, maxDevices: undefined } });
+    const s = create({ gpu: { command, timeoutMs: 10_000, maxDevices: undefined, requested: false } });
+    await s.start();
+    await s.sampleNow();
+    expect(samples.at(-1)?.host).to.not.equal(undefined);
+    expect(logger.lines).to.deep.equal([`INFO no nvidia-smi on this host (${command}): no GPU metrics`]);
+  });
+
+  it("counts GPU metrics as asked for when number_of_gpu or nvidia_smi_path is set, not with the defaults", async () => {
+    const PATH = process.env.PATH;
+    process.env.PATH = dir; // no nvidia-smi on it
+    try {
+      for (const [gpu, level] of [
+        [{ command: "nvidia-smi", maxDevices: undefined }, "INFO"],
+        [{ command: "nvidia-smi", maxDevices: 2 }, "WARN"],
+        [{ command: path.join(dir, "nvidia-smi"), maxDevices: undefined }, "WARN"],
+      ] as const) {
+        logger.lines.length = 0;
+        const s = create({ gpu: { ...gpu, timeoutMs: 10_000 } });
+        await s.start();
+        s.stop();
+        expect(
+          logger.lines.map((line) => line.split(" ")[0]),
+          JSON.stringify(gpu),
+        ).to.deep.equal([level]);
+      }
+    } finally {
+      process.env.PATH = PATH;
+    }
+  });
+
+  it("warns once that nvidia-smi is missing when GPU metrics were asked for, delivers host samples, and stops trying", async () => {
+    const command = path.join(dir, "nvidia-smi");
+    const s = create({ gpu: { command, timeoutMs: 10_000, maxDevices: undefined, requested: true } });
     await s.start();
     expect(samples[0]?.host).to.not.equal(undefined);
     expect(logger.lines).to.deep.equal([`WARN nvidia-smi not found at ${command}: GPU metrics disabled`]);

@@ -1,9 +1,14 @@
 import { expect } from "chai";
 import fc from "fast-check";
+import { mkdtempSync, rmSync } from "node:fs";
+import { symlink, writeFile } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 
 import { loadDefaultCatalog, parseCatalog } from "../../src/catalog/load.js";
 import type { LineSource } from "../../src/sources/metric-ingest.js";
 import { TorchServeLineIngest } from "../../src/sources/torchserve-ingest.js";
+import { TorchServeLogFollower } from "../../src/sources/torchserve-logs.js";
 import type { TorchServeFile } from "../../src/sources/torchserve-line.js";
 import { createLineHarness, type LineHarness, type LineHarnessOptions } from "../support/metric-lines.js";
 
@@ -21,25 +26,41 @@ interface AccessCall {
 interface Rig {
   h: LineHarness;
   ts: TorchServeLineIngest;
-  /** What reached recordAccess (the recorder's real body is h-metrics'). */
+  /** What reached recordAccess (the recorder's real body is h-metrics'), its hostname apart. */
   access: AccessCall[];
+  /** The hostname of each record that reached recordAccess. */
+  hosts: (string | undefined)[];
 }
 
-function rig(options: LineHarnessOptions & { maxAccessModels?: number } = {}): Rig {
+function rig(
+  options: LineHarnessOptions & {
+    maxAccessModels?: number;
+    typesFollowed?: boolean;
+    waitMs?: number;
+    hostname?: string;
+  } = {},
+): Rig {
   const h = createLineHarness(options);
   const access: AccessCall[] = [];
+  const hosts: (string | undefined)[] = [];
   const recorder = h.telemetry.recorder;
   const ts = new TorchServeLineIngest({
     ingest: h.ingest,
     recorder: {
       recordAccess: (r) => {
-        access.push(r);
+        const { hostname, ...call } = r;
+        access.push(call);
+        hosts.push(hostname);
         recorder.recordAccess(r);
       },
     },
     maxAccessModels: options.maxAccessModels,
+    typesFollowed: options.typesFollowed,
+    waitMs: options.waitMs,
+    hostname: options.hostname,
+    logger: h.logger,
   });
-  return { h, ts, access };
+  return { h, ts, access, hosts };
 }
 
 /** The value of one sample of the scrape (TorchServe text), or undefined when there is none. */
@@ -304,6 +325,152 @@ describe("TorchServeLineIngest", () => {
     });
   });
 
+  describe("types from TorchServe's own record", () => {
+    const echo = (line: string) =>
+      `${T} [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]${line}, pattern=[METRICS]`;
+    const record = (line: string) => `${T} - ${line}`;
+    const COUNT = "CustomRequestCount.Count:1.0|#ModelName:m|#type:COUNTER|#hostname:w,1,r";
+    const COUNT_RECORD = "CustomRequestCount.Count:1.0|#ModelName:m|#hostname:w,requestID:r,timestamp:1";
+    const family = (text: string, name: string): string[] =>
+      text.split("\n").filter((l) => l.startsWith(`${name}{`) || l.startsWith(`${name}_`));
+
+    it("accepts every model_metrics.log record as TorchServe did, auto-detection off (fallback type without an echo)", async () => {
+      const { h, ts } = rig({ autoDetect: false });
+      expect(ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics")).to.deep.include({ ok: true });
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount gauge\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 1.0\n');
+    });
+
+    it("gives an auto-detected metric the type of its echo in ts_log.log (counter: 2.0, not a gauge's 1.0)", async () => {
+      const { h, ts } = rig({ typesFollowed: true });
+      expect(ts.apply(echo(COUNT), "torchserve", "ts_log")).to.equal(undefined);
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount counter\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 2.0\n');
+    });
+
+    it("holds records that come before their echo, and applies them all, in order, once it comes", async () => {
+      const { h, ts } = rig({ typesFollowed: true, waitMs: 60_000 });
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      expect(await h.scrape()).not.to.include("CustomRequestCount");
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount counter\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 2.0\n');
+      ts.stop();
+    });
+
+    it("renders an echoed histogram as TorchServe does: its 14 default bounds and +Inf, count and sum", async () => {
+      const { h, ts } = rig({ typesFollowed: true });
+      const line = "ExamplePercentMetric.Percent:50.0|#ModelName:m|#type:HISTOGRAM|#hostname:w,1,r";
+      for (let i = 0; i < 2; i++) {
+        ts.apply(echo(line), "stdin");
+        ts.apply(
+          `${T} [INFO ] W-9000-m_1.0-stdout MODEL_METRICS - ExamplePercentMetric.Percent:50.0|#ModelName:m|#hostname:w,requestID:r,timestamp:1`,
+          "stdin",
+        );
+      }
+      const text = await h.scrape();
+      const series = 'ModelName="m",Hostname="w",';
+      const bounds = [
+        "0.005",
+        "0.01",
+        "0.025",
+        "0.05",
+        "0.075",
+        "0.1",
+        "0.25",
+        "0.5",
+        "0.75",
+        "1.0",
+        "2.5",
+        "5.0",
+        "7.5",
+        "10.0",
+        "+Inf",
+      ];
+      expect(family(text, "ExamplePercentMetric")).to.deep.equal([
+        ...bounds.map(
+          (le) => `ExamplePercentMetric_bucket{${series}le="${le}",} ${le === "+Inf" ? "2.0" : "0.0"}`,
+        ),
+        `ExamplePercentMetric_count{${series}} 2.0`,
+        `ExamplePercentMetric_sum{${series}} 100.0`,
+      ]);
+      expect(text).to.include(
+        "# HELP ExamplePercentMetric Torchserve prometheus histogram metric with unit: Percent\n# TYPE ExamplePercentMetric histogram\n",
+      );
+    });
+
+    it("falls back when no echo comes in time, keeps every value, and says so when the type comes late", async () => {
+      const { h, ts } = rig({ typesFollowed: true, waitMs: 10 });
+      ts.apply(record(COUNT_RECORD), "torchserve", "model_metrics");
+      await new Promise((r) => setTimeout(r, 40));
+      const text = await h.scrape();
+      expect(text).to.include("# TYPE CustomRequestCount gauge\n");
+      expect(text).to.include('CustomRequestCount{ModelName="m",Hostname="w",} 1.0\n');
+      ts.apply(echo(COUNT), "torchserve", "ts_log");
+      expect(h.logger.lines.join("\n")).to.include(
+        "CustomRequestCount is a counter in TorchServe, but its type was not known when its values came",
+      );
+    });
+  });
+
+  describe("a followed file's content in the log", () => {
+    const SECRET = "root:$6$Zk1secretsalt$Qm9vYmFyYmF6aGFzaA:19000:0:99999:7:::";
+
+    it("is never quoted when a followed place links to another file (/etc/shadow): the rejection is described", async () => {
+      const dir = mkdtempSync(path.join(os.tmpdir(), "ts-secret-"));
+      try {
+        const secret = path.join(dir, "shadow");
+        await writeFile(secret, `${SECRET}\ndaemon:*:19000:0:99999:7:::\n`);
+        for (const name of ["ts_metrics.log", "model_metrics.log", "access_log.log", "ts_log.log"]) {
+          await symlink(secret, path.join(dir, name));
+        }
+        const { h, ts } = rig({ autoDetect: true });
+        const follower = new TorchServeLogFollower({
+          logDir: dir,
+          fromStart: true,
+          logger: h.logger,
+          onLine: (line, file) => ts.apply(line, "torchserve", file),
+        });
+        await follower.start();
+        await follower.readNow();
+        await follower.stop();
+        const warned = h.logger.lines.filter((l) => l.startsWith("WARN"));
+        expect(warned.length).to.be.greaterThan(0);
+        for (const line of h.logger.lines) {
+          expect(line).not.to.include("secretsalt");
+          expect(line).not.to.include("daemon");
+        }
+        expect(warned[0]).to.match(
+          /^WARN metric lines \(torchserve\): a malformed line was not applied: .*\(\d+ characters; a followed file's content is not logged\)$/,
+        );
+        expect(rejected(await h.scrape(), "torchserve", "malformed")).to.equal(6);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("is never quoted for metric_log_files either, whatever the rejection", () => {
+      const { h, ts } = rig();
+      ts.apply(`${T} - ${SECRET}`, "file");
+      ts.apply(`${T} - /x "${SECRET}" 200 1`, "file");
+      ts.apply(
+        `${T} - Secret.Count:1.0|#User:${SECRET.slice(0, 10)}|#hostname:h,requestID:r,timestamp:1`,
+        "file",
+        "ts_metrics",
+      );
+      ts.apply(SECRET, "file", "model_metrics");
+      expect(h.logger.lines.join("\n")).not.to.include("secretsalt");
+      expect(h.logger.lines.join("\n")).not.to.include("root:");
+    });
+  });
+
   describe("lines that write nothing", () => {
     const silent: [string, string][] = [
       [
@@ -398,9 +565,8 @@ describe("TorchServeLineIngest", () => {
         reason: "forbidden",
       },
       {
-        title: "an undeclared metric, auto-detection off",
-        text: `${T} - CustomCount.Count:4.0|#|#hostname:w,requestID:r,timestamp:1`,
-        hint: "model_metrics",
+        title: "a worker's line of an undeclared metric, auto-detection off",
+        text: "[METRICS]CustomCount.Count:4.0|#|#type:COUNTER|#hostname:w,1,r",
         reason: "undeclared",
       },
       {
@@ -451,9 +617,20 @@ describe("TorchServeLineIngest", () => {
   describe("access records", () => {
     const line = (request: string, status: number, ms: number): string =>
       `${T} - /127.0.0.1:53514 "${request}" ${status} ${ms}`;
+    /** ModelManager's lines in ts_log.log: TorchServe serves these models. */
+    const loaded = (ts: TorchServeLineIngest, ...models: string[]): void => {
+      for (const m of models) {
+        ts.apply(
+          `${T} [INFO ] main org.pytorch.serve.wlm.ModelManager - Model ${m} loaded.`,
+          "torchserve",
+          "ts_log",
+        );
+      }
+    };
 
     it("records an inference response per model version, and no Requests2XX/4XX/5XX", async () => {
       const { h, ts, access } = rig();
+      loaded(ts, "mnist", "resnet-18", "sdxl", "bert");
       const lines = [
         line("POST /predictions/mnist HTTP/1.1", 200, 118),
         line("POST /predictions/resnet-18/2.0 HTTP/1.1", 503, 4),
@@ -499,6 +676,7 @@ describe("TorchServeLineIngest", () => {
 
     it("takes the access line on the console and without a hint", () => {
       const { ts, access } = rig();
+      loaded(ts, "a", "b");
       ts.apply(
         `${T} [INFO ] epollEventLoopGroup-3-1 ACCESS_LOG - /127.0.0.1:1 "POST /predictions/a HTTP/1.1" 200 3`,
         "file",
@@ -509,6 +687,7 @@ describe("TorchServeLineIngest", () => {
 
     it("attributes no 404 to a model, known or not (TorchServe's 404 is 'no such model'), nor spends a place on it", () => {
       const { ts, access } = rig({ maxAccessModels: 1 });
+      loaded(ts, "mnist");
       ts.apply(line("POST /predictions/made-up-1 HTTP/1.1", 404, 1), "file", "access_log");
       ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 2), "file", "access_log");
       ts.apply(line("POST /predictions/mnist HTTP/1.1", 404, 3), "file", "access_log");
@@ -517,17 +696,138 @@ describe("TorchServeLineIngest", () => {
 
     it("records a negative time (the clock went back) as 0", () => {
       const { ts, access } = rig();
+      loaded(ts, "m");
       ts.apply(line("POST /predictions/m HTTP/1.1", 200, -2), "file", "access_log");
       expect(access).to.deep.equal([{ model: "m", version: "default", status: 200, latencyMs: 0 }]);
     });
 
     it("records at most maxAccessModels model versions; further ones are counted, not recorded", async () => {
       const { h, ts, access } = rig({ maxAccessModels: 2 });
+      loaded(ts, "a", "b", "c", "d");
       for (const m of ["a", "b", "c", "a", "d"])
         ts.apply(line(`POST /predictions/${m} HTTP/1.1`, 200, 1), "file", "access_log");
       expect(access.map((a) => a.model)).to.deep.equal(["a", "b", "a"]);
       expect(rejected(await h.scrape(), "file", "invalid")).to.equal(2);
     });
+
+    it("keeps a real model's series after 1,000 made-up 4,000-character names answered 400 (refused as oversized, counted)", async () => {
+      const { h, ts } = rig();
+      for (let i = 0; i < 1000; i++) {
+        const name = `${i}`.padEnd(4000, "x");
+        ts.apply(line(`POST /predictions/${name} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+      }
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:resnet18,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/resnet18 HTTP/1.1", 503, 7), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(rejected(text, "torchserve", "oversized")).to.equal(1000);
+      expect(
+        sample(
+          text,
+          `serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="${H}",}`,
+        ),
+      ).to.equal(1);
+      expect(text.length).to.be.below(100_000);
+    });
+
+    it('counts names TorchServe never served under one model_name="" series, never their own', async () => {
+      const { h, ts } = rig({ waitMs: 5 });
+      loaded(ts, "resnet18");
+      for (let i = 0; i < 1000; i++) {
+        ts.apply(line(`POST /predictions/made-up-${i} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+      }
+      await new Promise((r) => setTimeout(r, 50));
+      ts.apply(line("POST /predictions/resnet18 HTTP/1.1", 500, 7), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(
+        sample(
+          text,
+          'serve_inference_responses_total{model_name="",model_version="",status_class="4XX",hostname="h",}',
+        ),
+      ).to.equal(1000);
+      expect(text).not.to.include("made-up");
+      expect(
+        sample(
+          text,
+          'serve_inference_responses_total{model_name="resnet18",model_version="default",status_class="5XX",hostname="h",}',
+        ),
+      ).to.equal(1);
+      ts.stop();
+    });
+
+    it("gives a response that came before TorchServe's record of its model (another file) to that model", () => {
+      const { ts, access } = rig({ waitMs: 60_000 });
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(access).to.deep.equal([]);
+      ts.apply(
+        `${T} - HandlerTime.ms:1.5|#ModelName:mnist,Level:Model|#hostname:${H},requestID:r,timestamp:${TS}`,
+        "torchserve",
+        "model_metrics",
+      );
+      expect(access).to.deep.equal([{ model: "mnist", version: "default", status: 200, latencyMs: 3 }]);
+      ts.stop();
+    });
+
+    it("gives the access log's series TorchServe's hostname, learned from its records, not the sidecar's", async () => {
+      const { h, ts } = rig();
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      const text = await h.scrape();
+      expect(text).to.include(
+        `serve_inference_responses_total{model_name="mnist",model_version="default",status_class="2XX",hostname="${H}",} 1.0`,
+      );
+      expect(text).to.include(
+        `serve_request_duration_seconds_count{model_name="mnist",model_version="default",hostname="${H}",} 1.0`,
+      );
+      expect(text).not.to.match(/^serve_(inference|request).*hostname="h",/m);
+    });
+
+    it("uses torchserve_hostname before any record names the host", () => {
+      const { ts, hosts } = rig({ hostname: "ts-host" });
+      loaded(ts, "mnist");
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      ts.apply(
+        `${T} - ts_inference_requests_total.Count:1.0|#model_name:mnist,model_version:default|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/mnist HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(hosts).to.deep.equal(["ts-host", "ts-host"]);
+    });
+
+    it("learns served models from WorkerLoadTime's worker name", () => {
+      const { ts, access } = rig({ waitMs: 60_000 });
+      ts.apply(
+        `${T} - WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-my.model-v2_1.0,Level:Host|#hostname:${H},timestamp:${TS}`,
+        "torchserve",
+        "ts_metrics",
+      );
+      ts.apply(line("POST /predictions/my.model-v2 HTTP/1.1", 200, 3), "torchserve", "access_log");
+      expect(access.map((a) => a.model)).to.deep.equal(["my.model-v2"]);
+      ts.stop();
+    });
+
+    for (const [title, encoded] of [
+      ["a CR (%0D)", "m%0Dx"],
+      ["a NUL (%00)", "m%00"],
+      ["a SOH (%01)", "%01m"],
+      ["a line separator (%E2%80%A8)", "m%E2%80%A8"],
+    ] as const) {
+      it(`refuses a model name with ${title}, as metric lines do, and counts it`, async () => {
+        const { h, ts, access } = rig({ waitMs: 5 });
+        ts.apply(line(`POST /predictions/${encoded} HTTP/1.1`, 400, 1), "torchserve", "access_log");
+        await new Promise((r) => setTimeout(r, 20));
+        expect(access).to.deep.equal([]);
+        expect(rejected(await h.scrape(), "torchserve", "invalid")).to.equal(1);
+      });
+    }
   });
 
   it("never throws on random interleavings of TorchServe's lines and garbage, and counts what it refuses", async () => {

@@ -123,6 +123,41 @@ describe("classifyTorchServeLine", () => {
     {
       title: "ts_log.log's echo of a worker's [METRICS] line",
       text: `2024-04-25T07:21:31,722 [INFO ] W-9000-mnist_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]HandlerTime.Milliseconds:71.39|#ModelName:mnist,Level:Model|#hostname:h,1714029691,r1, pattern=[METRICS]`,
+      // No |#type: TorchServe gives the metric its default, COUNTER; the value is not taken from here.
+      expected: { kind: "type", name: "HandlerTime", type: "counter" },
+    },
+    {
+      title: "ts_log.log's echo of a typed worker line behind INFO > ",
+      text: `2024-04-25T07:21:31,722 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=INFO > [METRICS]ExamplePercentMetric.Percent:50.0|#ModelName:m|#type:HISTOGRAM|#hostname:h,1714029691,r1, pattern=[METRICS]`,
+      expected: { kind: "type", name: "ExamplePercentMetric", type: "histogram" },
+    },
+    {
+      title: "a TS_METRICS copy in ts_log.log (counted from ts_metrics.log, never twice)",
+      text: `${T} [INFO ] epollEventLoopGroup-3-2 TS_METRICS - ${REQUESTS_2XX}`,
+      hint: "ts_log",
+      expected: { kind: "ignored" },
+    },
+    {
+      title: "an ACCESS_LOG copy in ts_log.log",
+      text: `${T} [INFO ] epollEventLoopGroup-3-2 ACCESS_LOG - /127.0.0.1:53514 "POST /predictions/mnist HTTP/1.1" 200 118`,
+      hint: "ts_log",
+      expected: { kind: "ignored" },
+    },
+    {
+      title: "an echo in ts_log.log",
+      text: `${T} [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]C.Count:1.0|#ModelName:m|#type:GAUGE|#hostname:h,1, pattern=[METRICS]`,
+      hint: "ts_log",
+      expected: { kind: "type", name: "C", type: "gauge" },
+    },
+    {
+      title: "a metric-file line given as ts_log.log's",
+      text: `${T} - ${REQUESTS_2XX}`,
+      hint: "ts_log",
+      expected: { kind: "ignored" },
+    },
+    {
+      title: "an echo whose type is no type",
+      text: `2024-04-25T07:21:31,722 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - result=[METRICS]X.Count:1.0|#ModelName:m|#type:SUMMARY|#hostname:h,1, pattern=[METRICS]`,
       expected: { kind: "ignored" },
     },
     {

@@ -9,13 +9,21 @@ import { createMemoryLogger } from "../../src/log.js";
 import {
   TORCHSERVE_LOG_FILES,
   TorchServeLogFollower,
+  type FollowedFile,
   type TorchServeLogFile,
   type TorchServeLogFollowerOptions,
 } from "../../src/sources/torchserve-logs.js";
 import { requestLines, TorchServeLogWriter } from "../support/torchserve-log-writer.js";
 
-type Received = Record<TorchServeLogFile, string[]>;
+type Received = Record<TorchServeLogFile, string[]> & { ts_log?: string[] };
 const received = (): Received => ({ ts_metrics: [], model_metrics: [], access_log: [] });
+/** Files each line in `into` (ts_log.log's only when the test asks for them). */
+const into =
+  (got: Received) =>
+  (line: string, file: FollowedFile): void => {
+    if (file === "ts_log") got.ts_log?.push(line);
+    else got[file].push(message(line));
+  };
 // The message after log4j2's `<time> - ` prefix, which the writer does not keep.
 const message = (line: string): string => line.slice(line.indexOf(" - ") + 3);
 
@@ -36,14 +44,14 @@ describe("TorchServeLogFollower", () => {
   });
 
   function follow(
-    into: Received,
+    got: Received,
     overrides: Partial<TorchServeLogFollowerOptions> = {},
   ): TorchServeLogFollower {
     follower = new TorchServeLogFollower({
       logDir: dir,
       logger: createMemoryLogger(),
       pollMs: 5,
-      onLine: (line, file) => into[file].push(message(line)),
+      onLine: into(got),
       ...overrides,
     });
     return follower;
@@ -63,6 +71,35 @@ describe("TorchServeLogFollower", () => {
     expect(got).to.deep.equal(writer.written);
     expect(got.ts_metrics).to.have.length(18);
     expect(got.access_log[0]).to.equal(requestLines(0).access_log[0]);
+  });
+
+  it("follows ts_log.log in logDir too, for what the other files leave out (metric types), unless told not to", async () => {
+    const echo =
+      "2024-05-30T21:46:03,625 [INFO ] W-9000-m_1.0-stdout org.pytorch.serve.wlm.WorkerLifeCycle - " +
+      "result=[METRICS]C.Count:1.0|#ModelName:m|#type:COUNTER|#hostname:w,1,r, pattern=[METRICS]";
+    const got: Received = { ...received(), ts_log: [] };
+    await follow(got).start();
+    await appendFile(path.join(dir, "ts_log.log"), `${echo}\n`);
+    await follower?.readNow();
+    expect(got.ts_log).to.deep.equal([echo]);
+    expect(follower?.paths.ts_log).to.equal(path.join(dir, "ts_log.log"));
+
+    const without: Received = { ...received(), ts_log: [] };
+    const other = new TorchServeLogFollower({
+      logDir: dir,
+      logger: createMemoryLogger(),
+      pollMs: 5,
+      followTsLog: false,
+      onLine: into(without),
+    });
+    try {
+      await other.start();
+      await appendFile(path.join(dir, "ts_log.log"), `${echo}\n`);
+      await other.readNow();
+      expect(without.ts_log).to.deep.equal([]);
+    } finally {
+      await other.stop();
+    }
   });
 
   it("reads what the live files hold first with fromStart", async () => {
@@ -212,7 +249,7 @@ describe("TorchServeLogFollower", () => {
           logDir: runDir,
           logger: createMemoryLogger(),
           pollMs: 1,
-          onLine: (line, f) => got[f].push(message(line)),
+          onLine: into(got),
         });
         const runWriter = new TorchServeLogWriter({ logDir: runDir, cuts: () => cuts });
         // A file rolled twice with no look at it in between is the documented limit, not tested here.

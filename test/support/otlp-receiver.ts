@@ -53,9 +53,14 @@ export interface ReceivedExport {
 /**
  * How the receiver answers: `ok`; `refuse` closes every connection as soon as it opens (and the
  * open ones when switched to); `unavailable` answers HTTP 503 or gRPC UNAVAILABLE; `hang` reads
- * the request and never answers.
+ * the request and never answers. HTTP only: `drip` answers a 200 one byte every
+ * {@link OtlpReceiver.dripIntervalMs}, never finishing before the exporter's timeout; `cut` sends
+ * a 200's head and half its body, then closes the connection.
  */
-export type ReceiverMode = "ok" | "refuse" | "unavailable" | "hang";
+export type ReceiverMode = "ok" | "refuse" | "unavailable" | "hang" | "drip" | "cut";
+
+/** What `drip` sends, a byte at a time: a 200 with a body long enough to outlast any test. */
+const DRIPPED_ANSWER = `HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 4096\r\n\r\n${"\0".repeat(4096)}`;
 
 const SCHEMA = protobuf.loadSync(fileURLToPath(new URL("./otlp-metrics.proto", import.meta.url)));
 const REQUEST = SCHEMA.lookupType("serve_metrics.test.otlp.ExportMetricsServiceRequest");
@@ -77,6 +82,13 @@ export class OtlpReceiver {
   /** Requests `hang` holds unanswered right now, and the most it ever held at once. */
   held = 0;
   maxHeld = 0;
+  /** Connections open to the receiver right now, and the most that were ever open at once. */
+  get openConnections(): number {
+    return this.connections.size;
+  }
+  maxConnections = 0;
+  /** How often `drip` sends its next byte. */
+  dripIntervalMs = 200;
   /** Bodies the receiver could not decode: a test that expects exports should also expect none here. */
   readonly decodeErrors: string[] = [];
   /** The URL to give the exporter: `http://127.0.0.1:P/v1/metrics` (HTTP) or `http://127.0.0.1:P` (gRPC). */
@@ -85,6 +97,7 @@ export class OtlpReceiver {
   private readonly connections = new Set<Socket>();
   private readonly heldAnswers = new Set<() => void>();
   private readonly waiters = new Set<() => void>();
+  private readonly drips = new Set<() => void>();
   private readonly closeBackend: () => Promise<void>;
   private readonly front = createNetServer((socket) => this.accept(socket));
 
@@ -147,7 +160,8 @@ export class OtlpReceiver {
   /** Changes how the receiver answers from now on. */
   setMode(mode: ReceiverMode): void {
     this.mode = mode;
-    if (mode === "refuse") for (const socket of this.connections) socket.destroy();
+    // Both act at the front door, which open connections have passed already.
+    if (mode === "refuse" || mode === "drip") for (const socket of this.connections) socket.destroy();
   }
 
   /** Resolves with the first export (already received or still to come) that satisfies `test`. */
@@ -189,6 +203,7 @@ export class OtlpReceiver {
 
   /** Closes every connection and both servers. */
   async close(): Promise<void> {
+    for (const stop of this.drips) stop();
     for (const socket of this.connections) socket.destroy();
     this.front.close();
     await Promise.all([once(this.front, "close"), this.closeBackend()]);
@@ -211,13 +226,40 @@ export class OtlpReceiver {
       client.destroy();
       return;
     }
+    this.connections.add(client);
+    this.maxConnections = Math.max(this.maxConnections, this.connections.size);
+    client.on("close", () => this.connections.delete(client));
+    if (this.mode === "drip") {
+      this.drip(client);
+      return;
+    }
     const backend = connect(this.backendPort, "127.0.0.1");
     backend.on("error", () => client.destroy());
     client.on("close", () => backend.destroy());
     backend.on("close", () => client.destroy());
     client.pipe(backend).pipe(client);
-    this.connections.add(client);
-    client.on("close", () => this.connections.delete(client));
+  }
+
+  /**
+   * `drip`, done at the front door where bytes can be timed: every request on the connection
+   * (read, not parsed) is answered with {@link DRIPPED_ANSWER}, a byte per interval.
+   */
+  private drip(client: Socket): void {
+    let timer: NodeJS.Timeout | undefined;
+    const stop = (): void => {
+      clearInterval(timer);
+      this.drips.delete(stop);
+    };
+    this.drips.add(stop);
+    client.on("close", stop);
+    client.on("data", () => {
+      if (timer !== undefined) return;
+      this.requests++;
+      let sent = 0;
+      timer = setInterval(() => {
+        if (sent < DRIPPED_ANSWER.length) client.write(DRIPPED_ANSWER.charAt(sent++));
+      }, this.dripIntervalMs);
+    });
   }
 
   private handleHttp(req: IncomingMessage, res: ServerResponse): void {
@@ -236,7 +278,14 @@ export class OtlpReceiver {
         res.writeHead(503, { "content-type": "text/plain" }).end("collector unavailable (test)");
         return;
       }
-      if (req.method !== "POST" || req.url !== "/v1/metrics") {
+      if (this.mode === "cut") {
+        // Half of what the head promises, then the connection ends: nothing is recorded.
+        res.writeHead(200, { "content-type": "application/x-protobuf", "content-length": "64" });
+        res.write(Buffer.alloc(32), () => res.destroy());
+        return;
+      }
+      // The path decides; a query (an endpoint may carry a token there) is the exporter's business.
+      if (req.method !== "POST" || new URL(req.url ?? "", "http://receiver").pathname !== "/v1/metrics") {
         res.writeHead(404).end();
         return;
       }

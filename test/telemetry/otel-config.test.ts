@@ -204,6 +204,25 @@ describe("loadPushConfig", () => {
       });
     });
 
+    it("say why Node warns about gRPC over https to an IP address (DEP0123), and only then", async () => {
+      const grpc = (endpoint: string): NodeJS.ProcessEnv => ({
+        OTEL_EXPORTER_OTLP_PROTOCOL: "grpc",
+        OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      });
+      await withPush({ env: grpc("https://u:secret@10.0.0.5:4317") }, (_push, warnings) => {
+        expect(warnings).to.have.length(1);
+        expect(warnings[0]).to.match(
+          /^WARN OTLP grpc push to https:\/\/\*\*\*@10\.0\.0\.5:4317: @grpc\/grpc-js sends the IP address as the TLS server name, .*\(DEP0123\).*Use a host name/,
+        );
+      });
+      await withPush({ env: grpc("https://[::1]:4317") }, (_push, warnings) =>
+        expect(warnings).to.have.length(1),
+      );
+      for (const endpoint of ["https://collector:4317", "http://10.0.0.5:4317"]) {
+        await withPush({ env: grpc(endpoint) }, (_push, warnings) => expect(warnings).to.deep.equal([]));
+      }
+    });
+
     it("ignore OTEL_METRICS_EXPORTER=prometheus with a warning that names metrics_address", async () => {
       await withPush({ env: { OTEL_METRICS_EXPORTER: "prometheus" } }, (push, warnings) => {
         expect(push.readers).to.deep.equal([]);
@@ -242,7 +261,7 @@ describe("loadPushConfig", () => {
       [
         { OTEL_METRICS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_HEADERS: "authorization" },
         "OTEL_EXPORTER_OTLP_HEADERS",
-        /key=value/,
+        /item 1 of 1 is not name=value; write name=value pairs/,
       ],
       [
         { OTEL_METRICS_EXPORTER: "otlp", OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE: "sometimes" },
@@ -254,7 +273,7 @@ describe("loadPushConfig", () => {
         "OTEL_EXPORTER_OTLP_CERTIFICATE",
         /a readable file/,
       ],
-      [{ OTEL_RESOURCE_ATTRIBUTES: "team" }, "OTEL_RESOURCE_ATTRIBUTES", /"team" is not key=value/],
+      [{ OTEL_RESOURCE_ATTRIBUTES: "team" }, "OTEL_RESOURCE_ATTRIBUTES", /item 1 of 1 is not name=value/],
     ];
     for (const [env, envVar, reason] of refused) {
       it(`refuse ${JSON.stringify(env)} naming ${envVar}`, () => {
@@ -435,9 +454,14 @@ describe("loadPushConfig", () => {
         /otlp_http\.endpoint: "ftp:\/\/collector\/v1\/metrics" is not an http:\/\/ or https:\/\/ URL/,
       ],
       [
+        "an alias without its anchor",
+        periodic("          otlp_http:\n            headers_list: *nowhere\n"),
+        /is not valid YAML: Unresolved alias/,
+      ],
+      [
         "a broken headers_list",
         periodic("          otlp_http:\n            headers_list: authorization\n"),
-        /otlp_http\.headers_list: "authorization" is not key=value/,
+        /otlp_http\.headers_list: item 1 of 1 is not name=value/,
       ],
       [
         "an interval of 0",
