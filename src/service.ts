@@ -23,13 +23,14 @@ import { TelemetryPart } from "./parts/otlp-push.js";
 import { startParts, stopParts, type ServicePart, type StartedParts } from "./parts/part.js";
 import { SamplerPart } from "./parts/samplers.js";
 import { TorchServeLogsPart } from "./parts/torchserve-logs.js";
-import { DEFAULT_LIMITS, type ConnectionLimits } from "./server/listen.js";
-import type { TlsFiles } from "./server/tls-policy.js";
+import { DEFAULT_LIMITS, type ConnectionLimits, type TlsFiles } from "./server/listen.js";
 import { readTlsSettings } from "./server/tls-files.js";
 import { createMetricsHandler } from "./server/metrics-handler.js";
 import { FileFollower } from "./sources/file-follower.js";
 import { MetricLineIngest, type IngestOutcome } from "./sources/metric-ingest.js";
 import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
+import { describeTorchServeSilence } from "./sources/silence-watch.js";
+import { lookBack, LOOK_BACK_BYTES } from "./sources/look-back.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
 import type { ExpositionFormat } from "./exposition/scrape.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
@@ -147,6 +148,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
   // Next to a running TorchServe its own figures win: its lines count its responses and carry its
   // host's and GPUs' metrics every minute.
   const followsTorchServe = settings.torchserveLogDir !== undefined || options.logStream !== undefined;
+  if (settings.torchserveLogDir !== undefined && options.logStream !== undefined) {
+    logger.warn(
+      `reading TorchServe's console on standard input and following torchserve_log_dir=${settings.torchserveLogDir}: ` +
+        "if they are the same TorchServe, every record is counted twice (its console repeats its log files). " +
+        "Use one: drop --stdin, or remove torchserve_log_dir from the sidecar's config",
+    );
+  }
   const countResponse = followsTorchServe
     ? () => undefined
     : (status: number) => recorder.recordResponse(status);
@@ -293,7 +301,7 @@ interface PartsWiring {
   options: MetricsServiceOptions;
   logger: Logger;
   tls: TlsFiles | undefined;
-  /** Connection limits of both servers (TLS handshake timeout included). */
+  /** Connection limits of both listeners. */
   limits: ConnectionLimits;
   inferenceEnabled: boolean;
   followsTorchServe: boolean;
@@ -402,6 +410,8 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         jobQueueSize: settings.jobQueueSize,
         defaultResponseTimeoutSeconds: settings.defaultResponseTimeoutSeconds,
         defaultStartupTimeoutSeconds: settings.defaultStartupTimeoutSeconds,
+        clientBodyTimeoutSeconds: settings.clientBodyTimeoutSeconds,
+        clientReadTimeoutSeconds: settings.clientReadTimeoutSeconds,
         recorder,
         lifecycle: ownMetrics,
         logger,
@@ -539,16 +549,30 @@ function torchServeLogsPart(
   });
   return new TorchServeLogsPart({
     follower,
+    prime: () =>
+      ingest
+        .prime(() => lookBack(follower.paths))
+        .then(
+          (primed) =>
+            logger.info(
+              `TorchServe logs: ${primed} gauge series primed from the last ${LOOK_BACK_BYTES / (1024 * 1024)} MiB of each file`,
+            ),
+          (err: unknown) => logger.warn(`TorchServe logs: priming gauges failed: ${String(err)}`),
+        ),
     dirs: [...new Set([logDir, settings.torchserveMetricsDir ?? logDir])],
     fromStart: settings.torchserveLogFromStart,
-    // The metric files' last line: the access log is written in every metrics_mode.
-    silenceAfterMs: 2 * settings.metricTimeInterval * 1000,
+    // The metric files' last line: the access log is written in every metrics_mode. Twice
+    // TorchServe's own interval once its lines show it, else twice metric_time_interval.
+    silenceAfterMs: () => 2 * (ingest.metricIntervalMs() ?? settings.metricTimeInterval * 1000),
     onSilence: (ms) =>
       logger.warn(
-        `no metric line from TorchServe in ${Math.round(ms / 1000)} s (torchserve_log_dir=${logDir}): ` +
-          "it writes them every metric_time_interval in metrics_mode=log (its default) or legacy; with " +
-          "metrics_mode=prometheus it writes none. Set metrics_mode=log in TorchServe's config.properties " +
-          "(and enable_metrics_api=false, or another metrics_address, so that its port 8082 is free)",
+        describeTorchServeSilence({
+          silentMs: ms,
+          logDir,
+          sawMetricLines: follower.lastLineAt() !== undefined,
+          accessLines: follower.linesRead("access_log"),
+          intervalMs: ingest.metricIntervalMs(),
+        }),
       ),
     logger,
   });

@@ -36,6 +36,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   jobQueueSize: 100,
   defaultResponseTimeoutSeconds: 120,
   defaultStartupTimeoutSeconds: 120,
+  clientBodyTimeoutSeconds: 30,
+  clientReadTimeoutSeconds: 60,
   // TorchServe gives its connections Netty's graceful shutdown, at most 15 s; this also leaves a
   // stop with workers (5 s grace) and a final OTLP push (5 s) inside Kubernetes' default 30 s.
   drainTimeoutSeconds: 15,
@@ -171,6 +173,12 @@ const SETTERS: Record<string, Apply> = {
   },
   scrape_send_timeout: (s, raw) => {
     s.scrapeSendTimeoutSeconds = parseInterval(raw);
+  },
+  client_body_timeout: (s, raw) => {
+    s.clientBodyTimeoutSeconds = parseInterval(raw);
+  },
+  client_read_timeout: (s, raw) => {
+    s.clientReadTimeoutSeconds = parseInterval(raw);
   },
   drain_timeout: (s, raw) => {
     s.drainTimeoutSeconds = parseDrainTimeout(raw);

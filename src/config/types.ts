@@ -77,6 +77,10 @@ export interface Settings {
   defaultResponseTimeoutSeconds: number;
   /** Seconds a managed worker has to answer `/ping` after it starts, unless a model version sets `startupTimeout`. */
   defaultStartupTimeoutSeconds: number;
+  /** Seconds an inference client may go without sending a byte of its unfinished body (408 after). */
+  clientBodyTimeoutSeconds: number;
+  /** Seconds an inference client may leave an answer unread while more waits for it (cut after). */
+  clientReadTimeoutSeconds: number;
   /**
    * Seconds a stop (SIGTERM, SIGINT, stop()) lets requests already being answered finish before
    * every connection is cut; queued requests get 503 at once. 0: cut at once.

@@ -33,6 +33,10 @@ export interface InferenceFrontendOptions {
   defaultResponseTimeoutSeconds: number;
   /** default_startup_timeout, for versions that set no startupTimeout. */
   defaultStartupTimeoutSeconds: number;
+  /** client_body_timeout: a client may go this long without sending a byte of its unfinished body; default 30. */
+  clientBodyTimeoutSeconds?: number;
+  /** client_read_timeout: a client may leave an answer unread this long while more waits; default 60. */
+  clientReadTimeoutSeconds?: number;
   recorder: MetricRecorder;
   /** Where worker states and restarts and each version's queue capacity are recorded, if anywhere. */
   lifecycle?: LifecycleRecorder;
@@ -74,7 +78,11 @@ export class InferenceFrontend {
           // Called only after the pool below exists: a worker becomes ready after start().
           const worker = this.managedWorker(config, () => pool.dispatch());
           this.workers.push(worker);
-          slots.push({ url: () => worker.url, fault: (kind, detail) => worker.fault(kind, detail) });
+          slots.push({
+            url: () => worker.url,
+            fault: (kind, detail) => worker.fault(kind, detail),
+            exitedWithin: (url, ms) => worker.exitedWithin(url, ms),
+          });
         }
       }
       const modelDepths = depths.get(config.model) ?? new Map<string, number>();
@@ -96,6 +104,8 @@ export class InferenceFrontend {
         // exchange keeps the time limits, so undici's own are off.
         dispatcher: new Agent({ connections: config.workers, headersTimeout: 0, bodyTimeout: 0 }),
         responseTimeoutMs: 1000 * (config.responseTimeoutSeconds ?? options.defaultResponseTimeoutSeconds),
+        clientBodyTimeoutMs: 1000 * (options.clientBodyTimeoutSeconds ?? 30),
+        clientReadTimeoutMs: 1000 * (options.clientReadTimeoutSeconds ?? 60),
       });
       this.versions.set(config.model, byVersion);
       if (config.isDefault) this.defaults.set(config.model, config.version);

@@ -1,4 +1,4 @@
-import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
+import type { IncomingMessage, RequestListener, Server, ServerResponse } from "node:http";
 import type { Logger } from "../log.js";
 import { jsonError, jsonReply, writeReply, type Reply } from "../server/json-error.js";
 import type { MetricLineIngest } from "../sources/metric-ingest.js";
@@ -38,6 +38,14 @@ function send(deps: InferenceServerDeps, req: IncomingMessage, res: ServerRespon
 }
 
 async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const coding = req.headers["transfer-encoding"];
+  if (coding !== undefined && coding.trim().toLowerCase() !== "chunked") {
+    // Node decodes only the chunked framing: any other coding would reach a worker, or the line
+    // parser, as bytes with no header saying what they are.
+    const message = `Transfer-Encoding: ${coding} is not supported; send the body as it is, or chunked alone.`;
+    send(deps, req, res, jsonError(501, message, { Connection: "close" }));
+    return;
+  }
   const target = requestTarget(req.url ?? "/");
   if (target === undefined) {
     send(deps, req, res, jsonError(400, `Request target ${JSON.stringify(req.url)} is not a valid URL.`));
@@ -86,6 +94,16 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
     deps.recorder.recordInference({ model: route.model, version: route.version, ...outcome }),
   );
   exchange.start();
+}
+
+/**
+ * Lets a client that half-closes its connection after a whole request (`shutdown(SHUT_WR)`, as
+ * `curl`-like tools and some proxies do) still get its answer: by default Node aborts the request
+ * when the client's side ends.
+ */
+export function acceptHalfClosedClients(server: Server): void {
+  // Node's own switch, read on each connection's end; not in its type definitions.
+  Object.assign(server, { httpAllowHalfOpen: true });
 }
 
 /** TorchServe's `/ping`: Healthy (200) while every model version has a ready worker, else Unhealthy (500). */

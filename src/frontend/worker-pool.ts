@@ -7,6 +7,11 @@ export interface WorkerSlot {
   url(): string | undefined;
   /** Hears that a request failed on this worker, before the slot is given back. */
   fault(kind: WorkerFault, detail: string): void;
+  /**
+   * Whether the worker process that served `url` has exited, or does within `ms`; false where
+   * that cannot be seen (a `url` worker this service does not run).
+   */
+  exitedWithin?(url: string, ms: number): Promise<boolean>;
 }
 
 /** A slot lent to one request; give it back with `release()` (later calls do nothing). */
@@ -14,6 +19,8 @@ export interface Lease {
   url: string;
   /** Gives the slot back; with a fault, the worker hears it first, so it is not lent again while suspect. */
   release(fault?: { kind: WorkerFault; detail: string }): void;
+  /** Whether this slot's worker process has exited, or does within `ms` (see WorkerSlot.exitedWithin). */
+  exitedWithin(ms: number): Promise<boolean>;
 }
 
 /** A request waiting for a slot: granted one, or refused when the pool closes. */
@@ -43,11 +50,16 @@ export class PoolClosedError extends Error {
  * free ready slots wait in FIFO order, at most `queueLimit` of them, until granted a slot, cancelled
  * (their client left, their time ran out) or refused (the pool closed). `onDepth` hears every
  * queue change.
+ *
+ * A slot given back goes to the next waiter only after a turn of the event loop: a worker that
+ * exits right after its answer is usually seen exiting by then (its exit and the end of its
+ * connections are already on their way), and is not lent again.
  */
 export class WorkerPool {
   private readonly free: number[] = [];
   private readonly waiting: PoolWaiter[] = [];
   private closed = false;
+  private lending: NodeJS.Immediate | undefined;
   /** Heard once every slot is back (see {@link idle}). */
   private readonly idleWaiters: (() => void)[] = [];
 
@@ -79,13 +91,17 @@ export class WorkerPool {
   /**
    * A ready free slot now, else undefined after queueing `waiter` (granted later, or refused).
    * Throws QueueFullError when the queue is full and PoolClosedError once the pool is closed.
+   * `again`: a request sent back after its worker failed before seeing it; it goes to the head
+   * of the queue, whatever its length, since it already had its turn.
    */
-  acquire(waiter: PoolWaiter): Lease | undefined {
+  acquire(waiter: PoolWaiter, again = false): Lease | undefined {
     if (this.closed) throw new PoolClosedError();
-    const lease = this.takeReady();
+    // Those already waiting go first (a slot given back reaches them a turn later).
+    const lease = this.waiting.length === 0 || again ? this.takeReady() : undefined;
     if (lease !== undefined) return lease;
-    if (this.waiting.length >= this.queueLimit) throw new QueueFullError(this.queueLimit);
-    this.waiting.push(waiter);
+    if (again) this.waiting.unshift(waiter);
+    else if (this.waiting.length >= this.queueLimit) throw new QueueFullError(this.queueLimit);
+    else this.waiting.push(waiter);
     this.onDepth(this.waiting.length);
     return undefined;
   }
@@ -113,6 +129,8 @@ export class WorkerPool {
   /** Refuses everything still waiting with PoolClosedError (returns how many); later acquire() calls throw it. */
   close(): number {
     this.closed = true;
+    clearImmediate(this.lending);
+    this.lending = undefined;
     const refused = this.waiting.splice(0);
     for (const waiter of refused) waiter.refuse(new PoolClosedError());
     this.onDepth(0);
@@ -130,6 +148,7 @@ export class WorkerPool {
     const at = this.free.findIndex((i) => (url = this.slots[i]?.url()) !== undefined);
     if (at === -1 || url === undefined) return undefined;
     const [slot = 0] = this.free.splice(at, 1);
+    const leased = url;
     let released = false;
     return {
       url,
@@ -138,9 +157,14 @@ export class WorkerPool {
         released = true;
         if (fault !== undefined) this.slots[slot]?.fault(fault.kind, fault.detail);
         this.free.push(slot);
-        this.dispatch();
+        if (this.waiting.length > 0)
+          this.lending ??= setImmediate(() => {
+            this.lending = undefined;
+            this.dispatch();
+          });
         if (this.free.length === this.slots.length) for (const heard of this.idleWaiters.splice(0)) heard();
       },
+      exitedWithin: (ms) => this.slots[slot]?.exitedWithin?.(leased, ms) ?? Promise.resolve(false),
     };
   }
 }

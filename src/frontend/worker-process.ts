@@ -162,6 +162,7 @@ export class ManagedWorker {
   private failedStarts = 0;
   private firstReady: Promise<WorkerReady> | undefined;
   private stopping: Promise<void> | undefined;
+  private startLogged = false;
 
   constructor(private readonly o: ManagedWorkerOptions) {
     this.readyTimeoutMs = o.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS;
@@ -194,7 +195,6 @@ export class ManagedWorker {
     this.firstReady = this.whenReady();
     if (this.phase === "idle") {
       this.phase = "running";
-      this.o.logger.info(`starting ${this.label}: ${this.o.command}`);
       void this.launch();
     }
     return this.firstReady;
@@ -256,6 +256,11 @@ export class ManagedWorker {
 
     const name = workerName(port, this.o.model, this.o.version);
     const command = this.o.command.replaceAll("{port}", String(port));
+    // The command as run, with its port, at the first start (restarts say their new name when ready).
+    if (!this.startLogged) {
+      this.startLogged = true;
+      this.o.logger.info(`starting ${this.label} (${name}): ${command}`);
+    }
     const spawnedAt = performance.now();
     let child: ChildProcess;
     try {
@@ -420,6 +425,26 @@ export class ManagedWorker {
       }
     }, this.readyTimeoutMs);
     this.probe(attempt);
+  }
+
+  /**
+   * Whether the process that served at `url` has exited, or does within `ms`. Each start gets a
+   * new port, so a url names one process: one that is no longer the current one has ended.
+   */
+  exitedWithin(url: string, ms: number): Promise<boolean> {
+    const attempt = this.attempt;
+    if (attempt === undefined || attempt.url !== url || attempt.ended) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const onExit = (): void => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(() => {
+        attempt.child.off("exit", onExit);
+        resolve(attempt.ended);
+      }, ms);
+      attempt.child.once("exit", onExit);
+    });
   }
 
   private becameReady(attempt: Attempt): void {

@@ -1,6 +1,7 @@
 import type { RequestListener } from "node:http";
 import type { ListenAddress } from "../config/types.js";
 import type { InferenceFrontend } from "../frontend/frontend.js";
+import { acceptHalfClosedClients } from "../frontend/inference-server.js";
 import type { Logger } from "../log.js";
 import type { ConnectionLimits, TlsFiles } from "../server/listen.js";
 import { isLoopbackAddress } from "../server/loopback.js";
@@ -63,6 +64,8 @@ export class InferenceApiPart implements ServicePart {
   async start(): Promise<void> {
     const { logger, frontend, versions, address } = this.options;
     await this.listener.start();
+    const server = this.listener.server?.server;
+    if (server !== undefined) acceptHalfClosedClients(server);
     const url = this.url ?? "";
     logger.info(`inference API listening on ${url} (${versions} model version${versions === 1 ? "" : "s"})`);
     const bound = this.listener.server?.server.address();

@@ -2,6 +2,7 @@ import type { RequestListener, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import type { ListenAddress } from "../config/types.js";
 import type { Logger } from "../log.js";
+import { answerConnectRequests } from "../server/connect-requests.js";
 import {
   answerClientErrors,
   listen,
@@ -71,6 +72,7 @@ export class Listener {
       this.options.limits,
     );
     answerClientErrors(this.listening.server, (status) => this.options.onClientErrorResponse(status));
+    answerConnectRequests(this.listening.server, (status) => this.options.onClientErrorResponse(status));
   }
 
   /** https: serves `files` to new connections; throws when OpenSSL cannot use them. */

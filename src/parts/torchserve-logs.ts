@@ -12,12 +12,17 @@ export interface TorchServeLogsOptions {
   dirs: readonly string[];
   /** torchserve_log_from_start: the files' existing lines (the backlog) are read first. */
   fromStart: boolean;
-  /** Milliseconds without a metric line after which a WARN says why there may be none. */
-  silenceAfterMs: number;
+  /** Milliseconds without a metric line after which a WARN says why there may be none (asked at each check). */
+  silenceAfterMs: number | (() => number);
   onSilence(silentMs: number): void;
   logger: Logger;
   /** Milliseconds between backlog progress lines; default 5000. */
   progressEveryMs?: number;
+  /**
+   * Without fromStart: reads back the files' last lines to prime gauges, started once the files
+   * are open at their end and never awaited (the ports do not wait for it).
+   */
+  prime?: () => Promise<void>;
 }
 
 /**
@@ -50,6 +55,7 @@ export class TorchServeLogsPart implements ServicePart {
     if (!fromStart) {
       await follower.start();
       this.silence.start();
+      void this.options.prime?.();
       return;
     }
     await this.readBacklog();

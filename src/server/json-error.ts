@@ -5,8 +5,10 @@ const ERROR_TYPES: Readonly<Record<number, string>> = {
   400: "BadRequestException",
   404: "ResourceNotFoundException",
   405: "MethodNotAllowedException",
+  408: "RequestTimeoutException",
   413: "RequestEntityTooLargeException",
   500: "InternalServerException",
+  501: "NotImplementedException",
   502: "BadGatewayException",
   503: "ServiceUnavailableException",
 };

@@ -213,9 +213,17 @@ const ANSWER_LINGER_MS = 2000;
  * ({@link listen} destroys those sockets itself).
  */
 export function answerClientErrors(server: Server, onResponse: (status: number) => void): void {
-  // The latest request on each socket and its response (keep-alive sockets carry one at a time).
-  const latest = new WeakMap<Socket, ServerResponse>();
-  server.on("request", (req: IncomingMessage, res: ServerResponse) => latest.set(req.socket, res));
+  // Each socket's responses not yet finished (pipelined requests queue theirs behind the first),
+  // and its latest one, whose request may still be arriving after it finished.
+  const responses = new WeakMap<Socket, { unfinished: Set<ServerResponse>; latest: ServerResponse }>();
+  server.on("request", (req: IncomingMessage, res: ServerResponse) => {
+    const known = responses.get(req.socket);
+    const unfinished = known?.unfinished ?? new Set<ServerResponse>();
+    unfinished.add(res);
+    res.once("finish", () => unfinished.delete(res));
+    res.once("close", () => unfinished.delete(res));
+    responses.set(req.socket, { unfinished, latest: res });
+  });
   server.on("clientError", (err: NodeJS.ErrnoException, socket: Socket) => {
     // A client that went away mid-request (reset, or its side closed before the request was
     // whole) is answered nothing, so nothing is counted.
@@ -223,7 +231,7 @@ export function answerClientErrors(server: Server, onResponse: (status: number) 
       !socket.writable ||
       err.code === "HPE_INVALID_EOF_STATE" ||
       err.code === "ECONNRESET" ||
-      responseBegun(latest.get(socket))
+      responseBegun(responses.get(socket))
     ) {
       socket.destroy();
       return;
@@ -250,10 +258,13 @@ export function answerClientErrors(server: Server, onResponse: (status: number) 
 }
 
 /**
- * True when the request the error is about already has a response under way or sent: its last
- * request is still arriving and was answered, or its answer is still being written.
+ * True when an answer would land inside a response: one is being written on the socket, or the
+ * request still arriving (the one the error is about) was answered already.
  */
-function responseBegun(res: ServerResponse | undefined): boolean {
-  if (res === undefined || !res.headersSent) return false;
-  return !res.req.complete || !res.writableFinished;
+function responseBegun(
+  known: { unfinished: ReadonlySet<ServerResponse>; latest: ServerResponse } | undefined,
+): boolean {
+  if (known === undefined) return false;
+  for (const res of known.unfinished) if (res.headersSent) return true;
+  return known.latest.headersSent && !known.latest.req.complete;
 }

@@ -238,6 +238,31 @@ export class MetricLineIngest {
     return { ok: true, def };
   }
 
+  /**
+   * Sets a declared gauge from a line written before the service started, as {@link apply}
+   * would set it but counting nothing (no applied or rejected line, no listener, no histogram):
+   * whether it was set. Any other line is left alone, unlogged.
+   */
+  prime(text: string, permission: LinePermission = MODEL_METRICS_ONLY): boolean {
+    const parsed = parseMetricLine(text);
+    if (!parsed.ok) return false;
+    const line = parsed.line;
+    const def = this.options.recorder.definition(line.name);
+    if (def?.type !== "gauge" || !permission(def) || this.overlongLabel(line) !== undefined) return false;
+    if (reservedLabel(Object.keys(line.dimensions), def.type) !== undefined) return false;
+    const dimensions = { ...line.dimensions };
+    for (const host of ["Hostname", "hostname"]) {
+      if (def.dimensions.includes(host) && dimensions[host] === undefined) dimensions[host] = line.hostname;
+    }
+    try {
+      this.options.recorder.primeGauge(this.options.recorder.bindLine(line.name, dimensions), line.value);
+    } catch (err) {
+      if (!(err instanceof MetricRecordError)) throw err;
+      return false;
+    }
+    return true;
+  }
+
   /** The declared (or auto-detected) metric of this name, if any. */
   declared(name: string): MetricDefinition | undefined {
     return this.options.recorder.definition(name);

@@ -71,6 +71,7 @@ const MAX_WAITING_ACCESS = 1000;
 // (model metrics), `WorkerName:W-<port>-<model>_<version>` (WorkerLoadTime).
 const MODEL_DIMS = ["|#model_name:", ",model_name:", "|#ModelName:", ",ModelName:"] as const;
 const WORKER_DIMS = ["|#WorkerName:W-", ",WorkerName:W-"] as const;
+const SEGMENT_MARK = "|#";
 // As metric lines refuse them (see metric-line.ts): no exposition parser takes them raw.
 // eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
@@ -109,6 +110,14 @@ export class TorchServeLineIngest {
   private unservedNoted = false;
   /** TorchServe's hostname: configured, or learned from its first metric record. */
   private host: string | undefined;
+  /** The hostname of the first frontend record, and whether a second one was reported. */
+  private frontendHost: string | undefined;
+  private secondHostWarned = false;
+  /** TorchServe's metric interval, from the timestamps of its MemoryUsed records (one per burst). */
+  private intervalMs: number | undefined;
+  private lastBurstAt: number | undefined;
+  /** While a look-back is read: the series live records set meanwhile, which it must not undo. */
+  private primeSeen: Set<string> | undefined;
 
   constructor(private readonly options: TorchServeLineIngestOptions) {
     this.maxAccessModels = options.maxAccessModels ?? 1000;
@@ -146,7 +155,9 @@ export class TorchServeLineIngest {
         if (outcome.ok) {
           this.noteModels(line.payload);
           if (this.host === undefined) this.host = hostnameOf(line.payload);
+          if (line.origin === "ts_metrics") this.watchFrontend(line.payload, source);
         }
+        this.primeSeen?.add(seriesKey(line.payload));
         return { ...outcome, record: "metric" };
       }
       case "model":
@@ -233,6 +244,81 @@ export class TorchServeLineIngest {
     for (const { payload, source } of waiting.lines) {
       this.options.ingest.apply(payload, source, MODEL_METRICS_ONLY, type);
     }
+  }
+
+  /**
+   * Primes from what TorchServe wrote before this service started, as `read` gives it (each
+   * file's last lines, oldest first): each gauge series takes the last value its records held,
+   * unless a live record set it meanwhile; types, served models and the hostname are learned.
+   * Counters and histograms are left alone: their history is not counted. Nothing is logged or
+   * counted for the lines read back. Resolves with how many gauge series were primed.
+   */
+  async prime(read: () => Promise<{ file: TorchServeFile; lines: readonly string[] }[]>): Promise<number> {
+    this.primeSeen = new Set();
+    try {
+      const files = await read();
+      const last = new Map<string, { payload: string; origin: "ts_metrics" | "model_metrics" }>();
+      // ts_log.log first: the types of auto-detected metrics and the models served.
+      for (const { file, lines } of [...files].sort(
+        (a, b) => Number(b.file === "ts_log") - Number(a.file === "ts_log"),
+      )) {
+        if (file === "access_log") continue;
+        for (const text of lines) {
+          const line = classifyTorchServeLine(text, file);
+          if (line.kind === "type") this.learn(line.name, line.type);
+          else if (line.kind === "model") this.serve(line.model);
+          else if (line.kind === "metric" && line.origin !== "worker") {
+            last.set(seriesKey(line.payload), { payload: line.payload, origin: line.origin });
+          }
+        }
+      }
+      let primed = 0;
+      for (const [key, { payload, origin }] of last) {
+        this.noteModels(payload);
+        if (this.host === undefined) this.host = hostnameOf(payload);
+        if (this.primeSeen.has(key)) continue;
+        const permission = origin === "ts_metrics" ? TORCHSERVE_FRONTEND_RECORDS : MODEL_METRICS_ONLY;
+        if (this.options.ingest.prime(payload, permission)) primed++;
+      }
+      return primed;
+    } finally {
+      this.primeSeen = undefined;
+    }
+  }
+
+  /** TorchServe's metric_time_interval in milliseconds, once two bursts of host metrics showed it. */
+  metricIntervalMs(): number | undefined {
+    return this.intervalMs;
+  }
+
+  /**
+   * Learns TorchServe's interval from its host-metric bursts, and warns once when a second
+   * TorchServe (another hostname) writes the same files: their lines would be merged.
+   */
+  private watchFrontend(payload: string, source: LineSource): void {
+    const host = hostnameOf(payload);
+    if (host !== undefined) {
+      this.frontendHost ??= host;
+      if (host !== this.frontendHost && !this.secondHostWarned) {
+        this.secondHostWarned = true;
+        this.options.logger?.warn(
+          `TorchServe logs (${source}): two TorchServes write these files, on hosts ${this.frontendHost} and ${host}; ` +
+            "their counters are added together where their labels meet. Run one sidecar per TorchServe log " +
+            "directory (give each TorchServe its own LOG_LOCATION and METRICS_LOCATION)",
+        );
+      }
+    }
+    if (!payload.startsWith("MemoryUsed.")) return;
+    const at = payload.lastIndexOf(",timestamp:");
+    const seconds = at < 0 ? NaN : Number(payload.slice(at + ",timestamp:".length));
+    if (!Number.isFinite(seconds)) return;
+    const ms = seconds * 1000;
+    if (this.lastBurstAt !== undefined && ms > this.lastBurstAt) {
+      const gap = ms - this.lastBurstAt;
+      // The smallest gap: a burst TorchServe skipped (a failed GPU read) makes one gap longer.
+      if (this.intervalMs === undefined || gap < this.intervalMs) this.intervalMs = gap;
+    }
+    this.lastBurstAt = ms;
   }
 
   /** Notes the models a frontend or backend record of TorchServe names. */
@@ -389,4 +475,13 @@ function hostnameOf(payload: string): string | undefined {
   if (at < 0) return undefined;
   const host = dimValue(payload, at + "|#hostname:".length);
   return host === "" || CONTROL.test(host) || host.length > 1024 ? undefined : host;
+}
+
+/** What tells a record's series apart: its name, dimensions and hostname (not value, ids or time). */
+function seriesKey(payload: string): string {
+  const dot = payload.indexOf(".");
+  const dims = payload.indexOf(SEGMENT_MARK);
+  const tail = payload.lastIndexOf(SEGMENT_MARK);
+  if (dot < 0 || dims < 0) return payload;
+  return `${payload.slice(0, dot)}${payload.slice(dims, tail)}\u0000${hostnameOf(payload) ?? ""}`;
 }

@@ -277,6 +277,16 @@ export class MetricRecorder {
     this.recordInto(series, value, line);
   }
 
+  /**
+   * Sets a gauge series from {@link bindLine} to a value it held before this service started
+   * (read back from a log): no listener hears it and no histogram observes it, since it is no new
+   * update. Ignored for a counter or histogram, whose history must not be counted.
+   */
+  primeGauge(series: LineSeries, value: number): void {
+    if (series.instrument.definition.type !== "gauge" || !Number.isFinite(value)) return;
+    this.pending.set(series, value);
+  }
+
   private declared(name: string): CatalogInstrument {
     const instrument = this.instruments.get(name);
     if (instrument === undefined) throw new MetricRecordError(name, "not declared in the metrics catalog");

@@ -79,8 +79,11 @@ describe("stopping the service (SIGTERM)", function () {
     );
     const exited = exitOf(cli);
     try {
-      const [, metricsUrl] = await waitForStderr(cli, /metrics API listening on (\S+)\n/);
-      const [, base] = await waitForStderr(cli, /inference API listening on (\S+) /);
+      // One wait for both lines: they may come in one chunk, which a second wait would miss.
+      const [, metricsUrl, base] = await waitForStderr(
+        cli,
+        /metrics API listening on (\S+)\n[^]*inference API listening on (\S+) /,
+      );
       let scrapes = 0;
       const scrape = async (): Promise<string> => {
         const res = await request(metricsUrl ?? "");
@@ -141,13 +144,9 @@ describe("stopping the service (SIGTERM)", function () {
     const cli = spawnCli(["--ts-config", config], cleanEnv());
     const exited = exitOf(cli);
     try {
-      const [, metricsPort] = await waitForStderr(
+      const [, metricsPort, inferencePort] = await waitForStderr(
         cli,
-        /metrics API listening on http:\/\/127\.0\.0\.1:(\d+)/,
-      );
-      const [, inferencePort] = await waitForStderr(
-        cli,
-        /inference API listening on http:\/\/127\.0\.0\.1:(\d+)/,
+        /metrics API listening on http:\/\/127\.0\.0\.1:(\d+)[^]*inference API listening on http:\/\/127\.0\.0\.1:(\d+)/,
       );
       const mPort = Number(metricsPort);
       const iPort = Number(inferencePort);

@@ -1,5 +1,6 @@
 import { expect } from "chai";
 import { once } from "node:events";
+import { appendFile } from "node:fs/promises";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ChildProcess } from "node:child_process";
 import { ConfigError } from "../../src/config/errors.js";
@@ -47,15 +48,16 @@ function expectTotals(text: string, n: number): void {
   expect(at(`HandlerTime{ModelName="mnist",Level="Model",Hostname="${HOST}",}`)).to.equal(
     last.get("HandlerTime"),
   );
-  // Beyond TorchServe: every request in the histograms and the per-model response classes.
-  expect(at(`serve_request_duration_seconds_count{${MODEL},hostname="test-host",}`)).to.equal(n);
-  expect(at(`serve_request_duration_seconds_sum{${MODEL},hostname="test-host",}`)).to.be.closeTo(
+  // Beyond TorchServe: every request in the histograms and the per-model response classes, under
+  // TorchServe's hostname (one host for every family it feeds), not the sidecar's.
+  expect(at(`serve_request_duration_seconds_count{${MODEL},hostname="${HOST}",}`)).to.equal(n);
+  expect(at(`serve_request_duration_seconds_sum{${MODEL},hostname="${HOST}",}`)).to.be.closeTo(
     accessMs / 1000,
     1e-6,
   );
   expect(text).to.match(
     new RegExp(
-      `^serve_inference_responses_total\\{${MODEL},status_class="2XX",hostname="test-host",\\} ${n}\\.0$`,
+      `^serve_inference_responses_total\\{${MODEL},status_class="2XX",hostname="${HOST}",\\} ${n}\\.0$`,
       "m",
     ),
   );
@@ -104,14 +106,56 @@ describe("next to a running TorchServe", function () {
     // A settled scrape: the last lines of every file are in.
     await until(async () => {
       text = await (await fetch(started.url)).text();
-      return sampleValue(text, `serve_request_duration_seconds_count{${MODEL},hostname="test-host",}`) === n;
-    }, "every access line");
+      return (
+        sampleValue(text, `serve_request_duration_seconds_count{${MODEL},hostname="${HOST}",}`) === n &&
+        // model_metrics.log is read on its own timer: its last record may come a look later.
+        sampleValue(text, `HandlerTime{ModelName="mnist",Level="Model",Hostname="${HOST}",}`) ===
+          expected(n).last.get("HandlerTime")
+      );
+    }, "every access line and the last record of each file");
     expectTotals(text, n);
     // Sampling is off by default next to TorchServe (its own host metrics win), and the scrapes
     // above were not counted: Requests2XX holds TorchServe's responses only.
     expect(text).not.to.match(/^CPUUtilization\{/m);
     expect(text).not.to.match(/^Requests2XX\{Level="Host",Hostname="test-host",\}/m);
     expect(started.logger.lines.filter((l) => l.startsWith("WARN"))).to.deep.equal([]);
+  });
+
+  it("started after TorchServe, shows its gauges at once (WorkerLoadTime, host metrics, the last HandlerTime) without counting its history", async () => {
+    const writer = new TorchServeLogWriter({ logDir: dir });
+    await writer.open();
+    await writer.writeRequests(40);
+    await writer.close();
+    const t = log4jTime(new Date());
+    await appendFile(
+      `${dir}/ts_metrics.log`,
+      `${t} - WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-mnist_1.0,Level:Host|#hostname:${HOST},timestamp:1717105563\n` +
+        `${t} - CPUUtilization.Percent:12.5|#Level:Host|#hostname:${HOST},timestamp:1717105563\n` +
+        `${t} - GPUUtilization.Percent:40.0|#Level:Host,DeviceId:0|#hostname:${HOST},timestamp:1717105563\n`,
+    );
+    const started = await startTestService({ torchserveLogDir: dir });
+    service = started.service;
+    let text = "";
+    await until(async () => {
+      text = await (await fetch(started.url)).text();
+      return /^WorkerLoadTime\{/m.test(text);
+    }, "WorkerLoadTime primed");
+    const { last } = expected(40);
+    expect(
+      sampleValue(text, `WorkerLoadTime{WorkerName="W-9000-mnist_1.0",Level="Host",Hostname="${HOST}",}`),
+    ).to.equal(2704);
+    expect(sampleValue(text, `CPUUtilization{Level="Host",Hostname="${HOST}",}`)).to.equal(12.5);
+    expect(sampleValue(text, `GPUUtilization{Level="Host",DeviceId="0",Hostname="${HOST}",}`)).to.equal(40);
+    expect(sampleValue(text, `QueueTime{Level="Host",Hostname="${HOST}",}`)).to.equal(last.get("QueueTime"));
+    expect(sampleValue(text, `HandlerTime{ModelName="mnist",Level="Model",Hostname="${HOST}",}`)).to.equal(
+      last.get("HandlerTime"),
+    );
+    // History is not counted: no counter, no histogram observation from before the start.
+    expect(text).not.to.match(/^Requests2XX\{/m);
+    expect(text).not.to.match(/^ts_inference_requests_total\{/m);
+    expect(text).not.to.match(/^serve_handler_time_seconds_count\{/m);
+    expect(text).not.to.match(/^serve_request_duration_seconds_count\{/m);
+    expect(started.logger.lines.join("\n")).to.match(/gauge series primed from the last 4 MiB of each file/);
   });
 
   it("reads the console form from standard input (docker logs -f torchserve | serve-metrics --stdin), skipping quoted and echoed lines", async () => {
@@ -144,21 +188,10 @@ describe("next to a running TorchServe", function () {
     let text = "";
     await until(async () => {
       text = await (await fetch(`${url}/metrics`)).text();
-      return (
-        sampleValue(
-          text,
-          `serve_request_duration_seconds_count{${MODEL},hostname="${hostnameOf(text)}",}`,
-        ) === n
-      );
+      return sampleValue(text, `serve_request_duration_seconds_count{${MODEL},hostname="${HOST}",}`) === n;
     }, "every request from standard input");
-    const host = hostnameOf(text);
-    expectTotals(text.replaceAll(`hostname="${host}"`, `hostname="test-host"`), n);
-    expect(
-      sampleValue(
-        text,
-        `serve_metric_lines_rejected_total{source="stdin",reason="malformed",hostname="${host}",}`,
-      ),
-    ).to.equal(undefined);
+    expectTotals(text, n);
+    expect(text).not.to.match(/^serve_metric_lines_rejected_total\{source="stdin",reason="malformed",/m);
     // The end of the input is not the end of the service: it keeps serving what was read.
     child.stdin?.end();
     await waitForStderr(child, /standard input ended after \d+ lines/);
@@ -172,7 +205,31 @@ describe("next to a running TorchServe", function () {
     await until(() => hints().length > 0, "the hint");
     await sleep(1000);
     expect(hints()).to.have.length(1);
-    expect(hints()[0]).to.match(/^WARN no metric line from TorchServe in 0 s .*Set metrics_mode=log/);
+    expect(hints()[0]).to.match(/^WARN nothing from TorchServe in 0 s .*set metrics_mode=log/);
+  });
+
+  it("words the silence warning for what it saw: access lines without metric lines mean metrics_mode=prometheus; lines that stopped do not", async () => {
+    const writer = new TorchServeLogWriter({ logDir: dir });
+    await writer.open();
+    // Silence after 4 s: the access line below is read (every 500 ms) well before the first check.
+    const started = await startTestService({ torchserveLogDir: dir, metricTimeInterval: 2 });
+    service = started.service;
+    const t = log4jTime(new Date());
+    await appendFile(
+      `${dir}/access_log.log`,
+      `${t} - /127.0.0.1:1 "POST /predictions/mnist HTTP/1.1" 200 3\n`,
+    );
+    const warned = (re: RegExp): string[] =>
+      started.logger.lines.filter((l) => l.startsWith("WARN") && re.test(l));
+    await until(() => warned(/runs with metrics_mode=prometheus/).length > 0, "the prometheus-mode warning");
+    expect(warned(/runs with metrics_mode=prometheus/)[0]).to.match(
+      /TorchServe answered 1 requests in its access log/,
+    );
+    await writer.writeRequests(1);
+    await until(() => warned(/metric lines stopped/).length > 0, "the stopped warning");
+    expect(warned(/metric lines stopped/)[0]).to.include("has probably stopped, hung");
+    expect(warned(/metric lines stopped/)[0]).not.to.include("Set metrics_mode=log");
+    await writer.close();
   });
 
   it("refuses to write metrics_mode=log files into the TorchServe directory it follows (exit status 2)", async () => {
@@ -230,8 +287,3 @@ describe("next to a running TorchServe", function () {
     }
   });
 });
-
-/** The Hostname label the CLI gave its own series (the machine's name). */
-function hostnameOf(text: string): string {
-  return /^serve_request_duration_seconds_count\{[^}]*hostname="([^"]*)"/m.exec(text)?.[1] ?? "";
-}

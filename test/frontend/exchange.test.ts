@@ -76,6 +76,8 @@ describe("the inference frontend against faulty workers and impatient clients", 
         models: [
           model("f", 2),
           model("queue", 1),
+          // 128 MiB of output before its answer takes seconds on a loaded machine: no timing test here.
+          model("flood", 1, { responseTimeoutSeconds: 60 }),
           model("slow", 1, { responseTimeoutSeconds: 0.5 }),
           model("never", 1, {
             command: `FW_NEVER_READY=1 ${FAULTY}`,
@@ -94,7 +96,7 @@ describe("the inference frontend against faulty workers and impatient clients", 
       async () => (await post(`${base}/predictions/f?do=ok`)) !== "refused",
       "model f to be served",
     );
-    for (const name of ["f", "queue", "slow"]) await answered(name);
+    for (const name of ["f", "queue", "slow", "flood"]) await answered(name);
   });
   after(() => service.stop());
 
@@ -124,6 +126,8 @@ describe("the inference frontend against faulty workers and impatient clients", 
       ["status-999", [502]],
       ["switch", [502]],
       ["early-hints", [200]],
+      // A bad chunk size before any of the body: nothing was sent, so the client gets a 502.
+      ["bad-chunks", [502]],
     ];
     for (const [behaviour, statuses] of cases) {
       it(`${behaviour}: answers ${statuses.join(" or ")}, counts it once, and serves the next request`, async () => {
@@ -324,9 +328,57 @@ describe("the inference frontend against faulty workers and impatient clients", 
     await until(() => recovered() > before, "the worker to recover");
   });
 
+  /** Writes `text` on a fresh connection, ends its side when `halfClose`, and returns all that came back. */
+  function raw(text: string, halfClose = false): Promise<string> {
+    return new Promise((resolve) => {
+      const socket = connect(Number(new URL(base).port), "127.0.0.1", () => {
+        if (halfClose) socket.end(text);
+        else socket.write(text);
+      });
+      let received = "";
+      socket.on("data", (d: Buffer) => (received += d.toString("latin1")));
+      socket.on("error", () => undefined);
+      socket.on("close", () => resolve(received));
+    });
+  }
+
+  it("refuses a transfer coding other than chunked with a counted 501, before any worker sees it", async () => {
+    const before = await responses(service);
+    const answer = await raw(
+      "POST /predictions/f?do=ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    expect(answer).to.match(/^HTTP\/1\.1 501 /);
+    const body = JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4)) as Record<string, unknown>;
+    expect(body).to.include({ code: 501 });
+    expect(String(body.message)).to.include("gzip, chunked");
+    expect((await responses(service))[2] - before[2], "a 5XX").to.equal(1);
+    // Plain chunked still goes through.
+    const chunked = await raw(
+      "POST /predictions/f?do=ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    );
+    expect(chunked).to.match(/^HTTP\/1\.1 200 /);
+  });
+
+  it("answers a client that half-closes after a whole request", async () => {
+    const answer = await raw(
+      "POST /predictions/f?do=ok HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+      true,
+    );
+    expect(answer).to.match(/^HTTP\/1\.1 200 /);
+    expect(answer).to.include('"path":"/predictions/f"');
+  });
+
+  it("answers CONNECT with a counted 405 JSON error", async () => {
+    const before = await responses(service);
+    const answer = await raw("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    expect(answer).to.match(/^HTTP\/1\.1 405 /);
+    expect(JSON.parse(answer.slice(answer.indexOf("\r\n\r\n") + 4))).to.include({ code: 405 });
+    expect((await responses(service))[1] - before[1]).to.equal(1);
+  });
+
   it("cuts a worker's output line that never ends at 64 KiB, without holding it", async () => {
     const rssBefore = process.memoryUsage().rss;
-    const outcome = await post(`${base}/predictions/f?do=flood`);
+    const outcome = await post(`${base}/predictions/flood?do=flood`);
     expect(outcome).to.include({ status: 200 });
     await until(() => logger.lines.some((l) => l.includes("flood over")), "the line after the flood");
     const cut = logger.lines.find((l) => l.includes("line longer than 65536 bytes cut"));

@@ -166,6 +166,11 @@ describe("ManagedWorker", () => {
     );
     expect(m, h.logger.lines.join("\n")).to.not.equal(null);
     expect([m![2], m![3]]).to.deep.equal([m![1], m![1]]);
+    // The start is logged with the command as run, not the template.
+    const port = m![1]!;
+    expect(h.logger.lines).to.include(
+      `INFO starting worker of m 1 (W-${port}-m_1): echo ${port} ${port}; exit 3`,
+    );
   });
 
   it("restarts a crashed worker on a new port: onExit, then onReady again, and kills its children", async () => {

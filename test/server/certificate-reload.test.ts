@@ -12,7 +12,6 @@ import {
   type CertificateFiles,
 } from "../support/certificates.js";
 import { until } from "../support/net.js";
-import { startTestService } from "../support/service.js";
 import { tempDir } from "../support/temp.js";
 import { requireTool } from "../support/tools.js";
 
@@ -158,67 +157,6 @@ describe("certificate reload under a running https server", function () {
       await until(async () => (await served()) === fingerprintOf(second.cert), "the new certificate");
     } finally {
       timed.stop();
-    }
-  });
-});
-
-describe("the service's certificate files", function () {
-  this.timeout(30_000);
-  let made: string;
-  let first: CertificateFiles;
-  let second: CertificateFiles;
-
-  before(function () {
-    requireTool(this, "openssl");
-    made = tempDir("service-tls-");
-    first = makeCertificate(made, "first");
-    second = makeCertificate(made, "second");
-  });
-
-  it("refuses an encrypted key at start with exit status 2, saying encrypted keys are not supported", async () => {
-    const encrypted = join(made, "encrypted.key");
-    encryptKey(first.key, encrypted);
-    const err = await startTestService({
-      metricsAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
-      certificateFile: first.cert,
-      privateKeyFile: encrypted,
-    }).then(
-      () => undefined,
-      (e: unknown) => e as { exitCode: number; key: string; message: string },
-    );
-    expect(err?.exitCode).to.equal(2);
-    expect(err?.key).to.equal("private_key_file");
-    expect(err?.message).to.include("encrypted keys are not supported");
-  });
-
-  it("serves a certificate rotated under the running service on both ports", async () => {
-    const dir = tempDir("service-tls-live-");
-    const live = { cert: join(dir, "tls.crt"), key: join(dir, "tls.key") };
-    copyFileSync(first.cert, live.cert);
-    copyFileSync(first.key, live.key);
-    const { service, logger } = await startTestService({
-      metricsAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
-      enableInferenceApi: true,
-      inferenceAddress: { protocol: "https", host: "127.0.0.1", port: 0 },
-      certificateFile: live.cert,
-      privateKeyFile: live.key,
-    });
-    try {
-      const ports = [service.metricsUrl, service.inferenceUrl].map((url) => Number(new URL(url ?? "").port));
-      for (const port of ports) expect(await servedFingerprint(port)).to.equal(fingerprintOf(first.cert));
-      copyFileSync(second.cert, live.cert);
-      copyFileSync(second.key, live.key);
-      // The service reads the files every 2 s and takes a pair two reads agree on.
-      for (const port of ports) {
-        await until(
-          async () => (await servedFingerprint(port)) === fingerprintOf(second.cert),
-          `port ${port} to serve the new certificate`,
-          20_000,
-        );
-      }
-      expect(logger.lines.filter((l) => l.includes("reloaded"))).to.have.length(1);
-    } finally {
-      await service.stop();
     }
   });
 });

@@ -341,6 +341,29 @@ describe("answerClientErrors when a response has begun", function () {
     expect(statuses).to.deep.equal([]);
   });
 
+  it("writes no 408 into a streaming answer to an earlier pipelined request", async () => {
+    await serve((req, res) => {
+      if (req.method !== "GET") return; // the upload behind it waits for its body
+      res.writeHead(200, { "Content-Type": "text/plain" });
+      res.write("hello\n");
+    });
+    const reply = await new Promise<string>((resolve) => {
+      const socket = connect(server.port, "127.0.0.1", () =>
+        socket.write(
+          "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n" +
+            "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        ),
+      );
+      let text = "";
+      socket.on("data", (d: Buffer) => (text += d.toString("latin1")));
+      socket.on("error", () => undefined);
+      socket.on("close", () => resolve(text));
+    });
+    expect(reply).to.match(/^HTTP\/1\.1 200 /);
+    expect(reply).not.to.include("408");
+    expect(statuses).to.deep.equal([]);
+  });
+
   it("answers 408, counted once, when the handler waits for the body that never comes", async () => {
     await serve(() => undefined);
     const reply = await endlessUpload(server.port);

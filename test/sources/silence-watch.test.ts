@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { setTimeout as sleep } from "node:timers/promises";
-import { SilenceWatch } from "../../src/sources/silence-watch.js";
+import { describeTorchServeSilence, SilenceWatch } from "../../src/sources/silence-watch.js";
 import { until } from "../support/net.js";
 
 describe("SilenceWatch", () => {
@@ -40,5 +40,52 @@ describe("SilenceWatch", () => {
       source.heard = Date.now();
     }
     expect(silences).to.deep.equal([]);
+  });
+
+  it("asks a function for the silence length at each check (a cadence learned meanwhile)", async () => {
+    const silences: number[] = [];
+    let afterMs = 10_000;
+    watch = new SilenceWatch({
+      afterMs: () => afterMs,
+      lastHeard: () => undefined,
+      onSilence: (ms) => silences.push(ms),
+    });
+    watch.start();
+    afterMs = 30;
+    // The first check is armed for 10 s; a cadence learned later applies from the next check on.
+    expect(silences).to.deep.equal([]);
+    watch.stop();
+    watch = new SilenceWatch({
+      afterMs: () => afterMs,
+      lastHeard: () => undefined,
+      onSilence: (ms) => silences.push(ms),
+    });
+    watch.start();
+    await until(() => silences.length === 1, "the report");
+  });
+});
+
+describe("describeTorchServeSilence", () => {
+  const base = { silentMs: 130_000, logDir: "/logs", intervalMs: 60_000 };
+
+  it("says lines stopped (not: switch to log mode) when metric lines came before", () => {
+    const text = describeTorchServeSilence({ ...base, sawMetricLines: true, accessLines: 5 });
+    expect(text).to.match(
+      /^TorchServe's metric lines stopped 130 s ago \(torchserve_log_dir=\/logs\); it writes host metrics every 60 s/,
+    );
+    expect(text).not.to.include("Set metrics_mode=log");
+  });
+
+  it("names metrics_mode=prometheus when the access log speaks and the metric files do not", () => {
+    const text = describeTorchServeSilence({ ...base, sawMetricLines: false, accessLines: 3 });
+    expect(text).to.match(
+      /^TorchServe answered 3 requests in its access log but wrote no metric line in 130 s/,
+    );
+    expect(text).to.include("Set metrics_mode=log");
+  });
+
+  it("asks whether TorchServe runs and the directory is right when nothing came", () => {
+    const text = describeTorchServeSilence({ ...base, sawMetricLines: false, accessLines: 0 });
+    expect(text).to.match(/^nothing from TorchServe in 130 s \(torchserve_log_dir=\/logs\): is it running/);
   });
 });

@@ -420,6 +420,93 @@ describe("TorchServeLineIngest", () => {
     });
   });
 
+  describe("priming from the files' last lines (a late start)", () => {
+    const ts_metrics = [
+      `${T} - Requests2XX.Count:1.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+      `${T} - QueueTime.Milliseconds:3.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+      `${T} - WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-mnist_1.0,Level:Host|#hostname:${H},timestamp:${TS}`,
+      `${T} - QueueTime.Milliseconds:5.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+      `${T} - CPUUtilization.Percent:7.5|#Level:Host|#hostname:${H},timestamp:${TS}`,
+    ];
+    const model_metrics = [
+      `${T} - HandlerTime.ms:9.5|#ModelName:mnist,Level:Model|#hostname:${H},requestID:r,timestamp:${TS}`,
+    ];
+
+    it("sets each gauge to its last value and counts no history (counters, histograms, applied lines)", async () => {
+      const { h, ts } = rig();
+      const primed = await ts.prime(() =>
+        Promise.resolve([
+          { file: "ts_metrics", lines: ts_metrics },
+          { file: "model_metrics", lines: model_metrics },
+        ]),
+      );
+      expect(primed).to.equal(4);
+      const text = await h.scrape();
+      expect(sample(text, `QueueTime{Level="Host",Hostname="${H}",}`)).to.equal(5);
+      expect(
+        sample(text, `WorkerLoadTime{WorkerName="W-9000-mnist_1.0",Level="Host",Hostname="${H}",}`),
+      ).to.equal(2704);
+      expect(sample(text, `CPUUtilization{Level="Host",Hostname="${H}",}`)).to.equal(7.5);
+      expect(sample(text, `HandlerTime{ModelName="mnist",Level="Model",Hostname="${H}",}`)).to.equal(9.5);
+      expect(text).not.to.match(/^Requests2XX\{/m);
+      expect(text).not.to.match(/^serve_handler_time_seconds_count\{/m);
+      expect(text).not.to.match(/^serve_metric_lines_applied_total\{/m);
+      expect(h.events).to.deep.equal([]);
+    });
+
+    it("never undoes a value a live record set while the files were read back", async () => {
+      const { h, ts } = rig();
+      await ts.prime(() => {
+        ts.apply(
+          `${T} - QueueTime.Milliseconds:8.0|#Level:Host|#hostname:${H},timestamp:${TS}`,
+          "torchserve",
+          "ts_metrics",
+        );
+        return Promise.resolve([{ file: "ts_metrics", lines: ts_metrics }]);
+      });
+      expect(sample(await h.scrape(), `QueueTime{Level="Host",Hostname="${H}",}`)).to.equal(8);
+    });
+
+    it("learns served models and types from ts_log.log's last lines", async () => {
+      const { ts, access } = rig({ waitMs: 60_000 });
+      await ts.prime(() =>
+        Promise.resolve([
+          {
+            file: "ts_log",
+            lines: [`${T} [INFO ] main org.pytorch.serve.wlm.ModelManager - Model resnet18 loaded.`],
+          },
+        ]),
+      );
+      ts.apply(`${T} - /127.0.0.1:1 "POST /predictions/resnet18 HTTP/1.1" 500 3`, "torchserve", "access_log");
+      expect(access.map((a) => a.model)).to.deep.equal(["resnet18"]);
+      ts.stop();
+    });
+  });
+
+  describe("what TorchServe's lines say about it", () => {
+    const memory = (host: string, timestamp: number) =>
+      `${T} - MemoryUsed.Megabytes:100.0|#Level:Host|#hostname:${host},timestamp:${timestamp}`;
+
+    it("learns TorchServe's metric interval from the cadence of its host-metric bursts (the smallest gap)", () => {
+      const { ts } = rig();
+      expect(ts.metricIntervalMs()).to.equal(undefined);
+      for (const at of [1000, 1030, 1090, 1120]) ts.apply(memory(H, at), "torchserve", "ts_metrics");
+      expect(ts.metricIntervalMs()).to.equal(30_000);
+    });
+
+    it("warns once, naming both hosts, when two TorchServes write one directory", () => {
+      const { h, ts } = rig();
+      ts.apply(memory("host-a", 1), "torchserve", "ts_metrics");
+      ts.apply(memory("host-a", 2), "torchserve", "ts_metrics");
+      ts.apply(memory("host-b", 2), "torchserve", "ts_metrics");
+      ts.apply(memory("host-c", 3), "torchserve", "ts_metrics");
+      const warned = h.logger.lines.filter((l) => l.includes("two TorchServes"));
+      expect(warned).to.have.length(1);
+      expect(warned[0]).to.include("host-a and host-b");
+      expect(warned[0]).to.include("one sidecar per TorchServe log directory");
+    });
+  });
+
   describe("a followed file's content in the log", () => {
     const SECRET = "root:$6$Zk1secretsalt$Qm9vYmFyYmF6aGFzaA:19000:0:99999:7:::";
 

@@ -16,7 +16,21 @@ export function cleanEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
 
 /** Starts `serve-metrics` from source as a child process. */
 export function spawnCli(args: string[], env: NodeJS.ProcessEnv = cleanEnv()): ChildProcess {
-  return spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: REPO_ROOT, env });
+  const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], { cwd: REPO_ROOT, env });
+  recordStderr(child);
+  return child;
+}
+
+// Everything a child wrote to stderr since it was recorded: two lines can arrive in one chunk, and
+// a wait that starts after the first one matched must still find the second.
+const stderrSoFar = new WeakMap<ChildProcess, { text: string }>();
+
+/** Keeps the child's stderr from now on, for waitForStderr; spawnCli does it for its children. */
+export function recordStderr(child: ChildProcess): void {
+  if (stderrSoFar.has(child)) return;
+  const record = { text: "" };
+  stderrSoFar.set(child, record);
+  child.stderr?.on("data", (d: Buffer) => (record.text += d.toString()));
 }
 
 /** Runs the CLI to completion (it must exit by itself) and returns its exit code and output. */
@@ -32,22 +46,27 @@ export function runCli(
   return new Promise((resolve) => child.on("close", (code) => resolve({ code, stdout, stderr })));
 }
 
-/** Resolves with the first match of `pattern` in the child's stderr; rejects if it exits first. */
+/**
+ * Resolves with the first match of `pattern` in the child's stderr since it was recorded (see
+ * recordStderr); rejects if it exits first.
+ */
 export function waitForStderr(child: ChildProcess, pattern: RegExp): Promise<RegExpMatchArray> {
+  recordStderr(child);
+  const record = stderrSoFar.get(child) ?? { text: "" };
   return new Promise((resolve, reject) => {
-    let seen = "";
-    const onData = (d: Buffer): void => {
-      seen += d.toString();
-      const m = seen.match(pattern);
+    const look = (): void => {
+      const m = record.text.match(pattern);
       if (m) {
-        child.stderr?.off("data", onData);
+        child.stderr?.off("data", look);
         resolve(m);
       }
     };
-    child.stderr?.on("data", onData);
+    // Listeners run in the order they were added, so the record has this chunk already.
+    child.stderr?.on("data", look);
     child.once("exit", (code) =>
-      reject(new Error(`exited with ${String(code)} before ${String(pattern)}:\n${seen}`)),
+      reject(new Error(`exited with ${String(code)} before ${String(pattern)}:\n${record.text}`)),
     );
+    look();
   });
 }
 
