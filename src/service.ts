@@ -32,6 +32,7 @@ import { TorchServeLineIngest } from "./sources/torchserve-ingest.js";
 import { describeTorchServeSilence } from "./sources/silence-watch.js";
 import { lookBack, LOOK_BACK_BYTES } from "./sources/look-back.js";
 import { TorchServeLogFollower } from "./sources/torchserve-logs.js";
+import type { ExpositionFormat } from "./exposition/scrape.js";
 import { ProcessSampler } from "./sources/process-sampler.js";
 import { SystemSampler } from "./sources/system-sampler.js";
 import { extraMetrics } from "./telemetry/extra-metrics.js";
@@ -345,7 +346,8 @@ function buildParts(wiring: PartsWiring): ServiceParts {
   } = wiring;
   const { telemetry, scraper, ingest, ownMetrics, activity, countResponse } = wiring;
   const { recorder } = telemetry;
-  const render = (filter: ReadonlySet<string> | undefined): Promise<Buffer[]> => scraper.scrapeChunks(filter);
+  const render = (filter: ReadonlySet<string> | undefined, format: ExpositionFormat): Promise<Buffer[]> =>
+    scraper.scrapeChunks(filter, format);
   // The parts, in start order; a stop drains them all, then stops them in reverse (stopParts).
   // Telemetry first, so that it stops last: its final OTLP export comes after everything was
   // counted. The servers come last, so they stop first.
@@ -393,8 +395,10 @@ function buildParts(wiring: PartsWiring): ServiceParts {
         handler: createMetricsHandler({
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
+          protobuf: scraper.protobuf,
           onResponse: countResponse,
           logger,
+          sendTimeoutMs: settings.scrapeSendTimeoutSeconds * 1000,
         }),
         onClientErrorResponse: countResponse,
         logger,

@@ -51,6 +51,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   metricLinesMaxBytes: 8 * 1024 * 1024,
   maxLabelValueLength: 1024,
   requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
+  // Prometheus gives up on a scrape after scrape_timeout (10 s by default); see README.
+  scrapeSendTimeoutSeconds: 15,
   sourceFile: undefined,
 } satisfies Settings);
 
@@ -172,6 +174,9 @@ const SETTERS: Record<string, Apply> = {
   },
   default_startup_timeout: (s, raw) => {
     s.defaultStartupTimeoutSeconds = parseInterval(raw);
+  },
+  scrape_send_timeout: (s, raw) => {
+    s.scrapeSendTimeoutSeconds = parseInterval(raw);
   },
   client_body_timeout: (s, raw) => {
     s.clientBodyTimeoutSeconds = parseInterval(raw);

@@ -109,6 +109,8 @@ export interface Settings {
   maxLabelValueLength: number;
   /** Bucket bounds, in seconds, of the request-duration histogram. */
   requestDurationBuckets: readonly number[];
+  /** Seconds a `/metrics` answer may take to send before its connection is closed. */
+  scrapeSendTimeoutSeconds: number;
   /** The config.properties file the settings came from, if any; used in error messages. */
   sourceFile: string | undefined;
 }

@@ -16,6 +16,12 @@ const LEGACY_FAMILIES = new Set([
   "ts_queue_latency_microseconds",
 ]);
 
+/**
+ * The expositions a scrape can render: TorchServe's text (0.0.4), or delimited protobuf
+ * `io.prometheus.client.MetricFamily` messages (TorchServe naming only).
+ */
+export type ExpositionFormat = "text" | "protobuf";
+
 /** What scrapes render and how. */
 export interface ScrapeOptions {
   mode: MetricsMode;
@@ -42,6 +48,8 @@ export interface ScrapeOptions {
 export class Scraper {
   private readonly store: SeriesStore | undefined;
   private queue: Promise<unknown> = Promise.resolve();
+  /** Scrapes queued but not begun, by filter: a scrape that arrives meanwhile joins its filter's. */
+  private readonly waiting = new Map<string, Promise<Buffer[]>>();
 
   constructor(
     private readonly reader: PullReader,
@@ -64,14 +72,35 @@ export class Scraper {
   /**
    * The exposition for a `name[]` filter (undefined: everything) as UTF-8 chunks, to be written
    * in turn and never joined (the whole text may be longer than a string can be); none in log mode.
+   * Scrapes with the same filter that arrive while one is waiting for its turn share its
+   * collection and its chunks (by reference), so concurrent scrapers hold one body, not one each.
    */
-  scrapeChunks(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
-    if (this.options.mode === "log") return Promise.resolve([]);
-    // A delta collection holds only what came after the previous one: if two scrapes overlapped,
-    // the later could render before the earlier's deltas were in the store.
-    const result = this.queue.then(() => this.collect(filter));
-    this.queue = result.catch(() => undefined);
-    return result;
+  async scrapeChunks(
+    filter: ReadonlySet<string> | undefined,
+    format: ExpositionFormat = "text",
+  ): Promise<Buffer[]> {
+    if (this.options.mode === "log") return [];
+    const key = `${format} ${filter === undefined ? "*" : JSON.stringify([...filter].sort())}`;
+    let result = this.waiting.get(key);
+    if (result === undefined) {
+      // A delta collection holds only what came after the previous one: if two scrapes overlapped,
+      // the later could render before the earlier's deltas were in the store. A scrape joins
+      // only one that has not begun, so it sees everything recorded before it arrived.
+      const mine: Promise<Buffer[]> = this.queue.then(() => {
+        this.waiting.delete(key);
+        return this.collect(filter, format);
+      });
+      result = mine;
+      this.waiting.set(key, mine);
+      this.queue = mine.catch(() => undefined);
+    }
+    // Each caller gets its own array of the shared chunks.
+    return [...(await result)];
+  }
+
+  /** Whether {@link scrapeChunks} can render protobuf: in TorchServe naming. */
+  get protobuf(): boolean {
+    return this.store !== undefined;
   }
 
   /** {@link scrapeChunks} as one string (which V8 limits to ~512 MiB). */
@@ -105,7 +134,10 @@ export class Scraper {
     this.options.activity?.expire((family, labels) => store.evict(family, labels));
   }
 
-  private async collect(filter: ReadonlySet<string> | undefined): Promise<Buffer[]> {
+  private async collect(
+    filter: ReadonlySet<string> | undefined,
+    format: ExpositionFormat,
+  ): Promise<Buffer[]> {
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -126,6 +158,8 @@ export class Scraper {
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
         : this.families;
-    return this.store.render(shown, filter);
+    return format === "protobuf"
+      ? this.store.renderProtobuf(shown, filter)
+      : this.store.render(shown, filter);
   }
 }

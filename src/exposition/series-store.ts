@@ -10,6 +10,8 @@ import {
   type HistogramValue,
 } from "./torchserve-text.js";
 import { chunksToString, TextChunks } from "./text-chunks.js";
+import { writeFamily } from "./protobuf-family.js";
+import { ProtobufWriter } from "./protobuf-writer.js";
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
@@ -32,6 +34,8 @@ interface FamilyState {
   histogram: boolean;
   /** The family's samples as encoded chunks, until one of its series changes or goes. */
   text: Buffer[] | undefined;
+  /** The family as a delimited protobuf MetricFamily, until one of its series changes or goes. */
+  protobuf: Buffer | undefined;
   /** Where the points of the family's last delta went, in their order; dropped on eviction. */
   last: PointOrder | undefined;
 }
@@ -68,6 +72,7 @@ export class SeriesStore {
   private readonly states = new Map<string, FamilyState>();
   private readonly specs = new Map<string, FamilySpec>();
   private indexed = 0;
+  private readonly writer = new ProtobufWriter();
 
   constructor(private readonly options: SeriesStoreOptions) {}
 
@@ -158,6 +163,27 @@ export class SeriesStore {
   }
 
   /**
+   * The same families as delimited protobuf `io.prometheus.client.MetricFamily` messages, one
+   * buffer per family, kept while the family is unchanged. Families without series are left out
+   * (a MetricFamily needs a Metric). A `filter` keeps a family when it names one of its samples;
+   * a histogram goes whole, as one metric it is.
+   */
+  renderProtobuf(families: readonly FamilySpec[], filter?: ReadonlySet<string>): Buffer[] {
+    const out: Buffer[] = [];
+    for (const spec of families) {
+      const state = this.state(spec);
+      if (state.series.size === 0) continue;
+      if (filter !== undefined && !this.selected(state, filter)) continue;
+      if (state.protobuf === undefined) {
+        writeFamily(this.writer, spec, state.histogram, state.series);
+        state.protobuf = this.writer.take();
+      }
+      out.push(state.protobuf);
+    }
+    return out;
+  }
+
+  /**
    * Forgets one series (expired): its memory goes, it no longer counts against the family's
    * limit, and a later point starts it again from zero, as a new series.
    */
@@ -166,6 +192,7 @@ export class SeriesStore {
     if (state === undefined || !state.series.delete(labels)) return;
     if (labels !== OVERFLOW_LABELS) state.real--;
     state.text = undefined;
+    state.protobuf = undefined;
     // The last delta's order may name the evicted series, which must now start again as new.
     state.last = undefined;
   }
@@ -175,6 +202,13 @@ export class SeriesStore {
     let total = 0;
     for (const state of this.states.values()) total += state.series.size;
     return total;
+  }
+
+  /** Whether a `name[]` filter names one of the family's samples. */
+  private selected(state: FamilyState, filter: ReadonlySet<string>): boolean {
+    const { name } = state.spec;
+    if (!state.histogram) return filter.has(name);
+    return filter.has(`${name}_bucket`) || filter.has(`${name}_count`) || filter.has(`${name}_sum`);
   }
 
   private samples(state: FamilyState, filter: ReadonlySet<string> | undefined): Buffer[] {
@@ -253,6 +287,7 @@ export class SeriesStore {
 
   private changed(state: FamilyState, labels: string): void {
     state.text = undefined;
+    state.protobuf = undefined;
     this.options.onUpdate?.(state.spec.name, labels);
   }
 
@@ -278,6 +313,7 @@ export class SeriesStore {
         // Known from the data, not the catalog: a view may aggregate a histogram some other way.
         histogram: false,
         text: undefined,
+        protobuf: undefined,
         last: undefined,
       };
       this.states.set(spec.name, state);

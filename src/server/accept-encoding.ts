@@ -34,7 +34,7 @@ export function acceptsGzip(header: string | string[] | undefined): boolean {
 }
 
 /** The item's `q` parameter (1 when absent), or undefined when it is not a number in [0, 1]. */
-function qValue(params: readonly string[]): number | undefined {
+export function qValue(params: readonly string[]): number | undefined {
   for (const param of params) {
     const [name = "", value = ""] = param.split("=");
     if (name.trim().toLowerCase() !== "q") continue;

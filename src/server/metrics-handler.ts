@@ -2,21 +2,41 @@ import type { IncomingMessage, RequestListener, ServerResponse } from "node:http
 import type { Logger } from "../log.js";
 import { GzipBody } from "../exposition/gzip-body.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
+import type { ExpositionFormat } from "../exposition/scrape.js";
 import { acceptsGzip } from "./accept-encoding.js";
+import { negotiateFormat, PROTOBUF_CONTENT_TYPE } from "./accept-format.js";
 import { jsonError, writeReply, type Reply } from "./json-error.js";
+import { ScrapeSends } from "./scrape-sends.js";
 import { writeChunks } from "./write-chunks.js";
+
+/**
+ * Seconds a scrape's answer may take by default: Prometheus gives up on a scrape after its
+ * `scrape_timeout` (10 s by default), so sending longer serves nobody, and holds the body.
+ */
+export const DEFAULT_SCRAPE_SEND_TIMEOUT_SECONDS = 15;
 
 /** What the metrics endpoint needs from the service. */
 export interface MetricsEndpoint {
   /**
    * Renders the exposition for a `name[]` filter (undefined: everything) as chunks, written in
-   * turn: the whole text may be longer than one string can be.
+   * turn: the whole text may be longer than one string can be. `format` is "protobuf" only
+   * where {@link protobuf} is true.
    */
-  render(filter: ReadonlySet<string> | undefined): Promise<readonly Uint8Array[]>;
+  render(filter: ReadonlySet<string> | undefined, format: ExpositionFormat): Promise<readonly Uint8Array[]>;
+  /** The text exposition's content type. */
   contentType: string;
+  /** Whether a scraper that asks for protobuf (by `Accept`) may get it; default false. */
+  protobuf?: boolean | undefined;
   /** Called once for every response sent, with its status (Requests2XX/4XX/5XX). */
   onResponse(status: number): void;
   logger: Logger;
+  /**
+   * Milliseconds a scrape's answer may take from its headers to its last byte; then its connection
+   * is closed. Default {@link DEFAULT_SCRAPE_SEND_TIMEOUT_SECONDS}.
+   */
+  sendTimeoutMs?: number | undefined;
+  /** The ledger of scrapes being sent (given by tests that look at it); default: a new one. */
+  sends?: ScrapeSends | undefined;
 }
 
 /** A scrape's answer: the exposition's chunks. */
@@ -30,12 +50,38 @@ interface Exposition {
  * The metrics API's request handler: GET and HEAD on `/metrics`, 405 for other methods there,
  * 404 elsewhere; errors as JSON `{code, type, message}`. The exposition is gzip-compressed for
  * clients that accept it (Prometheus does), and written chunk by chunk as the client takes it;
- * a client that goes away mid-body only ends the writing.
+ * a client that goes away mid-body only ends the writing. A client that stops reading is cut
+ * after the send timeout, and the bodies unfinished scrapes hold are bounded by
+ * {@link ScrapeSends}, so stalled scrapers cannot pin memory.
  */
 export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener {
   const gzip = new GzipBody();
+  const { logger } = endpoint;
+  let lastWarned = -Infinity;
+  let unreported = 0;
+  const sends =
+    endpoint.sends ??
+    new ScrapeSends({
+      onClosed: (count) => {
+        unreported += count;
+        // Once a minute at most: a flood of stalled scrapers must not flood the log as well.
+        if (Date.now() - lastWarned < 60_000) return;
+        lastWarned = Date.now();
+        logger.warn(
+          `/metrics: closed ${unreported} unfinished scrape(s) whose clients had stopped reading ` +
+            `while newer scrapes held their own bodies (memory bound: see SECURITY.md)`,
+        );
+        unreported = 0;
+      },
+    });
+  const context: Context = {
+    endpoint,
+    gzip,
+    sends,
+    sendTimeoutMs: endpoint.sendTimeoutMs ?? DEFAULT_SCRAPE_SEND_TIMEOUT_SECONDS * 1000,
+  };
   return (req: IncomingMessage, res: ServerResponse): void => {
-    void respond(endpoint, gzip, req, res).catch((err: unknown) => {
+    void respond(context, req, res).catch((err: unknown) => {
       endpoint.logger.error(
         `/metrics: answer failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
       );
@@ -44,17 +90,31 @@ export function createMetricsHandler(endpoint: MetricsEndpoint): RequestListener
   };
 }
 
-async function respond(
-  endpoint: MetricsEndpoint,
-  gzip: GzipBody,
-  req: IncomingMessage,
-  res: ServerResponse,
-): Promise<void> {
-  const r = await reply(endpoint, gzip, req);
+/** What every scrape of one handler shares. */
+interface Context {
+  endpoint: MetricsEndpoint;
+  gzip: GzipBody;
+  sends: ScrapeSends;
+  sendTimeoutMs: number;
+}
+
+async function respond(context: Context, req: IncomingMessage, res: ServerResponse): Promise<void> {
+  const { endpoint, sends } = context;
+  const r = await reply(endpoint, context.gzip, req);
   // Counted before the bytes leave, so the client's next scrape already includes this response.
   endpoint.onResponse(r.status);
-  if ("chunks" in r) await writeChunks(res, r.status, r.headers, r.chunks, req.method === "HEAD");
-  else writeReply(req, res, r);
+  if (!("chunks" in r)) {
+    writeReply(req, res, r);
+    return;
+  }
+  const headOnly = req.method === "HEAD";
+  const send = { chunks: headOnly ? [] : r.chunks, close: () => res.destroy() };
+  sends.begin(send);
+  try {
+    await writeChunks(res, r.status, r.headers, r.chunks, { headOnly, timeoutMs: context.sendTimeoutMs });
+  } finally {
+    sends.end(send);
+  }
 }
 
 async function reply(
@@ -76,15 +136,20 @@ async function reply(
       Allow: "GET, HEAD",
     });
   }
+  const format = endpoint.protobuf === true ? negotiateFormat(req.headers.accept) : "text";
   let chunks: readonly Uint8Array[];
   try {
-    chunks = await endpoint.render(parseNameFilter(url.search));
+    chunks = await endpoint.render(parseNameFilter(url.search), format);
   } catch (err) {
     endpoint.logger.error(`/metrics: collection failed: ${(err as Error).stack ?? String(err)}`);
     return jsonError(500, "Metrics collection failed; see the service log.");
   }
   // HEAD is compressed too, so that its Content-Length is the one GET would send.
-  const headers = { "Content-Type": endpoint.contentType, Vary: "Accept-Encoding" };
+  const headers = {
+    "Content-Type": format === "protobuf" ? PROTOBUF_CONTENT_TYPE : endpoint.contentType,
+    // Where protobuf can be negotiated, the answer depends on Accept too.
+    Vary: endpoint.protobuf === true ? "Accept-Encoding, Accept" : "Accept-Encoding",
+  };
   if (!acceptsGzip(req.headers["accept-encoding"])) return { status: 200, headers, chunks };
   return { status: 200, headers: { ...headers, "Content-Encoding": "gzip" }, chunks: gzip.compress(chunks) };
 }

@@ -45,6 +45,7 @@ describe("DEFAULT_SETTINGS", () => {
       metricLinesMaxBytes: 8388608,
       maxLabelValueLength: 1024,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      scrapeSendTimeoutSeconds: 15,
       sourceFile: undefined,
     } satisfies Settings);
   });
@@ -126,6 +127,7 @@ describe("resolveSettings", () => {
           "default_response_timeout=30",
           "default_startup_timeout=0.5",
           "torchserve_zero_series=true",
+          "scrape_send_timeout=2.5",
           "client_body_timeout=5",
           "client_read_timeout=0.25",
           "drain_timeout=2.5",
@@ -168,6 +170,7 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        scrapeSendTimeoutSeconds: 2.5,
         sourceFile: configPath(),
       } satisfies Settings);
       expect(logger.lines).to.deep.equal([]);
@@ -433,6 +436,7 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        scrapeSendTimeoutSeconds: 15,
         sourceFile: undefined,
       } satisfies Settings);
     });

@@ -49,6 +49,40 @@ describe("Scraper", () => {
     expect(await first).to.include('Hits{Model="a",} 1.0\n');
   });
 
+  it("lets scrapes that arrive while one waits its turn share its collection and chunks", async () => {
+    const { provider, hits, scraper } = setup();
+    let collections = 0;
+    provider
+      .getMeter("b")
+      .createObservableGauge("Slow")
+      .addCallback(async (result) => {
+        collections++;
+        await sleep(50);
+        result.observe(collections);
+      });
+    const pad = "p".repeat(100);
+    for (let i = 0; i < 1000; i++) hits.add(1, { Model: `${pad}${i}` });
+    const running = scraper.scrapeChunks(undefined);
+    await sleep(10);
+    // The first collection is under way: what is recorded now must reach the scrapes below.
+    hits.add(1, { Model: "late" });
+    const waiting = [1, 2, 3].map(() => scraper.scrapeChunks(undefined));
+    const filtered = scraper.scrapeChunks(new Set(["Hits"]));
+    const [first, a, b, c] = await Promise.all([running, ...waiting]);
+    if (a === undefined || b === undefined || c === undefined) throw new Error("missing");
+    expect(Buffer.concat(a).toString()).to.include('Hits{Model="late",} 1.0\n');
+    expect(Buffer.concat(first).toString()).not.to.include('Model="late"');
+    // The same chunk objects, in arrays of their own.
+    expect(a).not.to.equal(b);
+    expect(a.length).to.be.greaterThan(1);
+    a.forEach((chunk, i) => {
+      expect(chunk).to.equal(b[i]);
+      expect(chunk).to.equal(c[i]);
+    });
+    expect(Buffer.concat(await filtered).toString()).to.include('Hits{Model="late",} 1.0\n');
+    expect(collections).to.equal(3); // the running one, the three joined in one, the filtered one
+  });
+
   it("shows only the three ts_* counters in legacy mode, and nothing in log mode", async () => {
     const legacy = setup({ mode: "legacy" });
     legacy.hits.add(1, { Model: "a" });

@@ -3,10 +3,14 @@ import { execFile } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createServer, request as httpRequest, type IncomingHttpHeaders } from "node:http";
 import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
 import { promisify } from "node:util";
 import { gunzipSync } from "node:zlib";
 import { createMemoryLogger } from "../../src/log.js";
 import { createMetricsHandler, type MetricsEndpoint } from "../../src/server/metrics-handler.js";
+import { ScrapeSends } from "../../src/server/scrape-sends.js";
 import type { MetricsService } from "../../src/service.js";
 import { countGzipMembers } from "../support/gzip.js";
 import { startTestService } from "../support/service.js";
@@ -37,11 +41,20 @@ function get(url: string, headers: Record<string, string> = {}, method = "GET"):
 const GZIP = { "Accept-Encoding": "gzip" };
 
 /** The metrics handler on loopback over a given render; what it counted and logged. */
-async function serveHandler(render: MetricsEndpoint["render"]) {
+async function serveHandler(
+  render: MetricsEndpoint["render"],
+  more: Pick<MetricsEndpoint, "sendTimeoutMs" | "sends"> = {},
+) {
   const logger = createMemoryLogger();
   const statuses: number[] = [];
   const server = createServer(
-    createMetricsHandler({ render, contentType: "text/plain", onResponse: (s) => statuses.push(s), logger }),
+    createMetricsHandler({
+      render,
+      contentType: "text/plain",
+      onResponse: (s) => statuses.push(s),
+      logger,
+      ...more,
+    }),
   );
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const address = server.address();
@@ -215,4 +228,107 @@ describe("/metrics with Accept-Encoding: gzip", () => {
       await h.stop();
     }
   });
+});
+
+/**
+ * The bytes of live ArrayBuffers (Buffers' memory, off the V8 heap) after full garbage
+ * collections: closed sockets let go of their buffers a few turns later, and V8 frees backing
+ * stores behind the collection, so it collects until two readings 100 ms apart agree.
+ */
+async function arrayBuffersAfterGc(): Promise<number> {
+  setFlagsFromString("--expose-gc");
+  const gc = runInNewContext("gc") as () => void;
+  let last = Infinity;
+  for (let i = 0; i < 20; i++) {
+    gc();
+    const now = process.memoryUsage().arrayBuffers;
+    if (Math.abs(now - last) < 1024 * 1024) return now;
+    last = now;
+    await sleep(100);
+  }
+  return last;
+}
+
+/** A client that sends a request and never reads the answer; `resume` reads it to its end. */
+function stalledScraper(port: number, headers: string) {
+  const socket = connect(port, "127.0.0.1", () =>
+    socket.write(`GET /metrics HTTP/1.1\r\nHost: x\r\n${headers}\r\n`),
+  );
+  socket.pause();
+  socket.on("error", () => undefined);
+  return {
+    /** Reads what the server sent until the connection ends; the bytes received, headers included. */
+    resume(): Promise<number> {
+      return new Promise((resolve) => {
+        let received = 0;
+        socket.on("data", (data: Buffer) => (received += data.length));
+        socket.on("close", () => resolve(received));
+        socket.resume();
+      });
+    },
+  };
+}
+
+describe("/metrics with scrapers that stop reading", () => {
+  const BODY = 8 * 1024 * 1024;
+  const STALLED = 16;
+  // Long enough for the scrapers to start on a loaded machine before the first is timed out.
+  const TIMEOUT_MS = 6000;
+
+  for (const encoding of ["plain", "gzip"] as const) {
+    it(`holds about two bodies for ${STALLED} stalled ${encoding} scrapers, not ${STALLED}, answers others meanwhile, and closes them after the send timeout`, async function () {
+      this.timeout(60_000);
+      let renders = 0;
+      // Every scrape a new body, as when series change between scrapes; random, so gzip cannot
+      // shrink it below what the socket buffers take.
+      const render = (): Promise<Uint8Array[]> => {
+        renders++;
+        const body = randomBytes(BODY);
+        return Promise.resolve(
+          Array.from({ length: BODY / 65536 }, (_, i) => body.subarray(i * 65536, (i + 1) * 65536)),
+        );
+      };
+      const sends = new ScrapeSends();
+      const h = await serveHandler(render, { sendTimeoutMs: TIMEOUT_MS, sends });
+      const headers = encoding === "gzip" ? "Accept-Encoding: gzip\r\n" : "";
+      try {
+        const baseline = await arrayBuffersAfterGc();
+        const started = Date.now();
+        const clients = [];
+        for (let i = 0; i < STALLED; i++) {
+          clients.push(stalledScraper(h.port, headers));
+          // One at a time, so that each renders its own body (scrapes at the same moment would share one).
+          while (h.statuses.length <= i) await sleep(5);
+          expect(sends.heldBytes).to.be.at.most(2 * BODY + 64 * 1024);
+        }
+        expect(renders).to.equal(STALLED);
+        const grown = (await arrayBuffersAfterGc()) - baseline;
+        // Unbounded, this would be 16 bodies (128 MiB); the bound is 2, with room for socket buffers.
+        expect(grown).to.be.below(5 * BODY);
+        expect(sends.size).to.be.at.most(2);
+
+        // A scraper that reads gets its whole answer meanwhile.
+        const normal = await get(h.url, encoding === "gzip" ? GZIP : {});
+        expect([normal.status, normal.body.length]).to.deep.equal([
+          200,
+          Number(normal.headers["content-length"]),
+        ]);
+        expect(normal.body.length).to.be.at.least(BODY);
+        normal.body = Buffer.alloc(0);
+
+        // Past the send timeout, nothing is held and every stalled connection was closed short of its body.
+        while (sends.size > 0 && Date.now() - started < TIMEOUT_MS + 20_000) await sleep(50);
+        expect(sends.size).to.equal(0);
+        expect(sends.heldBytes).to.equal(0);
+        for (const received of await Promise.all(clients.map((c) => c.resume()))) {
+          expect(received).to.be.below(BODY);
+        }
+        expect((await arrayBuffersAfterGc()) - baseline).to.be.below(BODY);
+        expect(h.statuses).to.deep.equal(Array.from({ length: STALLED + 1 }, () => 200));
+        expect(sends.closed).to.be.at.least(STALLED - 3);
+      } finally {
+        await h.stop();
+      }
+    });
+  }
 });

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { createServer, get, type Server, type ServerResponse } from "node:http";
-import { connect } from "node:net";
+import { connect, type Socket } from "node:net";
 import { writeChunks } from "../../src/server/write-chunks.js";
 
 /** A loopback server whose every request is answered by `answer`; its URL and the server. */
@@ -24,9 +24,9 @@ describe("writeChunks", () => {
     const chunks = ["a\n", "bé\n", "", "c\n"].map((s) => Buffer.from(s));
     const results: boolean[] = [];
     const { url, server } = await serve((res, method) => {
-      void writeChunks(res, 200, { "Content-Type": "text/plain" }, chunks, method === "HEAD").then((ok) =>
-        results.push(ok),
-      );
+      void writeChunks(res, 200, { "Content-Type": "text/plain" }, chunks, {
+        headOnly: method === "HEAD",
+      }).then((ok) => results.push(ok));
     });
     try {
       const got = await fetch(url);
@@ -98,6 +98,52 @@ describe("writeChunks", () => {
       expect((response?.listenerCount("close") ?? 0) + (response?.listenerCount("drain") ?? 0)).to.be.at.most(
         listenersBefore,
       );
+    } finally {
+      await close(server);
+    }
+  });
+
+  it("closes the connection of a client that stops reading once the send timeout passes", async () => {
+    // Far more than the socket buffers take, so the writing waits on a client that never reads.
+    const block = Buffer.alloc(1024 * 1024, "z");
+    const chunks = Array.from({ length: 64 }, () => block);
+    let writing: Promise<boolean> | undefined;
+    let response: ServerResponse | undefined;
+    const { url, server } = await serve((res) => {
+      response = res;
+      writing = writeChunks(res, 200, {}, chunks, { timeoutMs: 300 });
+    });
+    const { port } = new URL(url);
+    const socket = connect(Number(port), "127.0.0.1", () =>
+      socket.write("GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    socket.pause();
+    try {
+      while (writing === undefined) await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(await writing).to.equal(false);
+      expect(response?.destroyed).to.equal(true);
+      expect(response?.writableEnded).to.equal(false);
+    } finally {
+      socket.destroy();
+      await close(server);
+    }
+  });
+
+  it("leaves a client that reads its answer in time alone, its kept-alive connection open", async () => {
+    const chunks = [Buffer.from("fine\n")];
+    const results: boolean[] = [];
+    const sockets: (Socket | null)[] = [];
+    const { url, server } = await serve((res) => {
+      sockets.push(res.socket);
+      void writeChunks(res, 200, {}, chunks, { timeoutMs: 200 }).then((ok) => results.push(ok));
+    });
+    try {
+      const got = await fetch(url);
+      expect(await got.text()).to.equal("fine\n");
+      // Past the timeout, the kept-alive connection is still open.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      expect(sockets.map((socket) => socket?.destroyed)).to.deep.equal([false]);
+      expect(results).to.deep.equal([true]);
     } finally {
       await close(server);
     }

@@ -19,11 +19,15 @@ export interface RunningPrometheus {
   stop: () => Promise<void>;
 }
 
-/** Starts `binary` on a free loopback port with `configFile` and a TSDB under `dataDir`. */
+/**
+ * Starts `binary` on a free loopback port with `configFile` and a TSDB under `dataDir`; `flags`
+ * are added (e.g. `--enable-feature=native-histograms`).
+ */
 export async function startPrometheus(
   binary: string,
   configFile: string,
   dataDir: string,
+  flags: readonly string[] = [],
 ): Promise<RunningPrometheus> {
   const port = await freePort();
   const child: ChildProcess = spawn(
@@ -32,6 +36,7 @@ export async function startPrometheus(
       `--config.file=${configFile}`,
       `--storage.tsdb.path=${join(dataDir, "data")}`,
       `--web.listen-address=127.0.0.1:${port}`,
+      ...flags,
     ],
     { stdio: ["ignore", "ignore", "pipe"] },
   );

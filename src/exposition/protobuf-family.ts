@@ -1,0 +1,90 @@
+import type { ProtobufWriter } from "./protobuf-writer.js";
+import type { FamilySpec, HistogramValue } from "./torchserve-text.js";
+
+/** `io.prometheus.client.MetricType` values. */
+const COUNTER = 0;
+const GAUGE = 1;
+const HISTOGRAM = 4;
+
+/**
+ * Writes one family as a length-delimited `io.prometheus.client.MetricFamily` (the exposition
+ * Prometheus asks for first when native histograms are on): the name and HELP text TorchServe's
+ * text has, the type, and one Metric per series, whose labels are read back from the series'
+ * label text. Counters and gauges carry their value; histograms their count, sum and cumulative
+ * classic buckets without the +Inf one, which Prometheus makes from the count (as client_golang
+ * sends them), so the stored series are those of the text. `histogram` says what the data is.
+ */
+export function writeFamily(
+  w: ProtobufWriter,
+  spec: FamilySpec,
+  histogram: boolean,
+  series: Iterable<readonly [string, number | HistogramValue]>,
+): void {
+  w.beginDelimited();
+  w.string(1, spec.name);
+  w.string(2, `Torchserve prometheus ${spec.type} metric with unit: ${spec.unit}`);
+  const type = histogram ? HISTOGRAM : spec.type === "counter" ? COUNTER : GAUGE;
+  if (type !== COUNTER) w.uint(3, type);
+  for (const [labels, value] of series) {
+    w.begin(4);
+    writeLabels(w, labels);
+    if (typeof value !== "number") {
+      writeHistogram(w, value);
+    } else {
+      w.begin(type === COUNTER ? 3 : 2);
+      w.double(1, value);
+      w.end();
+    }
+    w.end();
+  }
+  w.end();
+}
+
+function writeHistogram(w: ProtobufWriter, value: HistogramValue): void {
+  w.begin(7);
+  w.uint(1, value.count);
+  w.double(2, value.sum);
+  const { boundaries, counts } = value;
+  let cumulative = 0;
+  for (let i = 0; i < boundaries.length; i++) {
+    cumulative += counts[i] ?? 0;
+    w.begin(3);
+    w.uint(1, cumulative);
+    w.double(2, boundaries[i] ?? Infinity);
+    w.end();
+  }
+  w.end();
+}
+
+/**
+ * Writes the LabelPairs of a label text as {@link labelPairs} makes it (`a="1",b="x\"y",`),
+ * undoing its escapes (backslash, double quote, newline).
+ */
+function writeLabels(w: ProtobufWriter, text: string): void {
+  let at = 0;
+  while (at < text.length) {
+    const eq = text.indexOf('="', at);
+    if (eq < 0) return;
+    const name = text.slice(at, eq);
+    let value = "";
+    let i = eq + 2;
+    let from = i;
+    for (; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x22) break; // the closing quote: escaped ones are skipped below
+      if (c === 0x5c) {
+        value += text.slice(from, i);
+        const next = text[i + 1];
+        value += next === "n" ? "\n" : (next ?? "");
+        i++;
+        from = i + 1;
+      }
+    }
+    value += text.slice(from, i);
+    w.begin(1);
+    w.string(1, name);
+    w.string(2, value);
+    w.end();
+    at = i + 2; // past the quote and the comma
+  }
+}

@@ -1,0 +1,115 @@
+/**
+ * A protobuf wire-format writer for the few field kinds the MetricFamily exposition uses: varints
+ * (uint64 from a safe integer, enums), sint (zigzag), doubles, strings and nested messages. A
+ * nested message's length is written in front of it once it is complete: one byte is reserved,
+ * and the rare message of 128 bytes or more is moved along to make room.
+ */
+export class ProtobufWriter {
+  private buf = Buffer.allocUnsafe(64 * 1024);
+  private at = 0;
+  /** Where each open message's reserved length byte is. */
+  private readonly open: number[] = [];
+
+  /** Bytes written so far. */
+  get length(): number {
+    return this.at;
+  }
+
+  /** A varint field (wire type 0) from a non-negative safe integer. */
+  uint(field: number, value: number): void {
+    this.tag(field, 0);
+    this.varint(value);
+  }
+
+  /** A zigzag varint field (sint32/sint64, wire type 0) from a safe integer. */
+  sint(field: number, value: number): void {
+    this.tag(field, 0);
+    this.varint(value >= 0 ? value * 2 : -value * 2 - 1);
+  }
+
+  /** A double field (wire type 1). */
+  double(field: number, value: number): void {
+    this.tag(field, 1);
+    this.reserve(8);
+    this.buf.writeDoubleLE(value, this.at);
+    this.at += 8;
+  }
+
+  /** A string field (wire type 2), UTF-8. */
+  string(field: number, value: string): void {
+    this.tag(field, 2);
+    // Latin-1 and ASCII text is most labels: its UTF-8 length is its length when all below 0x80.
+    const bytes = Buffer.byteLength(value, "utf8");
+    this.varint(bytes);
+    this.reserve(bytes);
+    this.at += this.buf.write(value, this.at, "utf8");
+  }
+
+  /** Starts a nested message field (wire type 2); {@link end} closes it. */
+  begin(field: number): void {
+    this.tag(field, 2);
+    this.beginDelimited();
+  }
+
+  /** Starts a length-prefixed run with no tag (a delimited stream's next message). */
+  beginDelimited(): void {
+    this.reserve(1);
+    this.open.push(this.at);
+    this.at += 1;
+  }
+
+  /** Ends the innermost open message, writing its length in front of it. */
+  end(): void {
+    const start = this.open.pop();
+    if (start === undefined) throw new Error("ProtobufWriter.end() without begin()");
+    const length = this.at - start - 1;
+    const size = varintSize(length);
+    if (size > 1) {
+      this.reserve(size - 1);
+      this.buf.copyWithin(start + size, start + 1, this.at);
+      this.at += size - 1;
+    }
+    writeVarint(this.buf, start, length);
+  }
+
+  /** The bytes written, copied out; the writer starts over, empty. */
+  take(): Buffer {
+    const out = Buffer.from(this.buf.subarray(0, this.at));
+    this.at = 0;
+    return out;
+  }
+
+  private tag(field: number, wireType: number): void {
+    this.varint(field * 8 + wireType);
+  }
+
+  private varint(value: number): void {
+    this.reserve(10);
+    this.at = writeVarint(this.buf, this.at, value);
+  }
+
+  private reserve(bytes: number): void {
+    if (this.at + bytes <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.at + bytes));
+    this.buf.copy(grown, 0, 0, this.at);
+    this.buf = grown;
+  }
+}
+
+/** Writes a non-negative safe integer as a varint at `at`; where it ends. */
+function writeVarint(buf: Buffer, at: number, value: number): number {
+  let v = value;
+  while (v >= 0x80) {
+    buf[at++] = (v % 0x80) | 0x80;
+    v = Math.floor(v / 0x80);
+  }
+  buf[at++] = v;
+  return at;
+}
+
+/** Bytes the varint of a non-negative safe integer takes. */
+function varintSize(value: number): number {
+  let size = 1;
+  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) size++;
+  return size;
+}

@@ -1,0 +1,176 @@
+import { expect } from "chai";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MetricsService } from "../../src/service.js";
+import {
+  apiGet,
+  instantQuery,
+  startPrometheus,
+  waitForScrapes,
+  type RunningPrometheus,
+} from "../support/prometheus.js";
+import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
+
+/** What a scrape asked for and what it got. */
+interface Seen {
+  accept: string;
+  contentType: string;
+}
+
+/** A pass-through proxy in front of `upstream` that notes each scrape's Accept and Content-Type. */
+async function startNotingProxy(upstream: string, seen: Seen[]): Promise<Server> {
+  const origin = new URL(upstream).origin;
+  const server = createServer((req, res) => {
+    const forward = httpRequest(
+      `${origin}${req.url ?? "/"}`,
+      { method: req.method, headers: req.headers },
+      (up) => {
+        seen.push({ accept: req.headers.accept ?? "", contentType: up.headers["content-type"] ?? "" });
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    forward.on("error", () => res.destroy());
+    forward.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+/** One Prometheus scraping the service through its own proxy, with `flags`. */
+interface Scraper {
+  prometheus: RunningPrometheus;
+  proxy: Server;
+  seen: Seen[];
+  dir: string;
+}
+
+async function startScraper(binary: string, metricsUrl: string, flags: string[]): Promise<Scraper> {
+  const seen: Seen[] = [];
+  const proxy = await startNotingProxy(metricsUrl, seen);
+  const dir = mkdtempSync(join(tmpdir(), "prom-formats-"));
+  const target = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  writeFileSync(
+    join(dir, "prometheus.yml"),
+    `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${target}"]\n`,
+  );
+  const prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, flags);
+  return { prometheus, proxy, seen, dir };
+}
+
+async function stopScraper(s: Scraper | undefined): Promise<void> {
+  if (s === undefined) return;
+  await s.prometheus.stop();
+  s.proxy.closeAllConnections();
+  await new Promise((resolve) => s.proxy.close(resolve));
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+/** The stored series of the job, as sorted `name{labels}` strings without job and instance. */
+async function storedSeries(api: string): Promise<string[]> {
+  const end = Date.now() / 1000;
+  const series = await apiGet<Record<string, string>[]>(
+    api,
+    `/series?match[]=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
+  );
+  return series
+    .map((labels) => {
+      const name = labels.__name__ ?? "";
+      const pairs = Object.entries(labels)
+        .filter(([k]) => k !== "__name__" && k !== "job" && k !== "instance")
+        .sort(([a], [b]) => (a < b ? -1 : 1))
+        .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+      return `${name}{${pairs.join(",")}}`;
+    })
+    .sort();
+}
+
+describe("Debian's Prometheus scraping each exposition format", function () {
+  this.timeout(90_000);
+  let service: MetricsService;
+  let metricsUrl: string;
+  let text: Scraper | undefined;
+  let protobuf: Scraper | undefined;
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    ({ service, url: metricsUrl } = await startTestService({ disableSystemMetrics: true }));
+    for (const [model, latencyMs, status] of [
+      ["resnet18", 12.5, 200],
+      ["resnet18", 250, 200],
+      ["bert", 3000, 503],
+    ] as const) {
+      service.recordInference({ model, status, latencyMs, queueMs: 0.5, backendMs: latencyMs - 1 });
+    }
+    service.recordWorkerLoad({ workerName: "W-9000-resnet18_1.0", loadTimeMs: 4593 });
+    service.recordMetric("PredictionTime", 83.13, { ModelName: "resnet18", Level: "Model" });
+    text = await startScraper(binary, metricsUrl, []);
+    protobuf = await startScraper(binary, metricsUrl, [
+      "--enable-feature=native-histograms,exemplar-storage",
+    ]);
+    await waitForScrapes(text.prometheus, "serve-metrics", 2);
+    await waitForScrapes(protobuf.prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await stopScraper(text);
+    await stopScraper(protobuf);
+    await service.stop();
+  });
+
+  it("negotiates protobuf with native histograms on, and text 0.0.4 without", () => {
+    expect(protobuf?.seen.length).to.be.at.least(2);
+    for (const s of protobuf?.seen ?? []) {
+      expect(s.accept).to.match(
+        /^application\/vnd\.google\.protobuf;proto=io\.prometheus\.client\.MetricFamily;encoding=delimited/,
+      );
+      expect(s.contentType).to.equal(
+        "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited",
+      );
+    }
+    for (const s of text?.seen ?? [])
+      expect(s.contentType).to.equal("text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  it("stores the same series names and labels whichever format it negotiated (no _total added)", async () => {
+    const fromText = await storedSeries(text?.prometheus.api ?? "");
+    const fromProtobuf = await storedSeries(protobuf?.prometheus.api ?? "");
+    expect(fromText.length).to.be.greaterThan(20);
+    expect(fromText).to.include('Requests2XX{Hostname="test-host",Level="Host"}');
+    expect(fromText).to.include(
+      'serve_request_duration_seconds_bucket{hostname="test-host",le="10.0",model_name="bert",model_version="default"}',
+    );
+    expect(
+      fromProtobuf.filter((s) => !fromText.includes(s)),
+      "only in protobuf",
+    ).to.deep.equal([]);
+    expect(
+      fromText.filter((s) => !fromProtobuf.includes(s)),
+      "only in text",
+    ).to.deep.equal([]);
+  });
+
+  it("stores the same values whichever format it negotiated", async () => {
+    for (const promql of [
+      "ts_inference_requests_total",
+      "ts_inference_latency_microseconds",
+      "serve_request_duration_seconds_sum",
+      'serve_request_duration_seconds_bucket{le="0.5"}',
+      "serve_request_duration_seconds_count",
+      "WorkerLoadTime",
+      "PredictionTime",
+    ]) {
+      const values = async (api: string): Promise<string[]> =>
+        (await instantQuery(api, promql))
+          .map((r) => `${JSON.stringify({ ...r.metric, instance: "" })} ${r.value[1]}`)
+          .sort();
+      const fromText = await values(text?.prometheus.api ?? "");
+      expect(fromText, promql).not.to.be.empty;
+      expect(await values(protobuf?.prometheus.api ?? ""), promql).to.deep.equal(fromText);
+    }
+  });
+});
