@@ -191,13 +191,16 @@ async function startShippedPrometheus(
   return startPrometheus(binary, join(dir, "prometheus.yml"), dir);
 }
 
-/** What is wrong with each query's answer: no series, no finite value, a rate of 0, a legend label missing. */
-async function panelProblems(api: string, queries: readonly PanelQuery[]): Promise<string[]> {
+/**
+ * What is wrong with each query's answer: no series, no finite value, a rate of 0, a legend label
+ * missing. `host` is the Hostname variable's value, any host by default.
+ */
+async function panelProblems(api: string, queries: readonly PanelQuery[], host = ".+"): Promise<string[]> {
   const problems: string[] = [];
   for (const q of queries) {
     // ".+" rather than Grafana's ".*": it does not match a missing label, so a selector
     // filtering on a misspelt label (hostname for Hostname) comes back empty here.
-    const promql = substitute(q.expr, { rateInterval: "1m", model: ".+", host: ".+" });
+    const promql = substitute(q.expr, { rateInterval: "1m", model: ".+", host });
     const result = await instantQuery(api, promql);
     const values = result.map((r) => Number(r.value[1]));
     if (result.length === 0) problems.push(`${q.where}: no series for ${promql}`);
@@ -499,16 +502,22 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       // The access log says a response's status, not why it failed.
       "serve_inference_errors_total",
     ];
+    // The sidecar's own families: its process, its line intake and its OTLP pushes, which carry
+    // the sidecar's host (startTestService's test-host), not TorchServe's.
+    const SIDECAR_OWN = /^(process_|nodejs_|serve_metric_lines_|serve_otlp_exports_total$)/;
     let service: MetricsService | undefined;
     let prometheus: RunningPrometheus | undefined;
     let writer: TorchServeLogWriter | undefined;
     let dir: string | undefined;
     let requests = 0;
+    // TorchServe's host, not the sidecar's (startTestService names it test-host): the two differ,
+    // as in the compose example's separate containers.
+    const TS_HOST = "ts-host";
 
     /** What a TorchServe logs for some requests to two models (a 4XX and a 5XX among them) and a minute's system metrics. */
     async function logTraffic(): Promise<void> {
       const w = writer!;
-      const tail = `|#hostname:ts-host,timestamp:${Math.floor(Date.now() / 1000)}`;
+      const tail = `|#hostname:${TS_HOST},timestamp:${Math.floor(Date.now() / 1000)}`;
       await w.writeRequests(5);
       requests += 5;
       for (const [model, status] of [
@@ -528,8 +537,8 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
         ]);
       }
       await w.writeLines("model_metrics", [
-        `HandlerTime.ms:31.5|#ModelName:resnet,Level:Model|#hostname:ts-host,requestID:r-${requests},timestamp:1717105563`,
-        `PredictionTime.ms:30.5|#ModelName:resnet,Level:Model|#hostname:ts-host,requestID:r-${requests},timestamp:1717105563`,
+        `HandlerTime.ms:31.5|#ModelName:resnet,Level:Model|#hostname:${TS_HOST},requestID:r-${requests},timestamp:1717105563`,
+        `PredictionTime.ms:30.5|#ModelName:resnet,Level:Model|#hostname:${TS_HOST},requestID:r-${requests},timestamp:1717105563`,
       ]);
       await w.writeLines("ts_metrics", [
         `CPUUtilization.Percent:12.5|#Level:Host${tail}`,
@@ -551,7 +560,7 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
     before(async function () {
       const binary = requireTool(this, "prometheus");
       dir = mkdtempSync(join(tmpdir(), "grafana-ts-"));
-      writer = new TorchServeLogWriter({ logDir: join(dir, "logs") });
+      writer = new TorchServeLogWriter({ logDir: join(dir, "logs"), hostname: TS_HOST });
       await writer.open();
       const started = await startTestService({ torchserveLogDir: join(dir, "logs") });
       service = started.service;
@@ -572,12 +581,32 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
     });
 
-    it("answers every panel query but the frontend's queue and worker panels with data", async () => {
+    it("answers every panel query but the frontend's queue and worker panels with data, Hostname set to TorchServe's host", async () => {
       const all = panelQueries();
       const frontendOnly = (q: PanelQuery): boolean =>
         selectors(q.expr).some((sel) => sel.names.some((n) => FRONTEND_ONLY.includes(n)));
+      const sidecarOwn = (q: PanelQuery): boolean =>
+        selectors(q.expr).some((sel) => sel.names.some((n) => SIDECAR_OWN.test(n)));
       const queries = all.filter((q) => !frontendOnly(q));
-      expect(await panelProblems(prometheus!.api, queries)).to.deep.equal([]);
+      // The Hostname variable set as a user picks it in Grafana: TorchServe's host alone, not the
+      // sidecar's nor a wildcard (issue 19, deliver 4), for every family TorchServe's lines feed.
+      const fed = queries.filter((q) => !sidecarOwn(q));
+      expect(await panelProblems(prometheus!.api, fed, TS_HOST)).to.deep.equal([]);
+      // The sidecar's own process and intake carry the sidecar's host, where they run.
+      const own = queries.filter(sidecarOwn);
+      expect(await panelProblems(prometheus!.api, own, "test-host")).to.deep.equal([]);
+      expect(new Set(own.map((q) => /"(.*)"/.exec(q.where)?.[1]))).to.deep.equal(
+        new Set([
+          "Rejected [METRICS] lines",
+          "[METRICS] lines applied",
+          "serve-metrics CPU",
+          "serve-metrics memory",
+          "Event-loop delay",
+          "File descriptors",
+          "OTLP exports",
+          "serve-metrics uptime",
+        ]),
+      );
       // Left out: the panels about the frontend's own queue and workers, nothing else.
       expect(all.filter(frontendOnly).map((q) => /"(.*)"/.exec(q.where)?.[1])).to.have.members([
         "Queued requests",
