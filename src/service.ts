@@ -543,6 +543,11 @@ function torchServeLogsPart(
   logger: Logger,
 ): TorchServeLogsPart {
   const logDir = settings.torchserveLogDir ?? "";
+  const configured = settings.torchserveMetricTimeInterval;
+  const torchServeIntervalMs = (): number =>
+    configured !== undefined
+      ? configured * 1000
+      : (ingest.metricIntervalMs() ?? settings.metricTimeInterval * 1000);
   const follower = new TorchServeLogFollower({
     logDir,
     metricsDir: settings.torchserveMetricsDir,
@@ -565,8 +570,9 @@ function torchServeLogsPart(
     dirs: [...new Set([logDir, settings.torchserveMetricsDir ?? logDir])],
     fromStart: settings.torchserveLogFromStart,
     // The metric files' last line: the access log is written in every metrics_mode. Twice
-    // TorchServe's own interval once its lines show it, else twice metric_time_interval.
-    silenceAfterMs: () => 2 * (ingest.metricIntervalMs() ?? settings.metricTimeInterval * 1000),
+    // TorchServe's own interval: from its config.properties (torchserve_config), else once its
+    // lines show it, else twice metric_time_interval.
+    silenceAfterMs: () => 2 * torchServeIntervalMs(),
     onSilence: (ms) =>
       logger.warn(
         describeTorchServeSilence({
@@ -574,7 +580,10 @@ function torchServeLogsPart(
           logDir,
           sawMetricLines: follower.lastLineAt() !== undefined,
           accessLines: follower.linesRead("access_log"),
-          intervalMs: ingest.metricIntervalMs(),
+          intervalMs:
+            settings.torchserveMetricTimeInterval === undefined
+              ? ingest.metricIntervalMs()
+              : settings.torchserveMetricTimeInterval * 1000,
         }),
       ),
     logger,

@@ -46,6 +46,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   torchserveMetricsDir: undefined,
   torchserveLogFromStart: false,
   torchserveHostname: undefined,
+  torchserveConfig: undefined,
+  torchserveMetricTimeInterval: undefined,
   histogramGauges: Object.freeze(["HandlerTime", "PredictionTime"]),
   metricLogFiles: Object.freeze([]),
   metricLinesMaxBytes: 8 * 1024 * 1024,
@@ -199,6 +201,11 @@ const SETTERS: Record<string, Apply> = {
   torchserve_hostname: (s, raw) => {
     const host = raw.value.trim();
     s.torchserveHostname = host === "" ? undefined : host;
+  },
+  torchserve_config: (s, raw, ctx) => {
+    s.torchserveConfig = parseExistingFile(raw, ctx.cwd);
+    s.torchserveMetricTimeInterval =
+      s.torchserveConfig === undefined ? undefined : readTorchServeInterval(raw, s.torchserveConfig);
   },
   histogram_gauges: (s, raw) => {
     s.histogramGauges = parseNames(raw);
@@ -505,6 +512,36 @@ function parseExistingFile(raw: RawValue, cwd: string): string | undefined {
     fail(raw, `names no readable file (${reason})${where}`);
   }
   return path;
+}
+
+/** TorchServe's own default metric_time_interval (ConfigManager.getMetricTimeInterval). */
+const TORCHSERVE_DEFAULT_INTERVAL = 60;
+
+/**
+ * The metric_time_interval of the followed TorchServe's config.properties at `path` (named by
+ * `raw`, torchserve_config), read as TorchServe reads it: Integer.parseInt of the value, 60 when
+ * the file does not set it. A file that cannot be read or a value TorchServe would refuse is a
+ * config error naming torchserve_config, the file and the value.
+ */
+function readTorchServeInterval(raw: RawValue, path: string): number {
+  let entries: PropertyEntry[];
+  try {
+    entries = parseProperties(readFileSync(path, "utf8"));
+  } catch (err) {
+    const reason = err instanceof Error ? err.message : String(err);
+    return fail(raw, `names ${path}, which cannot be read as TorchServe's config.properties (${reason})`);
+  }
+  const entry = entries.find((e) => e.key === "metric_time_interval");
+  if (entry === undefined) return TORCHSERVE_DEFAULT_INTERVAL;
+  // Integer.parseInt: an optional sign and digits, nothing else (no spaces, no fraction).
+  const seconds = /^\+?\d{1,10}$/.test(entry.value) ? Number(entry.value) : NaN;
+  if (!(seconds > 0 && seconds * 1000 <= MAX_TIMER_MS)) {
+    throw new ConfigError(
+      `is not a positive whole number of seconds as TorchServe reads it (read for torchserve_config=${raw.value})`,
+      { file: path, line: entry.line, key: entry.key, value: entry.value },
+    );
+  }
+  return seconds;
 }
 
 /**

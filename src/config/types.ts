@@ -99,6 +99,13 @@ export interface Settings {
    * it; undefined: learned from its lines (the sidecar's own until then).
    */
   torchserveHostname: string | undefined;
+  /** The followed TorchServe's own config.properties, read for its metric_time_interval. */
+  torchserveConfig: string | undefined;
+  /**
+   * The followed TorchServe's metric_time_interval in seconds, from {@link torchserveConfig} (60,
+   * TorchServe's default, when that file does not set it); undefined: learned from its lines.
+   */
+  torchserveMetricTimeInterval: number | undefined;
   /** Gauges whose every value is also observed into a per-model histogram (percentiles). */
   histogramGauges: readonly string[];
   /** Files followed like `tail -F` for `[METRICS]` lines. */

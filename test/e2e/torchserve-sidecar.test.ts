@@ -210,6 +210,19 @@ describe("next to a running TorchServe", function () {
     expect(hints()[0]).to.match(/^WARN nothing from TorchServe in 0 s .*set metrics_mode=log/);
   });
 
+  it("times the silence by TorchServe's metric_time_interval from its config.properties (torchserve_config), not by its own", async () => {
+    // Its own metric_time_interval (10 min) would wait 20 min; TorchServe's 1 s, 2 s.
+    const started = await startTestService({
+      torchserveLogDir: dir,
+      metricTimeInterval: 600,
+      torchserveMetricTimeInterval: 1,
+    });
+    service = started.service;
+    const hints = (): string[] => started.logger.lines.filter((l) => l.includes("nothing from TorchServe"));
+    await until(() => hints().length > 0, "the silence warning");
+    expect(hints()).to.have.length(1);
+  });
+
   it("words the silence warning for what it saw: access lines without metric lines mean metrics_mode=prometheus; lines that stopped do not", async () => {
     const writer = new TorchServeLogWriter({ logDir: dir });
     await writer.open();
