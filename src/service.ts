@@ -563,7 +563,7 @@ function torchServeLogsPart(
         .then(
           (primed) =>
             logger.info(
-              `TorchServe logs: ${primed} gauge series primed from the last ${LOOK_BACK_BYTES / (1024 * 1024)} MiB of each file`,
+              `TorchServe logs: ${primed} gauge series primed from the last ${LOOK_BACK_BYTES / (1024 * 1024)} MiB of each file (with its newest rotated copy when shorter)`,
             ),
           (err: unknown) => logger.warn(`TorchServe logs: priming gauges failed: ${String(err)}`),
         ),

@@ -1,5 +1,7 @@
-import { constants } from "node:fs";
-import { open } from "node:fs/promises";
+import { constants, createReadStream } from "node:fs";
+import { lstat, open, readdir } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { createGunzip } from "node:zlib";
 
 /**
  * How much of each of TorchServe's files is read back at start to prime gauges (and types and
@@ -14,15 +16,20 @@ export const LOOK_BACK_BYTES = 4 * 1024 * 1024;
  * follower reports them). Reads at most `maxBytes` (and one byte before), whatever the file's size.
  */
 export async function readTailLines(path: string, maxBytes: number = LOOK_BACK_BYTES): Promise<string[]> {
+  return (await readTail(path, maxBytes)).lines;
+}
+
+/** {@link readTailLines} with the file's size (0 when there is no regular file to read). */
+async function readTail(path: string, maxBytes: number): Promise<{ lines: string[]; size: number }> {
   let handle;
   try {
     // Non-blocking: a FIFO at the path must not hold a thread until a writer comes.
     handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY).catch(
       () => undefined,
     );
-    if (handle === undefined) return [];
+    if (handle === undefined) return { lines: [], size: 0 };
     const stats = await handle.stat();
-    if (!stats.isFile()) return [];
+    if (!stats.isFile()) return { lines: [], size: 0 };
     // One byte more than the window: whether it starts a line tells if its first line is whole.
     const start = Math.max(0, stats.size - maxBytes - 1);
     const length = stats.size - start;
@@ -33,23 +40,104 @@ export async function readTailLines(path: string, maxBytes: number = LOOK_BACK_B
       if (bytesRead === 0) break;
       filled += bytesRead;
     }
-    const text = bytes.subarray(0, filled).toString("utf8");
-    const lines = text.split("\n");
-    // The last piece has no newline yet (or is empty). Before the window: the rest of a line cut
-    // by it, or (the extra byte a newline) nothing.
-    lines.pop();
-    if (start > 0) lines.shift();
-    return lines;
+    return { lines: completeLines(bytes.subarray(0, filled), start > 0), size: stats.size };
   } catch {
-    return [];
+    return { lines: [], size: 0 };
   } finally {
     await handle?.close().catch(() => undefined);
   }
 }
 
 /**
+ * The whole lines of a window read from a file's end. The last piece has no newline yet (or is
+ * empty). When the window does not start at the file's start, its first piece is the rest of a
+ * line it cut, or (the extra byte before the window a newline) nothing: left out either way.
+ */
+function completeLines(bytes: Buffer, cut: boolean): string[] {
+  const lines = bytes.toString("utf8").split("\n");
+  lines.pop();
+  if (cut) lines.shift();
+  return lines;
+}
+
+/**
+ * The newest of a live file's rotated copies in its directory, or undefined: log4j2's
+ * `<name>.<date>.log.gz` (TorchServe's pattern, `ts_metrics.07-Dec.log.gz`), the same
+ * uncompressed (`ts_metrics.2026-12-07-15.log`), or log4j 1's `<name>.log.<date>`. Newest by
+ * modification time, as the names' dates (day and month only) do not sort.
+ */
+export async function newestRotatedFile(path: string): Promise<string | undefined> {
+  const dir = dirname(path);
+  const live = basename(path);
+  const stem = live.endsWith(".log") ? live.slice(0, -".log".length) : live;
+  const names = await readdir(dir).catch(() => [] as string[]);
+  const prefix = `${stem}.`;
+  const rotated = names.filter(
+    (n) =>
+      n !== live &&
+      n.startsWith(prefix) &&
+      (/^.+\.log(?:\.gz)?$/.test(n.slice(prefix.length)) || /^log\..+$/.test(n.slice(prefix.length))),
+  );
+  let newest: { path: string; mtimeMs: number } | undefined;
+  for (const name of rotated) {
+    const candidate = join(dir, name);
+    const stats = await lstat(candidate).catch(() => undefined);
+    if (stats?.isFile() !== true) continue;
+    if (newest === undefined || stats.mtimeMs > newest.mtimeMs)
+      newest = { path: candidate, mtimeMs: stats.mtimeMs };
+  }
+  return newest?.path;
+}
+
+/**
+ * The complete lines among the last `maxBytes` of a gzip file's content, oldest first: the
+ * content is streamed through node:zlib and only the window (and one chunk) is held, whatever
+ * its size. A file that cannot be read or is no whole gzip gives none.
+ */
+async function readGzipTailLines(path: string, maxBytes: number): Promise<string[]> {
+  const window = maxBytes + 1;
+  const chunks: Buffer[] = [];
+  let held = 0;
+  let total = 0;
+  try {
+    const gunzip = createReadStream(path).pipe(createGunzip());
+    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      held += chunk.length;
+      total += chunk.length;
+      while (chunks.length > 1 && held - (chunks[0]?.length ?? 0) >= window)
+        held -= chunks.shift()?.length ?? 0;
+    }
+  } catch {
+    return [];
+  }
+  const bytes = Buffer.concat(chunks);
+  // As readTail: the byte before the maxBytes window, when there is one, tells if its first line is whole.
+  return completeLines(bytes.subarray(Math.max(0, bytes.length - window)), total > window);
+}
+
+/**
+ * The lines to look back into for one live file, oldest first: its last `maxBytes`, and when it
+ * is shorter than that (just rotated), the end of its newest rotated copy (gzip or not) up to the
+ * same total, before them. Only read: what the lines are used for is the caller's.
+ */
+export async function readLookBackLines(path: string, maxBytes: number = LOOK_BACK_BYTES): Promise<string[]> {
+  const live = await readTail(path, maxBytes);
+  const left = maxBytes - live.size;
+  if (left <= 0) return live.lines;
+  const rotated = await newestRotatedFile(path);
+  if (rotated === undefined) return live.lines;
+  const older = rotated.endsWith(".gz")
+    ? await readGzipTailLines(rotated, left)
+    : (await readTail(rotated, left)).lines;
+  return [...older, ...live.lines];
+}
+
+/**
  * The last lines of the files a TorchServe follower reads that say what held before it started:
  * the two metric files (gauges) and ts_log.log (types, models); not the access log (no gauges).
+ * Each file's newest rotated copy is read too when the live file is shorter than `maxBytes`
+ * ({@link readLookBackLines}), so a TorchServe that rotated just before still shows its gauges.
  */
 export async function lookBack(
   paths: Readonly<Record<"ts_metrics" | "model_metrics" | "ts_log", string>>,
@@ -57,6 +145,6 @@ export async function lookBack(
 ): Promise<{ file: "ts_metrics" | "model_metrics" | "ts_log"; lines: string[] }[]> {
   const files = ["ts_metrics", "model_metrics", "ts_log"] as const;
   return Promise.all(
-    files.map(async (file) => ({ file, lines: await readTailLines(paths[file], maxBytes) })),
+    files.map(async (file) => ({ file, lines: await readLookBackLines(paths[file], maxBytes) })),
   );
 }

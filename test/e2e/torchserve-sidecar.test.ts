@@ -160,6 +160,42 @@ describe("next to a running TorchServe", function () {
     expect(started.logger.lines.join("\n")).to.match(/gauge series primed from the last 4 MiB of each file/);
   });
 
+  it("started a minute after TorchServe rotated its files, shows the gauges of the rotated (gzip) copies, the live files' last values winning, without counting either", async () => {
+    const writer = new TorchServeLogWriter({ logDir: dir });
+    await writer.open();
+    await writer.writeRequests(40);
+    await writer.writeLines("ts_metrics", [
+      `WorkerLoadTime.Milliseconds:2704.0|#WorkerName:W-9000-mnist_1.0,Level:Host|#hostname:${HOST},timestamp:1717105563`,
+      `CPUUtilization.Percent:12.5|#Level:Host|#hostname:${HOST},timestamp:1717105563`,
+    ]);
+    // TorchServe's rollover (rename, new empty file, gzip), then one more request in the new files.
+    await writer.rotate("ts_metrics");
+    await writer.rotate("model_metrics");
+    await writer.writeRequests(1);
+    await writer.close();
+    const started = await startTestService({ torchserveLogDir: dir });
+    service = started.service;
+    let text = "";
+    await until(async () => {
+      text = await (await fetch(started.url)).text();
+      return /^WorkerLoadTime\{/m.test(text);
+    }, "WorkerLoadTime primed from the rotated copy");
+    expect(
+      sampleValue(text, `WorkerLoadTime{WorkerName="W-9000-mnist_1.0",Level="Host",Hostname="${HOST}",}`),
+    ).to.equal(2704);
+    expect(sampleValue(text, `CPUUtilization{Level="Host",Hostname="${HOST}",}`)).to.equal(12.5);
+    // The 41st request, in the live files, is the last value.
+    const { last } = expected(41);
+    expect(sampleValue(text, `QueueTime{Level="Host",Hostname="${HOST}",}`)).to.equal(last.get("QueueTime"));
+    expect(sampleValue(text, `HandlerTime{ModelName="mnist",Level="Model",Hostname="${HOST}",}`)).to.equal(
+      last.get("HandlerTime"),
+    );
+    // Neither the copies' history nor the live files' is counted.
+    expect(text).not.to.match(/^Requests2XX\{/m);
+    expect(text).not.to.match(/^ts_inference_requests_total\{/m);
+    expect(text).not.to.match(/^serve_handler_time_seconds_count\{/m);
+  });
+
   it("reads the console form from standard input (docker logs -f torchserve | serve-metrics --stdin), skipping quoted and echoed lines", async () => {
     const config = writeTempFile(dir, "config.properties", "metrics_address=http://127.0.0.1:0\n");
     child = spawnCli(["--ts-config", config, "--stdin"], cleanEnv());
