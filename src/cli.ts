@@ -62,7 +62,7 @@ async function main(): Promise<void> {
     );
   };
   const shutdown = (signal: NodeJS.Signals): void => {
-    if (stopping || requested !== undefined) {
+    if (stopping || (requested !== undefined && requested !== "SIGHUP")) {
       // A second signal while stopping: no more grace. The exit hook kills the workers' groups.
       logger.warn(`${signal} again: exiting now`);
       process.exit(1);
@@ -70,7 +70,8 @@ async function main(): Promise<void> {
     const { service } = started;
     if (service === undefined) {
       requested = signal;
-      logger.info(`${signal}: stopping as soon as the start is done`);
+      // A SIGHUP may turn out to mean "reopen the log-mode files" (see below).
+      logger.info(`${signal}: ${signal === "SIGHUP" ? "acted on" : "stopping"} as soon as the start is done`);
       return;
     }
     stop(service, signal);
@@ -88,7 +89,16 @@ async function main(): Promise<void> {
     throw new ConfigError(NOTHING_TO_DO, { file: service.settings.sourceFile });
   }
   started.service = service;
-  if (requested !== undefined) stop(service, requested);
+  // With log-mode files, SIGHUP is logrotate's "reopen them" (postrotate), never "stop"; one that
+  // came during the start found the files just opened.
+  const hangupReopens = service.settings.metricsMode !== "prometheus";
+  const reopened = (): void => logger.info("SIGHUP: log-mode files reopened (SIGTERM stops the service)");
+  if (hangupReopens) {
+    process.off("SIGHUP", shutdown);
+    process.on("SIGHUP", reopened);
+  }
+  if (requested === "SIGHUP" && hangupReopens) reopened();
+  else if (requested !== undefined) stop(service, requested);
 }
 
 main().catch((err: unknown) => {

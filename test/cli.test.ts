@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import type { ChildProcess } from "node:child_process";
-import { appendFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { createServer, type AddressInfo } from "node:net";
 import { join } from "node:path";
 import { request } from "./support/http.js";
@@ -166,6 +166,27 @@ describe("serve-metrics (the command)", function () {
                 .filter((l) => l.includes("CPUUtilization")).length
             : 0;
         await untilOrExit(child, () => samples() >= 3, "three host samples in ts_metrics.log");
+      } finally {
+        expect(await stopped(child)).to.equal(0);
+      }
+    });
+
+    it("in log mode takes SIGHUP as logrotate's reopen, not as a stop", async () => {
+      const logs = tempDir("cli-hup-");
+      const child = spawnCli(
+        ["--ts-config", configFile(`${NO_API}metrics_mode=log\n`)],
+        cleanEnv({ METRICS_LOCATION: logs }),
+      );
+      try {
+        const file = join(logs, "ts_metrics.log");
+        await untilOrExit(child, () => existsSync(file), "ts_metrics.log");
+        child.kill("SIGHUP");
+        await waitForStderr(child, /SIGHUP: log-mode files reopened/);
+        // Renamed away as logrotate does: the service, still running, writes a new file.
+        renameSync(file, `${file}.1`);
+        child.kill("SIGHUP");
+        await untilOrExit(child, () => existsSync(file), "a reopened ts_metrics.log");
+        expect(child.exitCode).to.equal(null);
       } finally {
         expect(await stopped(child)).to.equal(0);
       }

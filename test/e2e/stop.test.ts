@@ -1,10 +1,11 @@
 import { expect } from "chai";
-import { execFileSync, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { request as httpRequest } from "node:http";
 import { connect, type Socket } from "node:net";
 import { performance } from "node:perf_hooks";
+import { makeCertificate } from "../support/certificates.js";
 import { REPO_ROOT, cleanEnv, spawnCli, waitForStderr, writeCliConfig } from "../support/cli.js";
 import { request } from "../support/http.js";
 import { until } from "../support/net.js";
@@ -204,26 +205,7 @@ describe("stopping the service (SIGTERM)", function () {
   it("exits within drain_timeout while a client holds an https connection that never starts its TLS handshake", async function () {
     requireTool(this, "openssl");
     const dir = tempDir("stop-tls-");
-    const [key, cert] = [join(dir, "a.key"), join(dir, "a.crt")];
-    execFileSync(
-      "openssl",
-      [
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        key,
-        "-out",
-        cert,
-      ],
-      { stdio: "ignore" },
-    );
+    const { key, cert } = makeCertificate(dir, "a");
     const drainSeconds = 2;
     const config = join(dir, "config.properties");
     writeFileSync(
