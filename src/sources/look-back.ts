@@ -1,6 +1,7 @@
 import { constants, createReadStream } from "node:fs";
 import { lstat, open, readdir } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 
 /**
@@ -61,12 +62,13 @@ function completeLines(bytes: Buffer, cut: boolean): string[] {
 }
 
 /**
- * The newest of a live file's rotated copies in its directory, or undefined: log4j2's
- * `<name>.<date>.log.gz` (TorchServe's pattern, `ts_metrics.07-Dec.log.gz`), the same
- * uncompressed (`ts_metrics.2026-12-07-15.log`), or log4j 1's `<name>.log.<date>`. Newest by
- * modification time, as the names' dates (day and month only) do not sort.
+ * A live file's rotated copies in its directory, newest first: log4j2's `<name>.<date>.log.gz`
+ * (TorchServe's pattern, `ts_metrics.07-Dec.log.gz`), the same uncompressed
+ * (`ts_metrics.2026-12-07-15.log`, or log4j2's copy while it gzips it), or log4j 1's
+ * `<name>.log.<date>`. Newest by modification time, as the names' dates (day and month only) do
+ * not sort. Regular files only.
  */
-export async function newestRotatedFile(path: string): Promise<string | undefined> {
+export async function rotatedFiles(path: string): Promise<string[]> {
   const dir = dirname(path);
   const live = basename(path);
   const stem = live.endsWith(".log") ? live.slice(0, -".log".length) : live;
@@ -78,59 +80,71 @@ export async function newestRotatedFile(path: string): Promise<string | undefine
       n.startsWith(prefix) &&
       (/^.+\.log(?:\.gz)?$/.test(n.slice(prefix.length)) || /^log\..+$/.test(n.slice(prefix.length))),
   );
-  let newest: { path: string; mtimeMs: number } | undefined;
+  const found: { path: string; mtimeMs: number }[] = [];
   for (const name of rotated) {
     const candidate = join(dir, name);
     const stats = await lstat(candidate).catch(() => undefined);
-    if (stats?.isFile() !== true) continue;
-    if (newest === undefined || stats.mtimeMs > newest.mtimeMs)
-      newest = { path: candidate, mtimeMs: stats.mtimeMs };
+    if (stats?.isFile() === true) found.push({ path: candidate, mtimeMs: stats.mtimeMs });
   }
-  return newest?.path;
+  return found.sort((x, y) => y.mtimeMs - x.mtimeMs).map((f) => f.path);
+}
+
+/** The newest of {@link rotatedFiles}, or undefined when there is none. */
+export async function newestRotatedFile(path: string): Promise<string | undefined> {
+  return (await rotatedFiles(path))[0];
 }
 
 /**
  * The complete lines among the last `maxBytes` of a gzip file's content, oldest first: the
  * content is streamed through node:zlib and only the window (and one chunk) is held, whatever
- * its size. A file that cannot be read or is no whole gzip gives none.
+ * its size. Undefined for a file that cannot be read or is no whole gzip (one log4j2 is still
+ * writing, say).
  */
-async function readGzipTailLines(path: string, maxBytes: number): Promise<string[]> {
+async function readGzipTailLines(path: string, maxBytes: number): Promise<string[] | undefined> {
   const window = maxBytes + 1;
   const chunks: Buffer[] = [];
   let held = 0;
   let total = 0;
   try {
-    const gunzip = createReadStream(path).pipe(createGunzip());
-    for await (const chunk of gunzip as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
-      held += chunk.length;
-      total += chunk.length;
-      while (chunks.length > 1 && held - (chunks[0]?.length ?? 0) >= window)
-        held -= chunks.shift()?.length ?? 0;
-    }
+    // pipeline, not pipe: a read error ends the whole chain instead of leaving gunzip waiting.
+    await pipeline(createReadStream(path), createGunzip(), async (gunzipped: AsyncIterable<Buffer>) => {
+      for await (const chunk of gunzipped) {
+        chunks.push(chunk);
+        held += chunk.length;
+        total += chunk.length;
+        while (chunks.length > 1 && held - (chunks[0]?.length ?? 0) >= window)
+          held -= chunks.shift()?.length ?? 0;
+      }
+    });
   } catch {
-    return [];
+    return undefined;
   }
   const bytes = Buffer.concat(chunks);
   // As readTail: the byte before the maxBytes window, when there is one, tells if its first line is whole.
   return completeLines(bytes.subarray(Math.max(0, bytes.length - window)), total > window);
 }
 
+// Rotated copies tried at most, newest first, when a newer one is no whole gzip.
+const ROTATED_TRIES = 3;
+
 /**
  * The lines to look back into for one live file, oldest first: its last `maxBytes`, and when it
  * is shorter than that (just rotated), the end of its newest rotated copy (gzip or not) up to the
- * same total, before them. Only read: what the lines are used for is the caller's.
+ * same total, before them. A gzip copy that does not read whole (log4j2 still compressing it)
+ * gives way to the next newest (its uncompressed original, then). Only read: what the lines are
+ * used for is the caller's.
  */
 export async function readLookBackLines(path: string, maxBytes: number = LOOK_BACK_BYTES): Promise<string[]> {
   const live = await readTail(path, maxBytes);
   const left = maxBytes - live.size;
   if (left <= 0) return live.lines;
-  const rotated = await newestRotatedFile(path);
-  if (rotated === undefined) return live.lines;
-  const older = rotated.endsWith(".gz")
-    ? await readGzipTailLines(rotated, left)
-    : (await readTail(rotated, left)).lines;
-  return [...older, ...live.lines];
+  for (const rotated of (await rotatedFiles(path)).slice(0, ROTATED_TRIES)) {
+    const older = rotated.endsWith(".gz")
+      ? await readGzipTailLines(rotated, left)
+      : (await readTail(rotated, left)).lines;
+    if (older !== undefined) return [...older, ...live.lines];
+  }
+  return live.lines;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { expect } from "chai";
 import { mkdtempSync, rmSync } from "node:fs";
-import { mkdir, utimes, writeFile } from "node:fs/promises";
+import { chmod, mkdir, utimes, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { gzipSync } from "node:zlib";
@@ -117,12 +117,28 @@ describe("readLookBackLines: a live file and, when it is short, its newest rotat
     expect(back.join("\n").length).to.be.at.most(4096);
   });
 
-  it("reads an uncompressed copy the same way, and a broken gzip copy gives none (the live lines still come)", async () => {
+  it("reads an uncompressed copy the same way", async () => {
     const live = await put("ts_log.log", "now\n", 0);
     await put("ts_log.2026-12-07-15.log", "a\nb\nunfinished", 1);
     expect(await readLookBackLines(live, 1024)).to.deep.equal(["a", "b", "now"]);
-    await put("ts_log.07-Dec.log.gz", Buffer.from("not gzip at all\n"), 0);
+  });
+
+  it("passes over a gzip copy that does not read whole (log4j2 still compressing it) to its uncompressed original", async () => {
+    const live = await put("ts_metrics.log", "now\n", 0);
+    const whole = gzipSync("a\nb\n");
+    await put("ts_metrics.07-Dec.log", "a\nb\n", 1);
+    await put("ts_metrics.07-Dec.log.gz", whole.subarray(0, whole.length - 6), 0);
+    expect(await readLookBackLines(live, 1024)).to.deep.equal(["a", "b", "now"]);
+    // Without another copy: the live lines alone, for a truncated, a non-gzip or an unreadable copy.
+    rmSync(path.join(dir, "ts_metrics.07-Dec.log"));
     expect(await readLookBackLines(live, 1024)).to.deep.equal(["now"]);
+    await put("ts_metrics.07-Dec.log.gz", Buffer.from("not gzip at all\n"), 0);
+    expect(await readLookBackLines(live, 1024)).to.deep.equal(["now"]);
+    if (process.getuid?.() !== 0) {
+      const locked = await put("ts_metrics.07-Dec.log.gz", gzipSync("a\n"), 0);
+      await chmod(locked, 0o000);
+      expect(await readLookBackLines(live, 1024)).to.deep.equal(["now"]);
+    }
   });
 
   it("reads the copies through lookBack, for the metric files and ts_log.log", async () => {
