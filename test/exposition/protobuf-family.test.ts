@@ -88,6 +88,25 @@ describe("writeFamily", () => {
     expect(ours(spec, false, series).equals(protobufjsBytes(spec, undefined, metric))).to.equal(true);
   });
 
+  it("writes label names that are long or not ASCII as protobufjs does", () => {
+    const long = `label_${"n".repeat(130)}`;
+    const spec: FamilySpec = {
+      name: "QueueTime",
+      type: "gauge",
+      unit: "ms",
+      labels: [long, "Größe", "Level"],
+    };
+    const series = new Map([[labelPairs(spec.labels, { [long]: "a", Größe: "b", Level: "Host" }), 1]]);
+    const label = [
+      { name: long, value: "a" },
+      { name: "Größe", value: "b" },
+      { name: "Level", value: "Host" },
+    ];
+    expect(
+      ours(spec, false, series).equals(protobufjsBytes(spec, 1, [{ label, gauge: { value: 1 } }])),
+    ).to.equal(true);
+  });
+
   it("writes histograms, whose messages pass 128 bytes, as protobufjs does", () => {
     const spec: FamilySpec = {
       name: "serve_request_duration_seconds",
