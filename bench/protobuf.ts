@@ -5,11 +5,11 @@ import { writeFamily } from "../src/exposition/protobuf-family.js";
 import { ProtobufWriter } from "../src/exposition/protobuf-writer.js";
 import { labelPairs, type FamilySpec } from "../src/exposition/torchserve-text.js";
 import { createMemoryLogger } from "../src/log.js";
-import { startMetricsService } from "../src/service.js";
+import { startMetricsService, type MetricsService } from "../src/service.js";
 import { PROTOBUF_CONTENT_TYPE } from "../src/server/accept-format.js";
 import { forceGc } from "./lib/gc.js";
 import { KeepAliveClient } from "./lib/http-client.js";
-import { bytes, fmt, times, type Check, type Scenario } from "./lib/report.js";
+import { bytes, count, fmt, times, type Check, type Scenario } from "./lib/report.js";
 import { median, quantile, ratio, rotated } from "./lib/stats.js";
 
 const SERIES = 10_000;
@@ -46,6 +46,12 @@ export const protobuf: Scenario = async ({ quick, log }) => {
   const of = (kind: Kind): Measured => scrape.get(kind) ?? { ms: NaN, p90: NaN, bytes: NaN };
   const vsText = (kind: Kind): number =>
     ratio(of(kind).ms, of(kind.endsWith("gzip") ? "text gzip" : "text").ms);
+
+  log("protobuf: histogram series, native buckets against classic only");
+  // Quick: fewer histogram series, their text scrape alone is 15 MiB at 10k.
+  const histogramSeries = quick ? 1_000 : SERIES;
+  const native = await nativeScrapes(histogramSeries, quick ? 4 : 20);
+  const nat = (key: string): Measured => native.get(key) ?? { ms: NaN, p90: NaN, bytes: NaN };
 
   const checks: Check[] = [
     {
@@ -87,6 +93,27 @@ export const protobuf: Scenario = async ({ quick, log }) => {
           fmt(of(kind).p90),
           bytes(of(kind).bytes),
           times(vsText(kind)),
+        ]),
+      },
+      {
+        caption:
+          `${count(histogramSeries)} \`serve_prediction_time_seconds\` histogram series (classic buckets: ` +
+          "`request_duration_buckets`, 14 bounds), in two services alike but for `native_histograms`: `serve_prediction_time_seconds` (native + classic) and " +
+          "empty (classic only); two observations per series before each scrape, spread over 1 ms to 1 s, so " +
+          "the native buckets (schema 3) fill over the rounds. What the native buckets cost a scrape, in turn:",
+        header: [
+          `GET /metrics, ${count(histogramSeries)} histogram series`,
+          "classic only ms",
+          "native + classic ms",
+          "native / classic",
+          "bytes: classic / native",
+        ],
+        rows: NATIVE_KINDS.map((kind) => [
+          kind,
+          fmt(nat(`classic ${kind}`).ms),
+          fmt(nat(`native ${kind}`).ms),
+          times(ratio(nat(`native ${kind}`).ms, nat(`classic ${kind}`).ms)),
+          `${bytes(nat(`classic ${kind}`).bytes)} / ${bytes(nat(`native ${kind}`).bytes)}`,
         ]),
       },
       {
@@ -202,6 +229,71 @@ async function gaugeScrapes(rounds: number): Promise<Map<Kind, Measured>> {
   } finally {
     client.close();
     await service.stop();
+  }
+  return new Map(
+    [...samples].map(([k, s]) => [k, { ms: median(s.ms), p90: quantile(s.ms, 0.9), bytes: s.bytes }]),
+  );
+}
+
+/** The scrapes of {@link nativeScrapes}, each of both services. */
+const NATIVE_KINDS = ["protobuf", "protobuf gzip", "text"] as const;
+
+/**
+ * Scrapes of two services with `series` histogram series each, one with native buckets, in turn:
+ * `classic <kind>` and `native <kind>`.
+ */
+async function nativeScrapes(series: number, rounds: number): Promise<Map<string, Measured>> {
+  const start = (families: string[]): Promise<MetricsService> =>
+    startMetricsService({
+      logger: createMemoryLogger(),
+      env: {},
+      hostname: "bench",
+      settings: {
+        metricsAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+        numberOfGpu: 0,
+        disableSystemMetrics: true,
+        histogramGauges: ["PredictionTime"],
+        nativeHistograms: families,
+      },
+    });
+  const services = { classic: await start([]), native: await start(["serve_prediction_time_seconds"]) };
+  const targets = (["classic", "native"] as const).flatMap((mode) =>
+    NATIVE_KINDS.map((kind) => ({ mode, kind, key: `${mode} ${kind}` })),
+  );
+  const client = new KeepAliveClient();
+  const samples = new Map<string, { ms: number[]; bytes: number }>(
+    targets.map((t) => [t.key, { ms: [], bytes: 0 }]),
+  );
+  let tick = 0;
+  // 1 ms to 1 s, differing by series and by round.
+  const observe = (service: MetricsService): void => {
+    tick++;
+    for (let i = 0; i < series; i++)
+      service.recordMetric("PredictionTime", 1 + ((i * 7 + tick * 131) % 1000), {
+        ModelName: `m${i}`,
+        Level: "Model",
+      });
+  };
+  try {
+    for (let round = -2; round < rounds; round++) {
+      for (const target of rotated(targets, round + 2)) {
+        const service = services[target.mode];
+        observe(service);
+        await service.scrapeChunks(["nothing"]); // as for the gauges: collected apart
+        observe(service);
+        forceGc();
+        const got = await client.get(`${service.metricsUrl ?? ""}/metrics`, false, KINDS[target.kind]);
+        checkAnswer(target.kind, got.status, got.contentType, got.encoding);
+        const into = samples.get(target.key);
+        if (round < 0 || into === undefined) continue;
+        into.ms.push(got.ms);
+        into.bytes = got.bytes;
+      }
+    }
+  } finally {
+    client.close();
+    await services.classic.stop();
+    await services.native.stop();
   }
   return new Map(
     [...samples].map(([k, s]) => [k, { ms: median(s.ms), p90: quantile(s.ms, 0.9), bytes: s.bytes }]),

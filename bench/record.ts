@@ -1,10 +1,15 @@
 import { hostname as osHostname } from "node:os";
 import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import { Counter, Gauge, Histogram, Registry } from "prom-client";
-import type { InferenceRecord } from "../src/index.js";
+import {
+  createMemoryLogger,
+  startMetricsService,
+  type InferenceRecord,
+  type MetricsService,
+} from "../src/index.js";
 import { forceGc } from "./lib/gc.js";
 import { startServeMetricsService } from "./lib/peers.js";
-import { fmt, times, type Scenario } from "./lib/report.js";
+import { fmt, times, type Check, type Scenario, type Table } from "./lib/report.js";
 import { median, ratio, rotated } from "./lib/stats.js";
 
 /** Something that records one inference request the way its library is meant to be used. */
@@ -63,6 +68,9 @@ export const record: Scenario = async ({ quick, log }) => {
     await sdk.stop();
   }
 
+  log("record: native buckets against classic only");
+  const native = await nativeAgainstClassic(ops, rounds);
+
   const ns = (name: string): number => median(samples.get(name) ?? []);
   const sm = ns("serve-metrics");
   const rows = recorders.map((r) => [
@@ -83,10 +91,119 @@ export const record: Scenario = async ({ quick, log }) => {
         "collection (src/telemetry/pending-updates.ts): one SDK update per changed series per scrape or push, " +
         "paid in the scrape, not here; the histogram goes to the SDK on every request.",
     ],
-    tables: [{ header: ["recorder", "median ns/op", "best ns/op", "serve-metrics / this"], rows }],
-    checks: [],
+    tables: [
+      { header: ["recorder", "median ns/op", "best ns/op", "serve-metrics / this"], rows },
+      native.table,
+    ],
+    checks: native.checks,
   };
 };
+
+/** What one op of a {@link NativeComparison} path records. */
+interface RecordPath {
+  name: string;
+  /** What the check calls it. */
+  short: string;
+  record(service: MetricsService, i: number): void;
+}
+
+/** A 1,024-line cycle of HandlerTime lines of 8 models, as a worker prints them (a request id each). */
+const HANDLER_LINES = Array.from(
+  { length: 1024 },
+  (_, i) =>
+    `[METRICS]HandlerTime.Milliseconds:${4 + (i % 89) / 10}|#ModelName:${MODELS[i & 7] ?? "resnet"},Level:Model` +
+    `|#hostname:${HOSTNAME},1700000000,req-${i}`,
+);
+
+const PATHS: readonly RecordPath[] = [
+  {
+    name: "recordInference (the frontend's): serve_request_duration_seconds",
+    short: "recordInference",
+    record: (service, i) => service.recordInference(inferenceRecord(i)),
+  },
+  {
+    name: "HandlerTime metric line (gauge + serve_handler_time_seconds)",
+    short: "HandlerTime metric line",
+    record: (service, i) => {
+      service.recordMetricLine(HANDLER_LINES[i & 1023] ?? "");
+    },
+  },
+];
+
+/**
+ * The same recording into a service with native buckets on (`native_histograms` at its default:
+ * serve_request_duration_seconds, serve_handler_time_seconds, serve_prediction_time_seconds) and
+ * into one with them off (empty), batches in turn; each batch ends with a collection into the
+ * store, timed apart, where the native buckets are merged.
+ */
+async function nativeAgainstClassic(ops: number, rounds: number): Promise<{ table: Table; checks: Check[] }> {
+  const start = (nativeOn: boolean): Promise<MetricsService> =>
+    startMetricsService({
+      env: {},
+      logger: createMemoryLogger(),
+      settings: {
+        metricsAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+        numberOfGpu: 0,
+        disableSystemMetrics: true,
+        ...(nativeOn ? {} : { nativeHistograms: [] }),
+      },
+    });
+  const services = { native: await start(true), classic: await start(false) };
+  type Mode = keyof typeof services;
+  const runs = PATHS.flatMap((path) => (["classic", "native"] as const).map((mode) => ({ path, mode })));
+  const record = new Map(runs.map((r) => [r, [] as number[]]));
+  const collect = new Map(runs.map((r) => [r, [] as number[]]));
+  try {
+    for (let round = 0; round <= rounds; round++) {
+      for (const run of rotated(runs, round)) {
+        const service = services[run.mode];
+        forceGc();
+        const started = process.hrtime.bigint();
+        for (let i = 0; i < ops; i++) run.path.record(service, i);
+        const recorded = process.hrtime.bigint();
+        await service.scrapeChunks(["nothing"]);
+        const collected = process.hrtime.bigint();
+        if (round === 0) continue;
+        record.get(run)?.push(Number(recorded - started) / ops);
+        collect.get(run)?.push(Number(collected - recorded) / 1e6);
+      }
+    }
+  } finally {
+    await services.native.stop();
+    await services.classic.stop();
+  }
+  const of = (m: Map<(typeof runs)[number], number[]>, path: RecordPath, mode: Mode): number =>
+    median([...m].find(([r]) => r.path === path && r.mode === mode)?.[1] ?? []);
+  const table: Table = {
+    caption:
+      `Native buckets (\`native_histograms\` at its default) against classic only (\`native_histograms=\`), ` +
+      `the same ${ops.toLocaleString("en-US")}-op batches in turn, each ended by a collection into the store ` +
+      "(timed apart: where the native buckets are merged):",
+    header: [
+      "path",
+      "classic only ns/op",
+      "native + classic ns/op",
+      "native / classic",
+      "collection ms: classic / native",
+    ],
+    rows: PATHS.map((path) => [
+      path.name,
+      fmt(of(record, path, "classic")),
+      fmt(of(record, path, "native")),
+      times(ratio(of(record, path, "native"), of(record, path, "classic"))),
+      `${fmt(of(collect, path, "classic"))} / ${fmt(of(collect, path, "native"))}`,
+    ]),
+  };
+  const checks = PATHS.map((path) => {
+    const r = ratio(of(record, path, "native"), of(record, path, "classic"));
+    return {
+      target: `record (${path.short}) with native buckets ≤ 1.2× classic only`,
+      measured: times(r),
+      pass: r <= 1.2,
+    };
+  });
+  return { table, checks };
+}
 
 /** prom-client, written the way its users write it: label objects literal at each call. */
 function promClient(buckets: readonly number[]): Recorder {
