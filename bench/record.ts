@@ -89,7 +89,13 @@ export const record: Scenario = async ({ quick, log }) => {
         "WorkerThreadTime (gauges), serve_request_duration_seconds (histogram).",
       "serve-metrics adds the six counter and gauge updates up itself and hands them to the SDK at the next " +
         "collection (src/telemetry/pending-updates.ts): one SDK update per changed series per scrape or push, " +
-        "paid in the scrape, not here; the histogram goes to the SDK on every request.",
+        "paid in the scrape, not here; the histogram goes to the SDK on every request. serve-metrics runs " +
+        "with its defaults, so with native buckets on serve_request_duration_seconds (`native_histograms`): " +
+        "a second SDK histogram (exponential) observes every request too.",
+      "Native against classic only: the cost of a native observation is a second SDK record, and most of " +
+        "that is the SDK hashing the attributes again (`hashAttributes`: keys sorted and JSON-stringified on " +
+        "every record, per stream) and looking the series up; the exponential aggregation itself is a few " +
+        "per cent of it (profiled with `node --cpu-prof`, figures in bench/RESULTS.md, Record).",
     ],
     tables: [
       { header: ["recorder", "median ns/op", "best ns/op", "serve-metrics / this"], rows },
