@@ -223,7 +223,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const nativeOptions = options.nativeHistograms;
   const nativeBuckets =
     nativeOptions !== undefined && nativeNames.size > 0
-      ? new NativeBuckets(nativeOptions.maxBuckets)
+      ? new NativeBuckets(nativeOptions.maxBuckets, nativeOptions.schema)
       : undefined;
   const pushProvider =
     nativeOptions !== undefined && nativeBuckets !== undefined
