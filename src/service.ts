@@ -208,6 +208,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
       exactTotal: telemetry.exactTotal,
+      exemplars: telemetry.exemplars,
     },
     logger,
   );

@@ -2,6 +2,7 @@ import type { Attributes } from "@opentelemetry/api";
 import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
+import type { PendingExemplars } from "../telemetry/pending-exemplars.js";
 import type { Logger } from "../log.js";
 import { renderOtelChunks } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
@@ -38,6 +39,8 @@ export interface ScrapeOptions {
   onOverflow?: (metric: string) => void;
   /** Running totals added in TorchServe's order (see SeriesStoreOptions.exactTotal). */
   exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /** Exemplars recorded since the last collection, which the store keeps (TorchServe naming). */
+  exemplars?: PendingExemplars | undefined;
 }
 
 /**
@@ -114,9 +117,11 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
+      const exemplars = this.options.exemplars?.take();
       const resourceMetrics = await this.take();
       if (this.store === undefined) return;
       this.store.apply(resourceMetrics);
+      if (exemplars !== undefined) this.store.applyExemplars(exemplars);
       this.expire(this.store);
     });
     this.queue = result.catch(() => undefined);
@@ -138,6 +143,8 @@ export class Scraper {
     filter: ReadonlySet<string> | undefined,
     format: ExpositionFormat,
   ): Promise<Buffer[]> {
+    // Taken first: each one's observation was recorded before, so this collection holds it.
+    const exemplars = this.options.exemplars?.take();
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -153,6 +160,7 @@ export class Scraper {
       return renderOtelChunks(resourceMetrics, filter);
     }
     this.store.apply(resourceMetrics);
+    if (exemplars !== undefined) this.store.applyExemplars(exemplars);
     this.expire(this.store);
     const shown =
       this.options.mode === "legacy"

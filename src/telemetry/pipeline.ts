@@ -15,6 +15,7 @@ import type { FamilySpec } from "../exposition/torchserve-text.js";
 import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gauge-histograms.js";
 import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
 import { InstrumentNamer, type InstrumentName } from "./naming.js";
+import { PendingExemplars } from "./pending-exemplars.js";
 import { PendingUpdates } from "./pending-updates.js";
 import { MetricRecorder, type BoundGaugeHistogram } from "./recorder.js";
 import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./sample-names.js";
@@ -44,6 +45,11 @@ export interface Telemetry {
    * PendingUpdates.totalOf).
    */
   readonly exactTotal: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /**
+   * The exemplars recorded since the last scrape (traceparent, request ids), for the series store;
+   * undefined in OTel naming, whose exposition shows none.
+   */
+  readonly exemplars: PendingExemplars | undefined;
 }
 
 /** A metric that cannot be added at run time; says which and why. */
@@ -209,10 +215,12 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     return instrument;
   };
   const pending = new PendingUpdates(meter);
+  const exemplars = format === "torchserve" ? new PendingExemplars() : undefined;
   return {
     provider,
     reader,
     exactTotal: (attributes, fresh, delta) => pending.totalOf(attributes, fresh, delta),
+    exemplars,
     recorder: new MetricRecorder(
       instruments,
       hostname,
@@ -221,6 +229,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       gaugeHistograms,
       options.inferenceResponses,
       options.torchServeZeroSeries,
+      exemplars,
     ),
     families,
     seriesLimit: (family) => limits.get(family) ?? limit,
