@@ -1,0 +1,113 @@
+import { expect } from "chai";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { request as httpRequest } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { MetricsService } from "../../src/service.js";
+import { until } from "../support/net.js";
+import { apiGet, startPrometheus, waitForScrapes, type RunningPrometheus } from "../support/prometheus.js";
+import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
+
+const ECHO = "node test/fixtures/workers/echo-worker.js --port {port}";
+const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
+const SPAN_ID = "b7ad6b7169203331";
+
+/** One series' exemplars as `GET /api/v1/query_exemplars` returns them. */
+interface ExemplarSeries {
+  seriesLabels: Record<string, string>;
+  exemplars: { labels: Record<string, string>; value: string; timestamp: number }[];
+}
+
+function post(url: string, headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method: "POST", headers, agent: false }, (res) => {
+      res.resume();
+      res.on("end", () => resolve(res.statusCode ?? 0));
+    });
+    req.on("error", reject);
+    req.end("x");
+  });
+}
+
+describe("Debian's Prometheus storing exemplars (exemplar-storage, native-histograms)", function () {
+  this.timeout(90_000);
+  let service: MetricsService;
+  let prometheus: RunningPrometheus | undefined;
+  let dir: string | undefined;
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    let metricsUrl: string;
+    ({ service, url: metricsUrl } = await startTestService(
+      {
+        models: [
+          { model: "echo", version: "1.0", isDefault: true, workers: 1, url: undefined, command: ECHO },
+        ],
+        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+        disableSystemMetrics: true,
+      },
+      { workerTimings: { backoff: { initialMs: 100, maxMs: 400 }, stopGraceMs: 1000 } },
+    ));
+    await service.workersReady();
+    const status = await post(`${service.inferenceUrl ?? ""}/predictions/echo`, {
+      traceparent: `00-${TRACE_ID}-${SPAN_ID}-01`,
+    });
+    expect(status).to.equal(200);
+    dir = mkdtempSync(join(tmpdir(), "prom-exemplars-"));
+    writeFileSync(
+      join(dir, "prometheus.yml"),
+      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${new URL(metricsUrl).host}"]\n`,
+    );
+    prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, [
+      "--enable-feature=native-histograms,exemplar-storage",
+    ]);
+    await waitForScrapes(prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await prometheus?.stop();
+    await service.stop();
+    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const exemplars = async (query: string): Promise<ExemplarSeries[]> => {
+    const end = Date.now() / 1000 + 60;
+    return apiGet<ExemplarSeries[]>(
+      prometheus?.api ?? "",
+      `/query_exemplars?query=${encodeURIComponent(query)}&start=${end - 3600}&end=${end}`,
+    );
+  };
+
+  it("returns the request's trace id from the latency histogram and the response counter", async () => {
+    let latency: ExemplarSeries[] = [];
+    await until(async () => {
+      latency = await exemplars('serve_request_duration_seconds_bucket{model_name="echo"}');
+      return latency.length > 0;
+    }, "an exemplar of serve_request_duration_seconds");
+    const traced = latency.flatMap((s) => s.exemplars.map((e) => ({ series: s.seriesLabels, ...e })));
+    expect(traced.map((e) => e.labels)).to.deep.equal([{ trace_id: TRACE_ID, span_id: SPAN_ID }]);
+    const [one] = traced;
+    // On the bucket its value falls in: its `le` is the first bound at or above the value.
+    expect(Number(one?.value)).to.be.at.most(Number(one?.series.le));
+    expect(one?.series.model_version).to.equal("default");
+
+    const responses = await exemplars('serve_inference_responses_total{model_name="echo"}');
+    expect(
+      responses.map((s) => [
+        s.seriesLabels.status_class,
+        s.exemplars.map((e) => [e.labels.trace_id, e.value]),
+      ]),
+    ).to.deep.equal([["2XX", [[TRACE_ID, "1"]]]]);
+  });
+
+  it("returns TorchServe's requestID from the handler-time histogram", async () => {
+    let handler: ExemplarSeries[] = [];
+    await until(async () => {
+      handler = await exemplars('serve_handler_time_seconds_bucket{model_name="echo"}');
+      return handler.length > 0;
+    }, "an exemplar of serve_handler_time_seconds");
+    // The echo worker prints its HandlerTime line with request id `req-1`.
+    expect(handler.flatMap((s) => s.exemplars.map((e) => e.labels))).to.deep.equal([{ request_id: "req-1" }]);
+  });
+});
