@@ -41,9 +41,19 @@ export class PendingExemplars {
   /** Exemplars dropped: a label set past OpenMetrics' 128 characters, or a full queue. */
   dropped = 0;
 
-  /** Keeps `labels` as the latest exemplar of `value` for its slot of `target`. */
-  offer(target: ExemplarTarget, labels: Readonly<Record<string, string>>, value: number): void {
-    if (!exemplarLabelsFit(labels)) {
+  /**
+   * Keeps `labels` as the latest exemplar of `value` (observed at `timestampMs`, default now) for
+   * its slot of `target`. A label set past OpenMetrics' 128 characters is dropped; `fits` says the
+   * caller knows it is within (a trace context always is).
+   */
+  offer(
+    target: ExemplarTarget,
+    labels: Readonly<Record<string, string>>,
+    value: number,
+    timestampMs = Date.now(),
+    fits = false,
+  ): void {
+    if (!fits && !exemplarLabelsFit(labels)) {
       this.dropped++;
       return;
     }
@@ -57,7 +67,7 @@ export class PendingExemplars {
       this.waiting.push(target);
     }
     const slot = target.boundaries.length === 0 ? 0 : bucketIndex(target.boundaries, value);
-    slots[slot] = { labels, value, timestampMs: Date.now() };
+    slots[slot] = { labels, value, timestampMs };
   }
 
   /** Everything waiting, in the order its series first got one; the queue starts over, empty. */

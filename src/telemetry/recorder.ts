@@ -116,7 +116,7 @@ export function workerName(port: number, model: string, version: string): string
 }
 
 /** One series of one instrument, its attributes resolved once; its exemplars wait with it. */
-type BoundSeries = PendingSeries & { exemplars?: ExemplarTarget };
+type BoundSeries = PendingSeries & { exemplars?: ExemplarTarget | undefined };
 
 /** A series of the service's own metrics, bound once by {@link MetricRecorder.ownSeries}. */
 export type OwnSeries = PendingSeries;
@@ -391,9 +391,11 @@ export class MetricRecorder {
     this.recordBound(series.workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
     this.recordBound(series.duration, r.latencyMs / 1000);
     if (r.trace !== undefined && this.exemplars !== undefined) {
+      // 63 characters: within OpenMetrics' 128 for an exemplar's labels, whatever the ids.
       const labels = { trace_id: r.trace.traceId, span_id: r.trace.spanId };
-      this.offerExemplar(series.duration, labels, r.latencyMs / 1000);
-      if (r.status !== undefined) this.offerExemplar(series.responses[statusClass(r.status)], labels, 1);
+      const now = Date.now();
+      this.offerExemplar(series.duration, labels, r.latencyMs / 1000, now);
+      if (r.status !== undefined) this.offerExemplar(series.responses[statusClass(r.status)], labels, 1, now);
     }
   }
 
@@ -402,6 +404,7 @@ export class MetricRecorder {
     series: BoundSeries | undefined,
     labels: Readonly<Record<string, string>>,
     value: number,
+    timestampMs: number,
   ): void {
     if (series === undefined || this.exemplars === undefined || !Number.isFinite(value)) return;
     const def = series.instrument.definition;
@@ -411,7 +414,7 @@ export class MetricRecorder {
       boundaries: def.type === "histogram" ? (def.buckets ?? DEFAULT_BUCKETS) : [],
       slots: undefined,
     };
-    this.exemplars.offer(series.exemplars, labels, value);
+    this.exemplars.offer(series.exemplars, labels, value, timestampMs, true);
   }
 
   /** The serve_inference_errors_total series of a model version and reason, bound on first use. */
@@ -590,7 +593,14 @@ export class MetricRecorder {
       attributes[dim] = v;
     }
     // Shared by every update of the series, and handed to listeners: nobody may change it.
-    const series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false, total: 0 };
+    const series: BoundSeries = {
+      instrument,
+      attributes: Object.freeze(attributes),
+      pending: 0,
+      dirty: false,
+      total: 0,
+      exemplars: undefined,
+    };
     if (track && instrument.definition.type !== "gauge") this.pending.track(series);
     return series;
   }
