@@ -175,6 +175,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     histogramGauges: settings.histogramGauges,
     inferenceResponses: !followsTorchServe,
     torchServeZeroSeries: settings.torchserveZeroSeries,
+    // Log mode serves no /metrics to show them on.
+    exemplars: settings.metricsMode !== "log",
     histogramGaugeBuckets: settings.requestDurationBuckets,
     readers: push.readers,
     views: push.views,

@@ -96,6 +96,8 @@ export interface TelemetryOptions {
   inferenceResponses?: boolean;
   /** Whether a known model's ts_* counters start at zero (`torchserve_zero_series`); default false. */
   torchServeZeroSeries?: boolean;
+  /** Whether exemplars are kept for /metrics (TorchServe naming only); default true. False in log mode. */
+  exemplars?: boolean;
 }
 
 /**
@@ -215,7 +217,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     return instrument;
   };
   const pending = new PendingUpdates(meter);
-  const exemplars = format === "torchserve" ? new PendingExemplars() : undefined;
+  const exemplars =
+    format === "torchserve" && options.exemplars !== false ? new PendingExemplars() : undefined;
   return {
     provider,
     reader,

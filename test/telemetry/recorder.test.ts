@@ -7,6 +7,7 @@ import { extraMetrics } from "../../src/telemetry/extra-metrics.js";
 import { DEFAULT_HISTOGRAM_GAUGES } from "../../src/telemetry/gauge-histograms.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 import { MetricRecordError, workerName } from "../../src/telemetry/recorder.js";
+import { decodeMetricFamilies } from "../support/metric-family.js";
 
 function setup(catalog: Catalog = loadDefaultCatalog()): {
   t: Telemetry;
@@ -476,6 +477,44 @@ describe("MetricRecorder exemplars", () => {
     expect(update?.exemplars.filter((e) => e !== undefined).map((e) => [e.value, e.labels])).to.deep.equal([
       [0.012, { request_id: "r-1" }],
     ]);
+  });
+
+  it("keeps exemplars of kept series only, however many label sets come: counted in the protobuf scrape", async () => {
+    const logger = createMemoryLogger();
+    const t = createTelemetry({
+      metrics: metrics(),
+      format: "torchserve",
+      hostname: "h",
+      logger,
+      maxSeriesPerMetric: 20,
+    });
+    const scraper = new Scraper(
+      t.reader,
+      t.families,
+      { mode: "prometheus", format: "torchserve", exemplars: t.exemplars, seriesLimit: () => 20 },
+      logger,
+    );
+    const count = async (): Promise<number> => {
+      let n = 0;
+      for (const family of decodeMetricFamilies(
+        Buffer.concat(await scraper.scrapeChunks(undefined, "protobuf")),
+      )) {
+        for (const m of family.metric) {
+          if (m.counter?.exemplar) n++;
+          for (const b of m.histogram?.bucket ?? []) if (b.exemplar) n++;
+        }
+      }
+      return n;
+    };
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 500; i++) {
+        t.recorder.recordInference({ model: `m${round}-${i}`, status: 200, latencyMs: 40, trace });
+      }
+      // 20 kept latency series, one bucket each; of the response counter's 20 kept series (a model's
+      // three status classes start at zero together) 7 are a 2XX with its one exemplar.
+      expect(await count()).to.equal(27);
+    }
+    expect(t.exemplars?.size).to.equal(0);
   });
 
   it("keeps none in OTel naming, whose exposition shows none", () => {
