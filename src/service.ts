@@ -178,6 +178,11 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     // Log mode serves no /metrics to show them on.
     exemplars: settings.metricsMode !== "log",
     histogramGaugeBuckets: settings.requestDurationBuckets,
+    nativeHistograms: {
+      families: settings.nativeHistograms,
+      schema: settings.nativeHistogramSchema,
+      maxBuckets: settings.nativeHistogramMaxBuckets,
+    },
     readers: push.readers,
     views: push.views,
     resource: push.resource,
@@ -211,6 +216,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       onOverflow,
       exactTotal: telemetry.exactTotal,
       exemplars: telemetry.exemplars,
+      native: telemetry.native,
     },
     logger,
   );

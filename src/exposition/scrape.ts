@@ -6,9 +6,10 @@ import type { PendingExemplars } from "../telemetry/pending-exemplars.js";
 import type { Logger } from "../log.js";
 import { renderOtelChunks } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
-import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
+import { OVERFLOW_ATTRIBUTE, SeriesStore, type SeriesExemplars } from "./series-store.js";
 import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
+import type { NativeLimits } from "./native-histogram.js";
 
 /** The three counters legacy mode keeps on /metrics. */
 const LEGACY_FAMILIES = new Set([
@@ -41,6 +42,8 @@ export interface ScrapeOptions {
   exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
   /** Exemplars recorded since the last collection, which the store keeps (TorchServe naming). */
   exemplars?: PendingExemplars | undefined;
+  /** Where native buckets come from (TorchServe naming, native_histograms): a delta reader. */
+  native?: { reader: PullReader; limits: NativeLimits } | undefined;
 }
 
 /**
@@ -117,21 +120,45 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
+      // Taken first: each one's observation was recorded before, so this collection holds it.
       const exemplars = this.options.exemplars?.take();
+      const native = await this.takeNative();
       const resourceMetrics = await this.take();
       if (this.store === undefined) return;
-      this.store.apply(resourceMetrics);
-      if (exemplars !== undefined) this.store.applyExemplars(exemplars);
-      this.expire(this.store);
+      this.applyTo(this.store, resourceMetrics, native, exemplars);
     });
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  private async take(): Promise<ResourceMetrics> {
-    const { resourceMetrics, errors } = await this.reader.collect();
+  private async take(reader: PullReader = this.reader): Promise<ResourceMetrics> {
+    const { resourceMetrics, errors } = await reader.collect();
     for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
     return resourceMetrics;
+  }
+
+  /**
+   * The native buckets' delta, collected before the classic one: whatever is recorded in between
+   * is in the classic delta now and in the native one next time, so every native point's series
+   * is in the store once the classic delta is applied.
+   */
+  private async takeNative(): Promise<ResourceMetrics | undefined> {
+    const { native } = this.options;
+    return native === undefined ? undefined : this.take(native.reader);
+  }
+
+  /** Applies both deltas, classic first, and the exemplars of what they hold, then evicts what expired. */
+  private applyTo(
+    store: SeriesStore,
+    resourceMetrics: ResourceMetrics,
+    native: ResourceMetrics | undefined,
+    exemplars: readonly SeriesExemplars[] | undefined,
+  ): void {
+    store.apply(resourceMetrics);
+    const limits = this.options.native?.limits;
+    if (native !== undefined && limits !== undefined) store.applyNative(native, limits);
+    if (exemplars !== undefined) store.applyExemplars(exemplars);
+    this.expire(store);
   }
 
   /** Evicts the series idle past the expiry, if it is on. */
@@ -145,6 +172,7 @@ export class Scraper {
   ): Promise<Buffer[]> {
     // Taken first: each one's observation was recorded before, so this collection holds it.
     const exemplars = this.options.exemplars?.take();
+    const native = await this.takeNative();
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -159,9 +187,7 @@ export class Scraper {
       }
       return renderOtelChunks(resourceMetrics, filter);
     }
-    this.store.apply(resourceMetrics);
-    if (exemplars !== undefined) this.store.applyExemplars(exemplars);
-    this.expire(this.store);
+    this.applyTo(this.store, resourceMetrics, native, exemplars);
     const shown =
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
