@@ -184,6 +184,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       maxBuckets: settings.nativeHistogramMaxBuckets,
     },
     readers: push.readers,
+    exponentialPush: push.exponential,
     views: push.views,
     resource: push.resource,
   });
