@@ -30,84 +30,97 @@ function post(url: string, headers: Record<string, string>): Promise<number> {
   });
 }
 
-describe("Debian's Prometheus storing exemplars (exemplar-storage, native-histograms)", function () {
-  this.timeout(90_000);
-  let service: MetricsService;
-  let prometheus: RunningPrometheus | undefined;
-  let dir: string | undefined;
+for (const native of [true, false]) {
+  describe(`Debian's Prometheus storing exemplars (exemplar-storage, native-histograms), ${native ? "native and classic buckets" : "classic buckets only (native_histograms empty)"}`, function () {
+    this.timeout(90_000);
+    let service: MetricsService;
+    let prometheus: RunningPrometheus | undefined;
+    let dir: string | undefined;
 
-  before(async function () {
-    const binary = requireTool(this, "prometheus");
-    let metricsUrl: string;
-    ({ service, url: metricsUrl } = await startTestService(
-      {
-        models: [
-          { model: "echo", version: "1.0", isDefault: true, workers: 1, url: undefined, command: ECHO },
-        ],
-        inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
-        disableSystemMetrics: true,
-      },
-      { workerTimings: { backoff: { initialMs: 100, maxMs: 400 }, stopGraceMs: 1000 } },
-    ));
-    await service.workersReady();
-    const status = await post(`${service.inferenceUrl ?? ""}/predictions/echo`, {
-      traceparent: `00-${TRACE_ID}-${SPAN_ID}-01`,
+    before(async function () {
+      const binary = requireTool(this, "prometheus");
+      let metricsUrl: string;
+      ({ service, url: metricsUrl } = await startTestService(
+        {
+          models: [
+            { model: "echo", version: "1.0", isDefault: true, workers: 1, url: undefined, command: ECHO },
+          ],
+          inferenceAddress: { protocol: "http", host: "127.0.0.1", port: 0 },
+          disableSystemMetrics: true,
+          ...(native ? {} : { nativeHistograms: [] }),
+        },
+        { workerTimings: { backoff: { initialMs: 100, maxMs: 400 }, stopGraceMs: 1000 } },
+      ));
+      await service.workersReady();
+      const status = await post(`${service.inferenceUrl ?? ""}/predictions/echo`, {
+        traceparent: `00-${TRACE_ID}-${SPAN_ID}-01`,
+      });
+      expect(status).to.equal(200);
+      dir = mkdtempSync(join(tmpdir(), "prom-exemplars-"));
+      writeFileSync(
+        join(dir, "prometheus.yml"),
+        `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${new URL(metricsUrl).host}"]\n`,
+      );
+      prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, [
+        "--enable-feature=native-histograms,exemplar-storage",
+      ]);
+      await waitForScrapes(prometheus, "serve-metrics", 2);
     });
-    expect(status).to.equal(200);
-    dir = mkdtempSync(join(tmpdir(), "prom-exemplars-"));
-    writeFileSync(
-      join(dir, "prometheus.yml"),
-      `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${new URL(metricsUrl).host}"]\n`,
-    );
-    prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, [
-      "--enable-feature=native-histograms,exemplar-storage",
-    ]);
-    await waitForScrapes(prometheus, "serve-metrics", 2);
+
+    after(async () => {
+      await prometheus?.stop();
+      await service.stop();
+      if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+    });
+
+    const exemplars = async (query: string): Promise<ExemplarSeries[]> => {
+      const end = Date.now() / 1000 + 60;
+      return apiGet<ExemplarSeries[]>(
+        prometheus?.api ?? "",
+        `/query_exemplars?query=${encodeURIComponent(query)}&start=${end - 3600}&end=${end}`,
+      );
+    };
+
+    it("returns the request's trace id from the latency histogram and the response counter", async () => {
+      let latency: ExemplarSeries[] = [];
+      await until(async () => {
+        latency = await exemplars('{__name__=~"serve_request_duration_seconds(_bucket)?",model_name="echo"}');
+        return latency.length > 0;
+      }, "an exemplar of serve_request_duration_seconds");
+      const traced = latency.flatMap((s) => s.exemplars.map((e) => ({ series: s.seriesLabels, ...e })));
+      expect(traced.map((e) => e.labels)).to.deep.equal([{ trace_id: TRACE_ID, span_id: SPAN_ID }]);
+      const [one] = traced;
+      if (native) {
+        // 2.42 stores a histogram with native buckets as one native series, and files the exemplars
+        // of its classic buckets under that series.
+        expect(one?.series.__name__).to.equal("serve_request_duration_seconds");
+      } else {
+        // Under the bucket's series: its `le` is the first bound at or above the value.
+        expect(one?.series.__name__).to.equal("serve_request_duration_seconds_bucket");
+        expect(Number(one?.value)).to.be.at.most(Number(one?.series.le));
+      }
+      expect(Number(one?.value)).to.be.greaterThan(0);
+      expect(one?.series.model_version).to.equal("default");
+
+      const responses = await exemplars('serve_inference_responses_total{model_name="echo"}');
+      expect(
+        responses.map((s) => [
+          s.seriesLabels.status_class,
+          s.exemplars.map((e) => [e.labels.trace_id, e.value]),
+        ]),
+      ).to.deep.equal([["2XX", [[TRACE_ID, "1"]]]]);
+    });
+
+    it("returns TorchServe's requestID from the handler-time histogram", async () => {
+      let handler: ExemplarSeries[] = [];
+      await until(async () => {
+        handler = await exemplars('{__name__=~"serve_handler_time_seconds(_bucket)?",model_name="echo"}');
+        return handler.length > 0;
+      }, "an exemplar of serve_handler_time_seconds");
+      // The echo worker prints its HandlerTime line with request id `req-1`.
+      expect(handler.flatMap((s) => s.exemplars.map((e) => e.labels))).to.deep.equal([
+        { request_id: "req-1" },
+      ]);
+    });
   });
-
-  after(async () => {
-    await prometheus?.stop();
-    await service.stop();
-    if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
-  });
-
-  const exemplars = async (query: string): Promise<ExemplarSeries[]> => {
-    const end = Date.now() / 1000 + 60;
-    return apiGet<ExemplarSeries[]>(
-      prometheus?.api ?? "",
-      `/query_exemplars?query=${encodeURIComponent(query)}&start=${end - 3600}&end=${end}`,
-    );
-  };
-
-  it("returns the request's trace id from the latency histogram and the response counter", async () => {
-    let latency: ExemplarSeries[] = [];
-    await until(async () => {
-      latency = await exemplars('serve_request_duration_seconds_bucket{model_name="echo"}');
-      return latency.length > 0;
-    }, "an exemplar of serve_request_duration_seconds");
-    const traced = latency.flatMap((s) => s.exemplars.map((e) => ({ series: s.seriesLabels, ...e })));
-    expect(traced.map((e) => e.labels)).to.deep.equal([{ trace_id: TRACE_ID, span_id: SPAN_ID }]);
-    const [one] = traced;
-    // On the bucket its value falls in: its `le` is the first bound at or above the value.
-    expect(Number(one?.value)).to.be.at.most(Number(one?.series.le));
-    expect(one?.series.model_version).to.equal("default");
-
-    const responses = await exemplars('serve_inference_responses_total{model_name="echo"}');
-    expect(
-      responses.map((s) => [
-        s.seriesLabels.status_class,
-        s.exemplars.map((e) => [e.labels.trace_id, e.value]),
-      ]),
-    ).to.deep.equal([["2XX", [[TRACE_ID, "1"]]]]);
-  });
-
-  it("returns TorchServe's requestID from the handler-time histogram", async () => {
-    let handler: ExemplarSeries[] = [];
-    await until(async () => {
-      handler = await exemplars('serve_handler_time_seconds_bucket{model_name="echo"}');
-      return handler.length > 0;
-    }, "an exemplar of serve_handler_time_seconds");
-    // The echo worker prints its HandlerTime line with request id `req-1`.
-    expect(handler.flatMap((s) => s.exemplars.map((e) => e.labels))).to.deep.equal([{ request_id: "req-1" }]);
-  });
-});
+}
