@@ -406,7 +406,8 @@ export class MetricRecorder {
     value: number,
     timestampMs: number,
   ): void {
-    if (series === undefined || this.exemplars === undefined || !Number.isFinite(value)) return;
+    // The SDK drops what is not a finite, non-negative value: no exemplar for an uncounted one.
+    if (series === undefined || this.exemplars === undefined || !(value >= 0 && value < Infinity)) return;
     const def = series.instrument.definition;
     series.exemplars ??= {
       family: def.name,
