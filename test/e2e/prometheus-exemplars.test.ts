@@ -5,13 +5,20 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { MetricsService } from "../../src/service.js";
 import { until } from "../support/net.js";
-import { apiGet, startPrometheus, waitForScrapes, type RunningPrometheus } from "../support/prometheus.js";
+import {
+  apiGet,
+  instantQuery,
+  startPrometheus,
+  waitForScrapes,
+  type RunningPrometheus,
+} from "../support/prometheus.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
 
 const ECHO = "node test/fixtures/workers/echo-worker.js --port {port}";
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
 const SPAN_ID = "b7ad6b7169203331";
+const SLOW = { traceId: "5a4d0c8c6f3e4b1a9d2e7f60718293a4", spanId: "1b2c3d4e5f607182" };
 
 /** One series' exemplars as `GET /api/v1/query_exemplars` returns them. */
 interface ExemplarSeries {
@@ -56,6 +63,8 @@ for (const native of [true, false]) {
         traceparent: `00-${TRACE_ID}-${SPAN_ID}-01`,
       });
       expect(status).to.equal(200);
+      // Slower than the last bound: its exemplar brings the +Inf bucket into the protobuf.
+      service.recordInference({ model: "slow", status: 200, latencyMs: 60_000, trace: SLOW });
       dir = mkdtempSync(join(tmpdir(), "prom-exemplars-"));
       writeFileSync(
         join(dir, "prometheus.yml"),
@@ -109,6 +118,33 @@ for (const native of [true, false]) {
           s.exemplars.map((e) => [e.labels.trace_id, e.value]),
         ]),
       ).to.deep.equal([["2XX", [[TRACE_ID, "1"]]]]);
+    });
+
+    it("stores an exemplar of the +Inf bucket, whose series is the one the text makes", async () => {
+      let slow: ExemplarSeries[] = [];
+      await until(async () => {
+        slow = await exemplars('{__name__=~"serve_request_duration_seconds(_bucket)?",model_name="slow"}');
+        return slow.length > 0;
+      }, "an exemplar of the slow request");
+      expect(
+        slow.map((s) => [s.seriesLabels.le, s.exemplars.map((e) => [e.labels.trace_id, e.value])]),
+      ).to.deep.equal([[native ? undefined : "+Inf", [[SLOW.traceId, "60"]]]]);
+      // The same bucket series, each `le` once, as a histogram whose +Inf bucket is not written.
+      const buckets = async (model: string): Promise<[string | undefined, string][]> =>
+        (
+          await instantQuery(
+            prometheus?.api ?? "",
+            `count by (le) (serve_request_duration_seconds_bucket{model_name="${model}"})`,
+          )
+        )
+          .map((b): [string | undefined, string] => [b.metric.le, b.value[1]])
+          .sort(([a], [b]) => Number(a) - Number(b));
+      const slowBuckets = await buckets("slow");
+      // (echo has two series per `le`: its configured version 1.0, known from the start, and default.)
+      expect(slowBuckets.map(([le]) => le)).to.deep.equal((await buckets("echo")).map(([le]) => le));
+      if (native) expect(slowBuckets).to.deep.equal([]);
+      else expect(slowBuckets.map(([le]) => le)).to.include("+Inf");
+      if (!native) expect(slowBuckets.every(([, n]) => n === "1")).to.equal(true);
     });
 
     it("returns TorchServe's requestID from the handler-time histogram", async () => {
