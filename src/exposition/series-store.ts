@@ -202,9 +202,8 @@ export class SeriesStore {
       if (state === undefined) continue;
       const labels = labelPairs(state.spec.labels, update.attributes);
       const value = state.series.get(labels);
-      if (value === undefined) continue;
+      if (value === undefined || (typeof value === "number" && state.spec.type !== "counter")) continue;
       const slotCount = typeof value === "number" ? 1 : value.counts.length;
-      if (typeof value === "number" && state.spec.type !== "counter") continue;
       state.exemplars ??= new Map();
       let kept = state.exemplars.get(labels);
       let changed = false;
