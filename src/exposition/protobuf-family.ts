@@ -1,3 +1,4 @@
+import type { Exemplar } from "./exemplars.js";
 import type { ProtobufWriter } from "./protobuf-writer.js";
 import type { FamilySpec, HistogramValue } from "./torchserve-text.js";
 import { nativeSpans, type NativeBuckets, type NativeHistogram } from "./native-histogram.js";
@@ -21,12 +22,16 @@ export const NATIVE_ZERO_THRESHOLD = 2 ** -128;
  * label text. Counters and gauges carry their value; histograms their count, sum and cumulative
  * classic buckets without the +Inf one, which Prometheus makes from the count (as client_golang
  * sends them), so the stored series are those of the text. `histogram` says what the data is.
+ * `exemplars` (by label text) go on a counter (`Counter.exemplar`) and on a histogram's classic
+ * buckets (`Bucket.exemplar`); one in the +Inf bucket brings that bucket along, as client_golang
+ * sends it (its count is the histogram's, so the stored series stay the same).
  */
 export function writeFamily(
   w: ProtobufWriter,
   spec: FamilySpec,
   histogram: boolean,
   series: Iterable<readonly [string, number | HistogramValue]>,
+  exemplars?: ReadonlyMap<string, readonly (Exemplar | undefined)[]>,
 ): void {
   w.beginDelimited();
   w.string(1, spec.name);
@@ -36,11 +41,14 @@ export function writeFamily(
   for (const [labels, value] of series) {
     w.begin(4);
     writeLabels(w, labels);
+    const kept = exemplars?.get(labels);
     if (typeof value !== "number") {
-      writeHistogram(w, value);
+      writeHistogram(w, value, kept);
     } else {
       w.begin(type === COUNTER ? 3 : 2);
       w.double(1, value);
+      const exemplar = type === COUNTER ? kept?.[0] : undefined;
+      if (exemplar !== undefined) writeExemplar(w, 2, exemplar);
       w.end();
     }
     w.end();
@@ -48,7 +56,11 @@ export function writeFamily(
   w.end();
 }
 
-function writeHistogram(w: ProtobufWriter, value: HistogramValue): void {
+function writeHistogram(
+  w: ProtobufWriter,
+  value: HistogramValue,
+  exemplars: readonly (Exemplar | undefined)[] | undefined,
+): void {
   w.begin(7);
   w.uint(1, value.count);
   w.double(2, value.sum);
@@ -59,9 +71,41 @@ function writeHistogram(w: ProtobufWriter, value: HistogramValue): void {
     w.begin(3);
     w.uint(1, cumulative);
     w.double(2, boundaries[i] ?? Infinity);
+    const exemplar = exemplars?.[i];
+    if (exemplar !== undefined) writeExemplar(w, 3, exemplar);
+    w.end();
+  }
+  const inf = exemplars?.[boundaries.length];
+  if (inf !== undefined) {
+    w.begin(3);
+    w.uint(1, value.count);
+    w.double(2, Infinity);
+    writeExemplar(w, 3, inf);
     w.end();
   }
   if (value.native !== undefined) writeNative(w, value.native);
+  w.end();
+}
+
+/** An `io.prometheus.client.Exemplar`: its labels, value and timestamp. */
+function writeExemplar(w: ProtobufWriter, field: number, exemplar: Exemplar): void {
+  w.begin(field);
+  const { labels } = exemplar;
+  for (const name in labels) {
+    w.begin(1);
+    w.string(1, name);
+    w.string(2, labels[name] ?? "");
+    w.end();
+  }
+  w.double(2, exemplar.value);
+  // google.protobuf.Timestamp: whole seconds and the nanoseconds past them.
+  const ms = exemplar.timestampMs;
+  const seconds = Math.floor(ms / 1000);
+  w.begin(3);
+  w.uint(1, seconds);
+  const nanos = Math.round((ms - seconds * 1000) * 1e6);
+  if (nanos !== 0) w.uint(2, nanos);
+  w.end();
   w.end();
 }
 
