@@ -10,6 +10,14 @@ import {
   type HistogramValue,
 } from "./torchserve-text.js";
 import { chunksToString, TextChunks } from "./text-chunks.js";
+import {
+  OPENMETRICS_EOF,
+  openMetricsFamily,
+  openMetricsHeader,
+  openMetricsHistogramSamples,
+  openMetricsScalarSample,
+  type ExemplarSlots,
+} from "./openmetrics-text.js";
 import { writeFamily } from "./protobuf-family.js";
 import { ProtobufWriter } from "./protobuf-writer.js";
 
@@ -18,6 +26,8 @@ export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
 /** The overflow series' labels, whatever the family's. */
 const OVERFLOW_LABELS = labelPairs([], { [OVERFLOW_ATTRIBUTE]: true });
 const ALL_PARTS: HistogramParts = { bucket: true, count: true, sum: true };
+/** Ends every OpenMetrics exposition; one buffer, so gzip sees the same chunk each scrape. */
+const EOF_CHUNK = Buffer.from(OPENMETRICS_EOF);
 
 interface FamilyState {
   readonly spec: FamilySpec;
@@ -36,6 +46,8 @@ interface FamilyState {
   text: Buffer[] | undefined;
   /** The family as a delimited protobuf MetricFamily, until one of its series changes or goes. */
   protobuf: Buffer | undefined;
+  /** The family as OpenMetrics text, HELP and TYPE included, until one of its series changes or goes. */
+  openMetrics: Buffer[] | undefined;
   /** Where the points of the family's last delta went, in their order; dropped on eviction. */
   last: PointOrder | undefined;
 }
@@ -184,6 +196,25 @@ export class SeriesStore {
   }
 
   /**
+   * The same families as OpenMetrics 1.0.0 text, ending with `# EOF`: the samples Prometheus stores
+   * from TorchServe's text, with the same names, labels and values (see `openMetricsFamily` for
+   * how counters are declared), and the exemplars of `_total` counters and classic buckets. A
+   * `filter` keeps the families it names a sample of, as in {@link render}, but a histogram goes
+   * whole, as in {@link renderProtobuf}: OpenMetrics wants its +Inf bucket, `_count` and `_sum`
+   * together. A family's text is kept while the family is unchanged.
+   */
+  renderOpenMetrics(families: readonly FamilySpec[], filter?: ReadonlySet<string>): Buffer[] {
+    const out: Buffer[] = [];
+    for (const spec of families) {
+      const state = this.state(spec);
+      if (filter !== undefined && !this.selected(state, filter)) continue;
+      for (const chunk of (state.openMetrics ??= this.joinOpenMetrics(state))) out.push(chunk);
+    }
+    out.push(EOF_CHUNK);
+    return out;
+  }
+
+  /**
    * Forgets one series (expired): its memory goes, it no longer counts against the family's
    * limit, and a later point starts it again from zero, as a new series.
    */
@@ -193,6 +224,7 @@ export class SeriesStore {
     if (labels !== OVERFLOW_LABELS) state.real--;
     state.text = undefined;
     state.protobuf = undefined;
+    state.openMetrics = undefined;
     // The last delta's order may name the evicted series, which must now start again as new.
     state.last = undefined;
   }
@@ -202,6 +234,15 @@ export class SeriesStore {
     let total = 0;
     for (const state of this.states.values()) total += state.series.size;
     return total;
+  }
+
+  /**
+   * The exemplars of one series by family and label text: a histogram's by classic bucket (as
+   * `HistogramValue.counts`, the last +Inf), a counter's at index 0. None are kept yet: the exemplar
+   * storage (issue 20, Deliver 3) brings them; this is the shape the OpenMetrics renderer reads.
+   */
+  exemplarsOf(_family: string, _labels: string): ExemplarSlots | undefined {
+    return undefined;
   }
 
   /** Whether a `name[]` filter names one of the family's samples. */
@@ -239,6 +280,23 @@ export class SeriesStore {
         typeof value === "number"
           ? scalarSample(spec.name, labels, value)
           : histogramSamples(spec.name, labels, value, parts),
+      );
+    }
+    return out.finish();
+  }
+
+  /** The family in OpenMetrics text, its HELP and TYPE first. */
+  private joinOpenMetrics(state: FamilyState): Buffer[] {
+    const { spec } = state;
+    const family = openMetricsFamily(spec, state.histogram, state.series.size > 0);
+    const out = new TextChunks();
+    out.add(openMetricsHeader(spec, family));
+    for (const [labels, value] of state.series) {
+      const exemplars = this.exemplarsOf(spec.name, labels);
+      out.add(
+        typeof value === "number"
+          ? openMetricsScalarSample(spec.name, labels, value, family, exemplars?.[0])
+          : openMetricsHistogramSamples(spec.name, labels, value, exemplars),
       );
     }
     return out.finish();
@@ -288,6 +346,7 @@ export class SeriesStore {
   private changed(state: FamilyState, labels: string): void {
     state.text = undefined;
     state.protobuf = undefined;
+    state.openMetrics = undefined;
     this.options.onUpdate?.(state.spec.name, labels);
   }
 
@@ -314,6 +373,7 @@ export class SeriesStore {
         histogram: false,
         text: undefined,
         protobuf: undefined,
+        openMetrics: undefined,
         last: undefined,
       };
       this.states.set(spec.name, state);

@@ -48,6 +48,7 @@ describe("DEFAULT_SETTINGS", () => {
       maxLabelValueLength: 1024,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
       scrapeSendTimeoutSeconds: 15,
+      openMetrics: false,
       sourceFile: undefined,
     } satisfies Settings);
   });
@@ -130,6 +131,7 @@ describe("resolveSettings", () => {
           "default_startup_timeout=0.5",
           "torchserve_zero_series=true",
           "scrape_send_timeout=2.5",
+          "openmetrics=TRUE",
           "client_body_timeout=5",
           "client_read_timeout=0.25",
           "drain_timeout=2.5",
@@ -175,6 +177,7 @@ describe("resolveSettings", () => {
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         scrapeSendTimeoutSeconds: 2.5,
+        openMetrics: true,
         sourceFile: configPath(),
       } satisfies Settings);
       expect(logger.lines).to.deep.equal([]);
@@ -399,6 +402,7 @@ describe("resolveSettings", () => {
           TS_PRIVATE_KEY_FILE: "k.pem",
           TS_NVIDIA_SMI_PATH: "smi",
           TS_NVIDIA_SMI_TIMEOUT_MS: "250",
+          TS_OPENMETRICS: "true",
         },
         logger,
         cwd: dir,
@@ -443,6 +447,7 @@ describe("resolveSettings", () => {
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
         scrapeSendTimeoutSeconds: 15,
+        openMetrics: true,
         sourceFile: undefined,
       } satisfies Settings);
     });
@@ -558,6 +563,7 @@ describe("resolveSettings", () => {
       ["model_metrics_auto_detect", "1", /is not a boolean; use true or false$/],
       ["disable_system_metrics", "on", /is not a boolean; use true or false$/],
       ["enable_envvars_config", "enabled", /is not a boolean; use true or false$/],
+      ["openmetrics", "yes", /is not a boolean; use true or false$/],
       ["metrics_mode", "", /is not one of prometheus, log, legacy$/],
       ["metrics_mode", "pro metheus", /is not one of prometheus, log, legacy$/],
       ["metrics_format", "json", /is not one of torchserve, otel$/],
