@@ -207,7 +207,8 @@ export class SeriesStore {
     const out: Buffer[] = [];
     for (const spec of families) {
       const state = this.state(spec);
-      if (filter !== undefined && !this.selected(state, filter)) continue;
+      // As in the text, a filter leaves out the families it leaves without samples.
+      if (filter !== undefined && (state.series.size === 0 || !this.selected(state, filter))) continue;
       for (const chunk of (state.openMetrics ??= this.joinOpenMetrics(state))) out.push(chunk);
     }
     out.push(EOF_CHUNK);
