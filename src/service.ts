@@ -176,7 +176,13 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     inferenceResponses: !followsTorchServe,
     torchServeZeroSeries: settings.torchserveZeroSeries,
     histogramGaugeBuckets: settings.requestDurationBuckets,
+    nativeHistograms: {
+      families: settings.nativeHistograms,
+      schema: settings.nativeHistogramSchema,
+      maxBuckets: settings.nativeHistogramMaxBuckets,
+    },
     readers: push.readers,
+    exponentialPush: push.exponential,
     views: push.views,
     resource: push.resource,
   });
@@ -208,6 +214,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
       exactTotal: telemetry.exactTotal,
+      native: telemetry.native,
     },
     logger,
   );
