@@ -16,7 +16,8 @@ export interface ParsedFamily {
   samples: ParsedSample[];
 }
 
-// Numbers go as repr() text (nan, inf, shortest round-trip digits), which JSON cannot carry.
+// Numbers go as repr() text (nan, inf, shortest round-trip digits), which JSON cannot carry. The
+// input is read as bytes: Python's text mode would turn a raw "\r" in a label value into "\n".
 const SCRIPT = `
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
@@ -26,7 +27,7 @@ def ts(t):
     if t is None: return None
     return repr(float(t.sec) + t.nsec / 1e9) if hasattr(t, "sec") else repr(float(t))
 out = []
-for f in text_string_to_metric_families(sys.stdin.read()):
+for f in text_string_to_metric_families(sys.stdin.buffer.read().decode("utf-8")):
     samples = []
     for s in f.samples:
         e = s.exemplar
@@ -106,10 +107,11 @@ export function textSeries(text: string): string[] {
   const out: string[] = [];
   for (const line of text.split("\n")) {
     if (line === "" || line.startsWith("#")) continue;
-    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    // dotAll: a label value may hold a raw "\r" or U+2028, which `.` does not match otherwise.
+    const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/s.exec(line);
     if (m === null) throw new Error(`unparsed line ${line}`);
     const labels: Record<string, string> = {};
-    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/g)) {
+    for (const l of (m[2] ?? "").matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)",?/gs)) {
       labels[l[1] ?? ""] = (l[2] ?? "").replace(/\\(.)/g, (_, c: string) => (c === "n" ? "\n" : c));
     }
     const v = m[3] ?? "";
