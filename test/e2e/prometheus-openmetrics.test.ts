@@ -4,7 +4,14 @@ import { createServer, request as httpRequest, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { AggregationTemporality, MeterProvider } from "@opentelemetry/sdk-metrics";
 import type { MetricsService } from "../../src/service.js";
+import type { Exemplar } from "../../src/exposition/exemplars.js";
+import { OPENMETRICS_CONTENT_TYPE, type ExemplarSlots } from "../../src/exposition/openmetrics-text.js";
+import { PullReader } from "../../src/exposition/pull-reader.js";
+import { SeriesStore } from "../../src/exposition/series-store.js";
+import { chunksToString } from "../../src/exposition/text-chunks.js";
+import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
 import {
   apiGet,
   instantQuery,
@@ -182,5 +189,111 @@ describe("Debian's Prometheus scraping OpenMetrics text (openmetrics=true)", fun
       'ts_inference_requests_total{hostname="test-host",model_name="resnet18",model_version="default"} 2',
     );
     expect(await storedValues(openMetrics?.prometheus.api ?? "")).to.deep.equal(fromText);
+  });
+});
+
+/** A store whose exemplars the test sets, as the exemplar storage would hand them over. */
+class StoreWithExemplars extends SeriesStore {
+  readonly exemplars = new Map<string, ExemplarSlots>();
+  override exemplarsOf(family: string, labels: string): ExemplarSlots | undefined {
+    return this.exemplars.get(`${family} ${labels}`);
+  }
+}
+
+describe("Debian's Prometheus storing the exemplars of our OpenMetrics text", function () {
+  this.timeout(60_000);
+  let server: Server | undefined;
+  let scraper: Scraper | undefined;
+  /** When the exemplars were taken; their times are set from it. */
+  let now = 0;
+  const trace = (traceId: string, value: number, timestampMs: number): Exemplar => ({
+    labels: { trace_id: traceId, span_id: "00f067aa0ba902b7" },
+    value,
+    timestampMs,
+  });
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    const families: FamilySpec[] = [
+      { name: "Requests2XX", type: "counter", unit: "Count", labels: ["Level"] },
+      { name: "ts_inference_requests_total", type: "counter", unit: "Count", labels: ["model_name"] },
+      { name: "serve_request_duration_seconds", type: "histogram", unit: "s", labels: ["model_name"] },
+    ];
+    const reader = new PullReader(AggregationTemporality.DELTA);
+    const meter = new MeterProvider({ readers: [reader] }).getMeter("t");
+    const store = new StoreWithExemplars({ families });
+    meter.createCounter("Requests2XX").add(1, { Level: "Host" });
+    meter.createCounter("ts_inference_requests_total").add(2, { model_name: 'we"ird' });
+    const latency = meter.createHistogram("serve_request_duration_seconds", {
+      advice: { explicitBucketBoundaries: [0.0005, 0.1, 1] },
+    });
+    latency.record(0.093, { model_name: 'we"ird' });
+    latency.record(3, { model_name: 'we"ird' });
+    store.apply((await reader.collect()).resourceMetrics);
+    now = Date.now();
+    store.exemplars.set('serve_request_duration_seconds model_name="we\\"ird",', [
+      undefined,
+      trace("4bf92f3577b34da6a3ce929d0e0e4736", 0.093, now - 1500),
+      undefined,
+      trace("5bf92f3577b34da6a3ce929d0e0e4737", 3, now - 1000),
+    ]);
+    store.exemplars.set('ts_inference_requests_total model_name="we\\"ird",', [
+      { labels: { requestID: 'a\\b"c' }, value: 1, timestampMs: now - 500 },
+    ]);
+    // An exemplar here would fail the whole scrape: the renderer must leave it out.
+    store.exemplars.set('Requests2XX Level="Host",', [trace("6bf92f3577b34da6a3ce929d0e0e4738", 1, now)]);
+    server = createServer((_req, res) => {
+      res.writeHead(200, { "Content-Type": OPENMETRICS_CONTENT_TYPE });
+      res.end(chunksToString(store.renderOpenMetrics(families)));
+    });
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+    scraper = await startScraper(binary, url, ["--enable-feature=exemplar-storage"]);
+    await waitForScrapes(scraper.prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await stopScraper(scraper);
+    server?.closeAllConnections();
+    await new Promise((resolve) => (server === undefined ? resolve(undefined) : server.close(resolve)));
+  });
+
+  it("stores the exemplars of classic buckets and _total counters, labels, values and times to the millisecond", async () => {
+    const end = Date.now() / 1000;
+    const found = await apiGet<
+      {
+        seriesLabels: Record<string, string>;
+        exemplars: { labels: Record<string, string>; value: string; timestamp: number }[];
+      }[]
+    >(
+      scraper?.prometheus.api ?? "",
+      `/query_exemplars?query=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
+    );
+    const stored = found
+      .flatMap((f) => f.exemplars.map((e) => ({ series: seriesKey(f.seriesLabels), ...e })))
+      .sort((a, b) => (a.series < b.series ? -1 : 1));
+    // Times as milliseconds before `now`, as written.
+    expect(stored.map((e) => ({ ...e, timestamp: Math.round(e.timestamp * 1000) - now }))).to.deep.equal([
+      {
+        series: 'serve_request_duration_seconds_bucket{le="+Inf",model_name="we\\"ird"}',
+        labels: { trace_id: "5bf92f3577b34da6a3ce929d0e0e4737", span_id: "00f067aa0ba902b7" },
+        value: "3",
+        timestamp: -1000,
+      },
+      {
+        series: 'serve_request_duration_seconds_bucket{le="0.1",model_name="we\\"ird"}',
+        labels: { trace_id: "4bf92f3577b34da6a3ce929d0e0e4736", span_id: "00f067aa0ba902b7" },
+        value: "0.093",
+        timestamp: -1500,
+      },
+      {
+        series: 'ts_inference_requests_total{model_name="we\\"ird"}',
+        // 2.42 keeps an exemplar label value's escapes: textparse/openmetricsparse.go's Exemplar(),
+        // unlike its Metric(), does not unescape. `a\b"c`, written `a\\b\"c`, is stored as written.
+        labels: { requestID: 'a\\\\b\\"c' },
+        value: "1",
+        timestamp: -500,
+      },
+    ]);
   });
 });
