@@ -139,6 +139,24 @@ describe("/metrics in OpenMetrics text", () => {
     }
   });
 
+  it("warns that metrics_format=otel keeps its own text, and answers it, with openmetrics=true", async () => {
+    const { service, url, logger } = await startTestService({
+      disableSystemMetrics: true,
+      openMetrics: true,
+      metricsFormat: "otel",
+    });
+    try {
+      const res = await get(url, { Accept: PROMETHEUS_ACCEPT });
+      expect(res.headers["content-type"]).to.equal("text/plain; version=0.0.4; charset=utf-8");
+      expect(res.body.toString()).not.to.include("# EOF");
+      expect(logger.lines).to.include(
+        "WARN openmetrics=true is for TorchServe naming: with metrics_format=otel /metrics answers its own text only",
+      );
+    } finally {
+      await service.stop();
+    }
+  });
+
   it("answers an empty but valid OpenMetrics exposition in log mode", async () => {
     const { service, url } = await startTestService({
       disableSystemMetrics: true,
