@@ -272,6 +272,11 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     // until stop(), as its listening servers would.
     keepAlive = setInterval(() => undefined, KEEP_ALIVE_MS);
   }
+  if (settings.openMetrics && settings.metricsFormat === "otel") {
+    logger.warn(
+      "openmetrics=true is for TorchServe naming: with metrics_format=otel /metrics answers its own text only",
+    );
+  }
   if (
     settings.metricLogFiles.length > 0 &&
     metricsApi === undefined &&
@@ -406,6 +411,7 @@ function buildParts(wiring: PartsWiring): ServiceParts {
           render,
           contentType: settings.metricsFormat === "otel" ? OTEL_TEXT_CONTENT_TYPE : TORCHSERVE_CONTENT_TYPE,
           protobuf: scraper.protobuf,
+          openMetrics: settings.openMetrics && scraper.protobuf,
           onResponse: countResponse,
           logger,
           sendTimeoutMs: settings.scrapeSendTimeoutSeconds * 1000,

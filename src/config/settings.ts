@@ -65,6 +65,8 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   nativeHistogramMaxBuckets: 160,
   // Prometheus gives up on a scrape after scrape_timeout (10 s by default); see README.
   scrapeSendTimeoutSeconds: 15,
+  // Prometheus asks for OpenMetrics first by default: serving it would change what today's scrapes get.
+  openMetrics: false,
   sourceFile: undefined,
 } satisfies Settings);
 
@@ -189,6 +191,9 @@ const SETTERS: Record<string, Apply> = {
   },
   scrape_send_timeout: (s, raw) => {
     s.scrapeSendTimeoutSeconds = parseInterval(raw);
+  },
+  openmetrics: (s, raw) => {
+    s.openMetrics = parseBoolean(raw);
   },
   client_body_timeout: (s, raw) => {
     s.clientBodyTimeoutSeconds = parseInterval(raw);

@@ -124,6 +124,8 @@ export interface Settings {
   nativeHistogramMaxBuckets: number;
   /** Seconds a `/metrics` answer may take to send before its connection is closed. */
   scrapeSendTimeoutSeconds: number;
+  /** Whether a scrape that prefers OpenMetrics text (Prometheus' default Accept) gets it. */
+  openMetrics: boolean;
   /** The config.properties file the settings came from, if any; used in error messages. */
   sourceFile: string | undefined;
 }

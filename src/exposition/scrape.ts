@@ -6,6 +6,7 @@ import type { PendingExemplars } from "../telemetry/pending-exemplars.js";
 import type { Logger } from "../log.js";
 import { renderOtelChunks } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
+import { OPENMETRICS_EOF } from "./openmetrics-text.js";
 import { OVERFLOW_ATTRIBUTE, SeriesStore, type SeriesExemplars } from "./series-store.js";
 import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
@@ -20,10 +21,11 @@ const LEGACY_FAMILIES = new Set([
 ]);
 
 /**
- * The expositions a scrape can render: TorchServe's text (0.0.4), or delimited protobuf
- * `io.prometheus.client.MetricFamily` messages (TorchServe naming only).
+ * The expositions a scrape can render: TorchServe's text (0.0.4), delimited protobuf
+ * `io.prometheus.client.MetricFamily` messages, or OpenMetrics 1.0.0 text (the last two in
+ * TorchServe naming only).
  */
-export type ExpositionFormat = "text" | "protobuf";
+export type ExpositionFormat = "text" | "protobuf" | "openmetrics";
 
 /** What scrapes render and how. */
 export interface ScrapeOptions {
@@ -86,7 +88,8 @@ export class Scraper {
     filter: ReadonlySet<string> | undefined,
     format: ExpositionFormat = "text",
   ): Promise<Buffer[]> {
-    if (this.options.mode === "log") return [];
+    // An OpenMetrics exposition, even an empty one, must end with `# EOF`.
+    if (this.options.mode === "log") return format === "openmetrics" ? [Buffer.from(OPENMETRICS_EOF)] : [];
     const key = `${format} ${filter === undefined ? "*" : JSON.stringify([...filter].sort())}`;
     let result = this.waiting.get(key);
     if (result === undefined) {
@@ -105,7 +108,7 @@ export class Scraper {
     return [...(await result)];
   }
 
-  /** Whether {@link scrapeChunks} can render protobuf: in TorchServe naming. */
+  /** Whether {@link scrapeChunks} can render protobuf and OpenMetrics: in TorchServe naming. */
   get protobuf(): boolean {
     return this.store !== undefined;
   }
@@ -140,9 +143,9 @@ export class Scraper {
 
   /**
    * Applies both deltas, classic first, then the exemplars of what they hold, then evicts what
-   * expired. The native delta was taken
-   * before the classic one was collected: whatever was recorded in between is in the classic
-   * delta now and in the native one next time, so every native point's series is in the store.
+   * expired. The native delta was taken before the classic one was collected: whatever was
+   * recorded in between is in the classic delta now and in the native one next time, so every
+   * native point's series is in the store.
    */
   private applyTo(
     store: SeriesStore,
@@ -188,8 +191,13 @@ export class Scraper {
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))
         : this.families;
-    return format === "protobuf"
-      ? this.store.renderProtobuf(shown, filter)
-      : this.store.render(shown, filter);
+    switch (format) {
+      case "protobuf":
+        return this.store.renderProtobuf(shown, filter);
+      case "openmetrics":
+        return this.store.renderOpenMetrics(shown, filter);
+      default:
+        return this.store.render(shown, filter);
+    }
   }
 }

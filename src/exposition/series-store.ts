@@ -11,6 +11,13 @@ import {
 } from "./torchserve-text.js";
 import { chunksToString, TextChunks } from "./text-chunks.js";
 import { bucketIndex, type Exemplar } from "./exemplars.js";
+import {
+  OPENMETRICS_EOF,
+  openMetricsFamily,
+  openMetricsHeader,
+  openMetricsHistogramSamples,
+  openMetricsScalarSample,
+} from "./openmetrics-text.js";
 import { writeFamily } from "./protobuf-family.js";
 import { ProtobufWriter } from "./protobuf-writer.js";
 import { addExponential, type NativeLimits } from "./native-histogram.js";
@@ -21,6 +28,8 @@ export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
 /** The overflow series' labels, whatever the family's. */
 const OVERFLOW_LABELS = labelPairs([], { [OVERFLOW_ATTRIBUTE]: true });
 const ALL_PARTS: HistogramParts = { bucket: true, count: true, sum: true };
+/** Ends every OpenMetrics exposition; one buffer, so gzip sees the same chunk each scrape. */
+const EOF_CHUNK = Buffer.from(OPENMETRICS_EOF);
 
 interface FamilyState {
   readonly spec: FamilySpec;
@@ -39,6 +48,8 @@ interface FamilyState {
   text: Buffer[] | undefined;
   /** The family as a delimited protobuf MetricFamily, until one of its series changes or goes. */
   protobuf: Buffer | undefined;
+  /** The family as OpenMetrics text, HELP and TYPE included, until one of its series changes or goes. */
+  openMetrics: Buffer[] | undefined;
   /** Where the points of the family's last delta went, in their order; dropped on eviction. */
   last: PointOrder | undefined;
   /** The same for its last delta of native buckets. */
@@ -216,8 +227,11 @@ export class SeriesStore {
           changed = true;
         }
       }
-      // The text carries no exemplars: only the protobuf is written again.
-      if (changed) state.protobuf = undefined;
+      // The text carries no exemplars: only protobuf and OpenMetrics are written again.
+      if (changed) {
+        state.protobuf = undefined;
+        state.openMetrics = undefined;
+      }
     }
   }
 
@@ -281,6 +295,26 @@ export class SeriesStore {
   }
 
   /**
+   * The same families as OpenMetrics 1.0.0 text, ending with `# EOF`: the samples Prometheus stores
+   * from TorchServe's text, with the same names, labels and values (see `openMetricsFamily` for
+   * how counters are declared), and the exemplars of `_total` counters and classic buckets. A
+   * `filter` keeps the families it names a sample of, as in {@link render}, but a histogram goes
+   * whole, as in {@link renderProtobuf}: OpenMetrics wants its +Inf bucket, `_count` and `_sum`
+   * together. A family's text is kept while the family is unchanged.
+   */
+  renderOpenMetrics(families: readonly FamilySpec[], filter?: ReadonlySet<string>): Buffer[] {
+    const out: Buffer[] = [];
+    for (const spec of families) {
+      const state = this.state(spec);
+      // As in the text, a filter leaves out the families it leaves without samples.
+      if (filter !== undefined && (state.series.size === 0 || !this.selected(state, filter))) continue;
+      for (const chunk of (state.openMetrics ??= this.joinOpenMetrics(state))) out.push(chunk);
+    }
+    out.push(EOF_CHUNK);
+    return out;
+  }
+
+  /**
    * Forgets one series (expired): its memory goes, it no longer counts against the family's
    * limit, and a later point starts it again from zero, as a new series.
    */
@@ -291,6 +325,7 @@ export class SeriesStore {
     if (labels !== OVERFLOW_LABELS) state.real--;
     state.text = undefined;
     state.protobuf = undefined;
+    state.openMetrics = undefined;
     // The last delta's order may name the evicted series, which must now start again as new.
     state.last = undefined;
     state.nativeLast = undefined;
@@ -338,6 +373,23 @@ export class SeriesStore {
         typeof value === "number"
           ? scalarSample(spec.name, labels, value)
           : histogramSamples(spec.name, labels, value, parts),
+      );
+    }
+    return out.finish();
+  }
+
+  /** The family in OpenMetrics text, its HELP and TYPE first. */
+  private joinOpenMetrics(state: FamilyState): Buffer[] {
+    const { spec } = state;
+    const family = openMetricsFamily(spec, state.histogram, state.series.size > 0);
+    const out = new TextChunks();
+    out.add(openMetricsHeader(spec, family));
+    for (const [labels, value] of state.series) {
+      const exemplars = this.exemplarsOf(spec.name, labels);
+      out.add(
+        typeof value === "number"
+          ? openMetricsScalarSample(spec.name, labels, value, family, exemplars?.[0])
+          : openMetricsHistogramSamples(spec.name, labels, value, exemplars),
       );
     }
     return out.finish();
@@ -401,6 +453,7 @@ export class SeriesStore {
   private changed(state: FamilyState, labels: string): void {
     state.text = undefined;
     state.protobuf = undefined;
+    state.openMetrics = undefined;
     this.options.onUpdate?.(state.spec.name, labels);
   }
 
@@ -427,6 +480,7 @@ export class SeriesStore {
         histogram: false,
         text: undefined,
         protobuf: undefined,
+        openMetrics: undefined,
         last: undefined,
         exemplars: undefined,
         nativeLast: undefined,

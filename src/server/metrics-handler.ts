@@ -4,6 +4,7 @@ import { GzipBody } from "../exposition/gzip-body.js";
 import { parseNameFilter } from "../exposition/name-filter.js";
 import type { ExpositionFormat } from "../exposition/scrape.js";
 import { acceptsGzip } from "./accept-encoding.js";
+import { OPENMETRICS_CONTENT_TYPE } from "../exposition/openmetrics-text.js";
 import { negotiateFormat, PROTOBUF_CONTENT_TYPE } from "./accept-format.js";
 import { jsonError, writeReply, type Reply } from "./json-error.js";
 import { ScrapeSends } from "./scrape-sends.js";
@@ -20,13 +21,15 @@ export interface MetricsEndpoint {
   /**
    * Renders the exposition for a `name[]` filter (undefined: everything) as chunks, written in
    * turn: the whole text may be longer than one string can be. `format` is "protobuf" only
-   * where {@link protobuf} is true.
+   * where {@link protobuf} is true, "openmetrics" only where {@link openMetrics} is.
    */
   render(filter: ReadonlySet<string> | undefined, format: ExpositionFormat): Promise<readonly Uint8Array[]>;
   /** The text exposition's content type. */
   contentType: string;
   /** Whether a scraper that asks for protobuf (by `Accept`) may get it; default false. */
   protobuf?: boolean | undefined;
+  /** Whether a scraper that asks for OpenMetrics text (by `Accept`) may get it; default false. */
+  openMetrics?: boolean | undefined;
   /** Called once for every response sent, with its status (Requests2XX/4XX/5XX). */
   onResponse(status: number): void;
   logger: Logger;
@@ -136,7 +139,9 @@ async function reply(
       Allow: "GET, HEAD",
     });
   }
-  const format = endpoint.protobuf === true ? negotiateFormat(req.headers.accept) : "text";
+  const offered = { protobuf: endpoint.protobuf === true, openMetrics: endpoint.openMetrics === true };
+  const negotiable = offered.protobuf || offered.openMetrics;
+  const format = negotiable ? negotiateFormat(req.headers.accept, offered) : "text";
   let chunks: readonly Uint8Array[];
   try {
     chunks = await endpoint.render(parseNameFilter(url.search), format);
@@ -146,10 +151,22 @@ async function reply(
   }
   // HEAD is compressed too, so that its Content-Length is the one GET would send.
   const headers = {
-    "Content-Type": format === "protobuf" ? PROTOBUF_CONTENT_TYPE : endpoint.contentType,
-    // Where protobuf can be negotiated, the answer depends on Accept too.
-    Vary: endpoint.protobuf === true ? "Accept-Encoding, Accept" : "Accept-Encoding",
+    "Content-Type": contentType(format, endpoint.contentType),
+    // Where another format can be negotiated, the answer depends on Accept too.
+    Vary: negotiable ? "Accept-Encoding, Accept" : "Accept-Encoding",
   };
   if (!acceptsGzip(req.headers["accept-encoding"])) return { status: 200, headers, chunks };
   return { status: 200, headers: { ...headers, "Content-Encoding": "gzip" }, chunks: gzip.compress(chunks) };
+}
+
+/** The content type of an exposition; `text` that of the text format this endpoint serves. */
+function contentType(format: ExpositionFormat, text: string): string {
+  switch (format) {
+    case "protobuf":
+      return PROTOBUF_CONTENT_TYPE;
+    case "openmetrics":
+      return OPENMETRICS_CONTENT_TYPE;
+    default:
+      return text;
+  }
 }

@@ -55,6 +55,7 @@ describe("DEFAULT_SETTINGS", () => {
       nativeHistogramSchema: 3,
       nativeHistogramMaxBuckets: 160,
       scrapeSendTimeoutSeconds: 15,
+      openMetrics: false,
       sourceFile: undefined,
     } satisfies Settings);
   });
@@ -137,6 +138,7 @@ describe("resolveSettings", () => {
           "default_startup_timeout=0.5",
           "torchserve_zero_series=true",
           "scrape_send_timeout=2.5",
+          "openmetrics=TRUE",
           "client_body_timeout=5",
           "client_read_timeout=0.25",
           "drain_timeout=2.5",
@@ -188,6 +190,7 @@ describe("resolveSettings", () => {
         nativeHistogramSchema: -2,
         nativeHistogramMaxBuckets: 40,
         scrapeSendTimeoutSeconds: 2.5,
+        openMetrics: true,
         sourceFile: configPath(),
       } satisfies Settings);
       expect(logger.lines).to.deep.equal([]);
@@ -412,6 +415,7 @@ describe("resolveSettings", () => {
           TS_PRIVATE_KEY_FILE: "k.pem",
           TS_NVIDIA_SMI_PATH: "smi",
           TS_NVIDIA_SMI_TIMEOUT_MS: "250",
+          TS_OPENMETRICS: "true",
         },
         logger,
         cwd: dir,
@@ -463,6 +467,7 @@ describe("resolveSettings", () => {
         nativeHistogramSchema: 3,
         nativeHistogramMaxBuckets: 160,
         scrapeSendTimeoutSeconds: 15,
+        openMetrics: true,
         sourceFile: undefined,
       } satisfies Settings);
     });
@@ -578,6 +583,7 @@ describe("resolveSettings", () => {
       ["model_metrics_auto_detect", "1", /is not a boolean; use true or false$/],
       ["disable_system_metrics", "on", /is not a boolean; use true or false$/],
       ["enable_envvars_config", "enabled", /is not a boolean; use true or false$/],
+      ["openmetrics", "yes", /is not a boolean; use true or false$/],
       ["metrics_mode", "", /is not one of prometheus, log, legacy$/],
       ["metrics_mode", "pro metheus", /is not one of prometheus, log, legacy$/],
       ["metrics_format", "json", /is not one of torchserve, otel$/],

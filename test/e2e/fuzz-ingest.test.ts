@@ -1,6 +1,7 @@
 import { expect } from "chai";
 import fc from "fast-check";
 import { spawn } from "node:child_process";
+import { request as httpRequest } from "node:http";
 import { appendFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { loadDefaultCatalog } from "../../src/catalog/load.js";
@@ -21,7 +22,14 @@ import {
   PROCESS_RESIDENT_MEMORY,
   PROCESS_START_TIME,
 } from "../../src/telemetry/lifecycle-metrics.js";
+import { OPENMETRICS_CONTENT_TYPE } from "../../src/exposition/openmetrics-text.js";
 import { request } from "../support/http.js";
+import {
+  openMetricsSeries,
+  parseOpenMetrics,
+  textSeries,
+  type ParsedFamily,
+} from "../support/openmetrics.js";
 import {
   labelNameArbitrary,
   labelValueArbitrary,
@@ -442,6 +450,55 @@ async function promtoolError(promtool: string, text: string): Promise<string | u
     : `promtool check metrics exited ${code}: ${output.slice(-2000)}`;
 }
 
+/** Prometheus 2.42's default Accept (scrape/scrape.go): OpenMetrics first. */
+const PROMETHEUS_ACCEPT =
+  "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
+/**
+ * Scrapes `url` as Prometheus does by default and says what is wrong: not OpenMetrics, refused by
+ * prometheus_client's OpenMetrics parser, or samples other than those of `text`, the text scrape
+ * just before (but Requests2XX, which counts the scrapes).
+ */
+async function openMetricsDisagreement(
+  python: string,
+  url: string,
+  text: string,
+): Promise<string | undefined> {
+  const res = await getWithAccept(url, PROMETHEUS_ACCEPT);
+  if (res.contentType !== OPENMETRICS_CONTENT_TYPE) return `an OpenMetrics scrape got ${res.contentType}`;
+  let families: ParsedFamily[];
+  try {
+    families = parseOpenMetrics(python, res.body);
+  } catch (err) {
+    return (err as Error).message;
+  }
+  const scrapes = (s: string): boolean => !s.startsWith("Requests2XX{");
+  const fromOpenMetrics = openMetricsSeries(families).filter(scrapes);
+  const fromText = textSeries(text).filter(scrapes);
+  const onlyOpenMetrics = fromOpenMetrics.filter((s) => !fromText.includes(s));
+  const onlyText = fromText.filter((s) => !fromOpenMetrics.includes(s));
+  if (onlyOpenMetrics.length === 0 && onlyText.length === 0) return undefined;
+  return (
+    `OpenMetrics and text samples differ: only in OpenMetrics ${shorten(JSON.stringify(onlyOpenMetrics))}, ` +
+    `only in text ${shorten(JSON.stringify(onlyText))}`
+  );
+}
+
+function getWithAccept(url: string, accept: string): Promise<{ contentType: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { headers: { Accept: accept }, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () =>
+        resolve({ contentType: res.headers["content-type"] ?? "", body: Buffer.concat(chunks).toString() }),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // What lines must never touch.
 
@@ -553,6 +610,8 @@ describe("fuzzing every [METRICS] line input of a running service", function () 
             {
               metricsFormat: format,
               modelMetricsAutoDetect: autoDetect,
+              // Each run's store is also read as OpenMetrics (TorchServe naming), which must agree.
+              openMetrics: format === "torchserve",
               ...(maxSeries === undefined ? {} : { maxSeriesPerMetric: maxSeries }),
               metricLogFiles: [followed],
               // One host sample at start and no more, so the system families hold still.
@@ -641,16 +700,23 @@ describe("fuzzing every [METRICS] line input of a running service", function () 
         );
 
         const after = await scrape();
-        const [python, promtoolFailure] = await Promise.all([
+        const [python, promtoolFailure, openMetricsFailure] = await Promise.all([
           pythonSampleCount(python3, after.text),
           promtoolError(promtool, after.text),
+          at.format === "torchserve" ? openMetricsDisagreement(python3, at.url, after.text) : undefined,
         ]);
         const problems = [
           ...after.exposition.problems,
           ...(typeof python === "string" ? [python] : []),
           ...(promtoolFailure === undefined ? [] : [promtoolFailure]),
-          // The scrape before answered one 2XX, the POST another.
-          ...guardedChanges(at.format, before.exposition, after.exposition, 2),
+          ...(openMetricsFailure === undefined ? [] : [openMetricsFailure]),
+          // The scrape before answered one 2XX, the POST another, the previous run's OpenMetrics scrape a third.
+          ...guardedChanges(
+            at.format,
+            before.exposition,
+            after.exposition,
+            at.format === "torchserve" && run > 1 ? 3 : 2,
+          ),
         ];
         const ours = [...after.exposition.families.values()].reduce((n, f) => n + f.samples.length, 0);
         if (typeof python === "number" && python !== ours) {

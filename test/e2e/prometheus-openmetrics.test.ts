@@ -1,0 +1,299 @@
+import { expect } from "chai";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { createServer, request as httpRequest, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AggregationTemporality, MeterProvider } from "@opentelemetry/sdk-metrics";
+import type { MetricsService } from "../../src/service.js";
+import type { Exemplar } from "../../src/exposition/exemplars.js";
+import { OPENMETRICS_CONTENT_TYPE, type ExemplarSlots } from "../../src/exposition/openmetrics-text.js";
+import { PullReader } from "../../src/exposition/pull-reader.js";
+import { SeriesStore } from "../../src/exposition/series-store.js";
+import { chunksToString } from "../../src/exposition/text-chunks.js";
+import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
+import {
+  apiGet,
+  instantQuery,
+  startPrometheus,
+  waitForScrapes,
+  type RunningPrometheus,
+} from "../support/prometheus.js";
+import { startTestService } from "../support/service.js";
+import { requireTool } from "../support/tools.js";
+
+/** What a scrape asked for and what it got. */
+interface Seen {
+  accept: string;
+  contentType: string;
+}
+
+/**
+ * A pass-through proxy in front of `upstream` that notes each scrape's Accept and Content-Type;
+ * with `accept`, it sends that Accept upstream instead of the scraper's (Prometheus 2.42 has no
+ * setting for it), which makes a default-flag Prometheus a text 0.0.4 scraper.
+ */
+async function startNotingProxy(upstream: string, seen: Seen[], accept?: string): Promise<Server> {
+  const origin = new URL(upstream).origin;
+  const server = createServer((req, res) => {
+    const headers = accept === undefined ? req.headers : { ...req.headers, accept };
+    const forward = httpRequest(`${origin}${req.url ?? "/"}`, { method: req.method, headers }, (up) => {
+      seen.push({ accept: req.headers.accept ?? "", contentType: up.headers["content-type"] ?? "" });
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    forward.on("error", () => res.destroy());
+    forward.end();
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return server;
+}
+
+/** One Prometheus scraping the service through its own proxy. */
+interface Scraper {
+  prometheus: RunningPrometheus;
+  proxy: Server;
+  seen: Seen[];
+  dir: string;
+}
+
+async function startScraper(
+  binary: string,
+  metricsUrl: string,
+  flags: string[],
+  accept?: string,
+): Promise<Scraper> {
+  const seen: Seen[] = [];
+  const proxy = await startNotingProxy(metricsUrl, seen, accept);
+  const dir = mkdtempSync(join(tmpdir(), "prom-openmetrics-"));
+  const target = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  writeFileSync(
+    join(dir, "prometheus.yml"),
+    `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${target}"]\n`,
+  );
+  const prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, flags);
+  return { prometheus, proxy, seen, dir };
+}
+
+async function stopScraper(s: Scraper | undefined): Promise<void> {
+  if (s === undefined) return;
+  await s.prometheus.stop();
+  s.proxy.closeAllConnections();
+  await new Promise((resolve) => s.proxy.close(resolve));
+  rmSync(s.dir, { recursive: true, force: true });
+}
+
+/** The job's stored series as sorted `name{labels}` strings, without job and instance. */
+async function storedSeries(api: string): Promise<string[]> {
+  const end = Date.now() / 1000;
+  const series = await apiGet<Record<string, string>[]>(
+    api,
+    `/series?match[]=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
+  );
+  return series.map((labels) => seriesKey(labels)).sort();
+}
+
+function seriesKey(labels: Record<string, string>): string {
+  const pairs = Object.entries(labels)
+    .filter(([k]) => k !== "__name__" && k !== "job" && k !== "instance")
+    .sort(([a], [b]) => (a < b ? -1 : 1))
+    .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  return `${labels.__name__ ?? ""}{${pairs.join(",")}}`;
+}
+
+/**
+ * Every stored series' latest value, as sorted `name{labels} value` lines, but for those that
+ * change on their own between two Prometheus' scrapes: Requests2XX counts the scrapes, process_*
+ * are sampled every few seconds, and the scrape_* series are Prometheus' own.
+ */
+async function storedValues(api: string): Promise<string[]> {
+  const result = await instantQuery(
+    api,
+    '{job="serve-metrics",__name__!~"Requests2XX|process_.*|scrape_.*"}',
+  );
+  return result.map((r) => `${seriesKey(r.metric)} ${r.value[1]}`).sort();
+}
+
+describe("Debian's Prometheus scraping OpenMetrics text (openmetrics=true)", function () {
+  this.timeout(90_000);
+  let service: MetricsService | undefined;
+  let text: Scraper | undefined;
+  let openMetrics: Scraper | undefined;
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    const started = await startTestService({ disableSystemMetrics: true, openMetrics: true });
+    service = started.service;
+    for (const [model, latencyMs, status] of [
+      ["resnet18", 12.5, 200],
+      ["resnet18", 250, 200],
+      ['we"ird\\model', 0.3, 200],
+      ["bert", 3000, 503],
+    ] as const) {
+      service.recordInference({ model, status, latencyMs, queueMs: 0.5, backendMs: latencyMs - 0.1 });
+    }
+    service.recordWorkerLoad({ workerName: "W-9000-resnet18_1.0", loadTimeMs: 4593 });
+    service.recordMetric("PredictionTime", 83.13, { ModelName: "resnet18", Level: "Model" });
+    service.recordMetric("HandlerTime", 1.2345678e7, { ModelName: "resnet18", Level: "Model" });
+    // Default flags both; the proxy in front of the first one asks for text 0.0.4 in its stead.
+    text = await startScraper(binary, started.url, [], "text/plain;version=0.0.4");
+    openMetrics = await startScraper(binary, started.url, ["--enable-feature=exemplar-storage"]);
+    await waitForScrapes(text.prometheus, "serve-metrics", 2);
+    await waitForScrapes(openMetrics.prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await stopScraper(text);
+    await stopScraper(openMetrics);
+    await service?.stop();
+  });
+
+  it("negotiates OpenMetrics with Prometheus' default Accept", () => {
+    expect(openMetrics?.seen.length).to.be.at.least(2);
+    for (const s of openMetrics?.seen ?? []) {
+      expect(s.accept).to.equal(
+        "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+      );
+      expect(s.contentType).to.equal("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    }
+    expect(text?.seen.length).to.be.at.least(2);
+    for (const s of text?.seen ?? [])
+      expect(s.contentType).to.equal("text/plain; version=0.0.4; charset=utf-8");
+  });
+
+  it("stores the same series names and labels as from text 0.0.4: no _total added, le as in the text", async () => {
+    const fromText = await storedSeries(text?.prometheus.api ?? "");
+    const fromOpenMetrics = await storedSeries(openMetrics?.prometheus.api ?? "");
+    expect(fromText.length).to.be.greaterThan(40);
+    expect(fromText).to.include('Requests2XX{Hostname="test-host",Level="Host"}');
+    expect(fromText).to.include(
+      'ts_inference_latency_microseconds{hostname="test-host",model_name="resnet18",model_version="default"}',
+    );
+    expect(fromText).to.include(
+      'serve_request_duration_seconds_bucket{hostname="test-host",le="10.0",model_name="bert",model_version="default"}',
+    );
+    expect(
+      fromOpenMetrics.filter((s) => !fromText.includes(s)),
+      "only in OpenMetrics",
+    ).to.deep.equal([]);
+    expect(
+      fromText.filter((s) => !fromOpenMetrics.includes(s)),
+      "only in text",
+    ).to.deep.equal([]);
+  });
+
+  it("stores the same values as from text 0.0.4", async () => {
+    const fromText = await storedValues(text?.prometheus.api ?? "");
+    expect(fromText.length).to.be.greaterThan(40);
+    expect(fromText).to.include(
+      'ts_inference_requests_total{hostname="test-host",model_name="resnet18",model_version="default"} 2',
+    );
+    expect(await storedValues(openMetrics?.prometheus.api ?? "")).to.deep.equal(fromText);
+  });
+});
+
+/** A store whose exemplars the test sets, as the exemplar storage would hand them over. */
+class StoreWithExemplars extends SeriesStore {
+  readonly exemplars = new Map<string, ExemplarSlots>();
+  override exemplarsOf(family: string, labels: string): ExemplarSlots | undefined {
+    return this.exemplars.get(`${family} ${labels}`);
+  }
+}
+
+describe("Debian's Prometheus storing the exemplars of our OpenMetrics text", function () {
+  this.timeout(60_000);
+  let server: Server | undefined;
+  let scraper: Scraper | undefined;
+  /** When the exemplars were taken; their times are set from it. */
+  let now = 0;
+  const trace = (traceId: string, value: number, timestampMs: number): Exemplar => ({
+    labels: { trace_id: traceId, span_id: "00f067aa0ba902b7" },
+    value,
+    timestampMs,
+  });
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    const families: FamilySpec[] = [
+      { name: "Requests2XX", type: "counter", unit: "Count", labels: ["Level"] },
+      { name: "ts_inference_requests_total", type: "counter", unit: "Count", labels: ["model_name"] },
+      { name: "serve_request_duration_seconds", type: "histogram", unit: "s", labels: ["model_name"] },
+    ];
+    const reader = new PullReader(AggregationTemporality.DELTA);
+    const meter = new MeterProvider({ readers: [reader] }).getMeter("t");
+    const store = new StoreWithExemplars({ families });
+    meter.createCounter("Requests2XX").add(1, { Level: "Host" });
+    meter.createCounter("ts_inference_requests_total").add(2, { model_name: 'we"ird' });
+    const latency = meter.createHistogram("serve_request_duration_seconds", {
+      advice: { explicitBucketBoundaries: [0.0005, 0.1, 1] },
+    });
+    latency.record(0.093, { model_name: 'we"ird' });
+    latency.record(3, { model_name: 'we"ird' });
+    store.apply((await reader.collect()).resourceMetrics);
+    now = Date.now();
+    store.exemplars.set('serve_request_duration_seconds model_name="we\\"ird",', [
+      undefined,
+      trace("4bf92f3577b34da6a3ce929d0e0e4736", 0.093, now - 1500),
+      undefined,
+      trace("5bf92f3577b34da6a3ce929d0e0e4737", 3, now - 1000),
+    ]);
+    store.exemplars.set('ts_inference_requests_total model_name="we\\"ird",', [
+      { labels: { requestID: 'a\\b"c' }, value: 1, timestampMs: now - 500 },
+    ]);
+    // An exemplar here would fail the whole scrape: the renderer must leave it out.
+    store.exemplars.set('Requests2XX Level="Host",', [trace("6bf92f3577b34da6a3ce929d0e0e4738", 1, now)]);
+    server = createServer((_req, res) => {
+      res.writeHead(200, { "Content-Type": OPENMETRICS_CONTENT_TYPE });
+      res.end(chunksToString(store.renderOpenMetrics(families)));
+    });
+    await new Promise<void>((resolve) => server?.listen(0, "127.0.0.1", resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/metrics`;
+    scraper = await startScraper(binary, url, ["--enable-feature=exemplar-storage"]);
+    await waitForScrapes(scraper.prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await stopScraper(scraper);
+    server?.closeAllConnections();
+    await new Promise((resolve) => (server === undefined ? resolve(undefined) : server.close(resolve)));
+  });
+
+  it("stores the exemplars of classic buckets and _total counters, labels, values and times to the millisecond", async () => {
+    const end = Date.now() / 1000;
+    const found = await apiGet<
+      {
+        seriesLabels: Record<string, string>;
+        exemplars: { labels: Record<string, string>; value: string; timestamp: number }[];
+      }[]
+    >(
+      scraper?.prometheus.api ?? "",
+      `/query_exemplars?query=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
+    );
+    const stored = found
+      .flatMap((f) => f.exemplars.map((e) => ({ series: seriesKey(f.seriesLabels), ...e })))
+      .sort((a, b) => (a.series < b.series ? -1 : 1));
+    // Times as milliseconds before `now`, as written.
+    expect(stored.map((e) => ({ ...e, timestamp: Math.round(e.timestamp * 1000) - now }))).to.deep.equal([
+      {
+        series: 'serve_request_duration_seconds_bucket{le="+Inf",model_name="we\\"ird"}',
+        labels: { trace_id: "5bf92f3577b34da6a3ce929d0e0e4737", span_id: "00f067aa0ba902b7" },
+        value: "3",
+        timestamp: -1000,
+      },
+      {
+        series: 'serve_request_duration_seconds_bucket{le="0.1",model_name="we\\"ird"}',
+        labels: { trace_id: "4bf92f3577b34da6a3ce929d0e0e4736", span_id: "00f067aa0ba902b7" },
+        value: "0.093",
+        timestamp: -1500,
+      },
+      {
+        series: 'ts_inference_requests_total{model_name="we\\"ird"}',
+        // 2.42 keeps an exemplar label value's escapes: textparse/openmetricsparse.go's Exemplar(),
+        // unlike its Metric(), does not unescape. `a\b"c`, written `a\\b\"c`, is stored as written.
+        labels: { requestID: 'a\\\\b\\"c' },
+        value: "1",
+        timestamp: -500,
+      },
+    ]);
+  });
+});
