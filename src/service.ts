@@ -176,6 +176,11 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     inferenceResponses: !followsTorchServe,
     torchServeZeroSeries: settings.torchserveZeroSeries,
     histogramGaugeBuckets: settings.requestDurationBuckets,
+    nativeHistograms: {
+      families: settings.nativeHistograms,
+      schema: settings.nativeHistogramSchema,
+      maxBuckets: settings.nativeHistogramMaxBuckets,
+    },
     readers: push.readers,
     views: push.views,
     resource: push.resource,
@@ -208,6 +213,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
       exactTotal: telemetry.exactTotal,
+      native: telemetry.native,
     },
     logger,
   );

@@ -4,6 +4,7 @@ import type { Logger } from "../log.js";
 import { nonRegularKind } from "../sources/file-follower.js";
 import { cipherListProblem } from "../server/tls-policy.js";
 import { DEFAULT_BUCKETS } from "../catalog/types.js";
+import { MAX_SCHEMA, MIN_SCHEMA } from "../exposition/native-histogram.js";
 import { parseListenAddress } from "./address.js";
 import { ConfigError, describeOrigin, type ConfigOrigin } from "./errors.js";
 import { parseModels } from "./models.js";
@@ -53,6 +54,15 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
   metricLinesMaxBytes: 8 * 1024 * 1024,
   maxLabelValueLength: 1024,
   requestDurationBuckets: Object.freeze([...DEFAULT_BUCKETS]),
+  nativeHistograms: Object.freeze([
+    "serve_request_duration_seconds",
+    "serve_handler_time_seconds",
+    "serve_prediction_time_seconds",
+  ]),
+  // Bounds 2^(1/8) apart: a percentile within 4.4% either way, as client_golang's default factor 1.1.
+  nativeHistogramSchema: 3,
+  // OpenTelemetry's default max_size: at schema 3, 160 buckets span 1 ms to 1,000 s.
+  nativeHistogramMaxBuckets: 160,
   // Prometheus gives up on a scrape after scrape_timeout (10 s by default); see README.
   scrapeSendTimeoutSeconds: 15,
   sourceFile: undefined,
@@ -227,6 +237,19 @@ const SETTERS: Record<string, Apply> = {
   },
   request_duration_buckets: (s, raw) => {
     s.requestDurationBuckets = parseBuckets(raw);
+  },
+  native_histograms: (s, raw) => {
+    s.nativeHistograms = parseNames(raw);
+  },
+  native_histogram_schema: (s, raw) => {
+    const n = /^-?\d+$/.test(raw.value) ? Number(raw.value) : NaN;
+    if (!(n >= MIN_SCHEMA && n <= MAX_SCHEMA))
+      fail(raw, `is not an integer from ${MIN_SCHEMA} to ${MAX_SCHEMA}`);
+    s.nativeHistogramSchema = n;
+  },
+  native_histogram_max_buckets: (s, raw) => {
+    // OpenTelemetry's exponential aggregation takes no fewer than 2.
+    s.nativeHistogramMaxBuckets = parseInteger(raw, 2, 16_384);
   },
 };
 

@@ -116,6 +116,12 @@ export interface Settings {
   maxLabelValueLength: number;
   /** Bucket bounds, in seconds, of the request-duration histogram. */
   requestDurationBuckets: readonly number[];
+  /** Histograms that also carry native (exponential) buckets in the protobuf exposition. */
+  nativeHistograms: readonly string[];
+  /** Their finest resolution: Prometheus' schema, -4 to 8 (3: neighbouring bounds 9% apart). */
+  nativeHistogramSchema: number;
+  /** Their buckets per sign at most; past it, their resolution halves. */
+  nativeHistogramMaxBuckets: number;
   /** Seconds a `/metrics` answer may take to send before its connection is closed. */
   scrapeSendTimeoutSeconds: number;
   /** The config.properties file the settings came from, if any; used in error messages. */

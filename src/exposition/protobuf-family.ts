@@ -1,10 +1,18 @@
 import type { ProtobufWriter } from "./protobuf-writer.js";
 import type { FamilySpec, HistogramValue } from "./torchserve-text.js";
+import { nativeSpans, type NativeBuckets, type NativeHistogram } from "./native-histogram.js";
 
 /** `io.prometheus.client.MetricType` values. */
 const COUNTER = 0;
 const GAUGE = 1;
 const HISTOGRAM = 4;
+
+/**
+ * The native zero bucket's width, client_golang's default (2^-128): above 0, because Prometheus
+ * 2.42 takes a family's histograms as classic unless its first one has native buckets, a zero
+ * count or a zero threshold; a histogram with no observations yet has only the threshold.
+ */
+export const NATIVE_ZERO_THRESHOLD = 2 ** -128;
 
 /**
  * Writes one family as a length-delimited `io.prometheus.client.MetricFamily` (the exposition
@@ -53,7 +61,33 @@ function writeHistogram(w: ProtobufWriter, value: HistogramValue): void {
     w.double(2, boundaries[i] ?? Infinity);
     w.end();
   }
+  if (value.native !== undefined) writeNative(w, value.native);
   w.end();
+}
+
+/** The native buckets of a Histogram message: schema, zero bucket, then spans and deltas per sign. */
+function writeNative(w: ProtobufWriter, native: NativeHistogram): void {
+  w.sint(5, native.schema);
+  w.double(6, NATIVE_ZERO_THRESHOLD);
+  if (native.zeroCount > 0) w.uint(7, native.zeroCount);
+  writeBuckets(w, native.negative, 9, 10);
+  writeBuckets(w, native.positive, 12, 13);
+}
+
+function writeBuckets(
+  w: ProtobufWriter,
+  buckets: NativeBuckets,
+  spanField: number,
+  deltaField: number,
+): void {
+  const { spans, deltas } = nativeSpans(buckets);
+  for (const span of spans) {
+    w.begin(spanField);
+    w.sint(1, span.offset);
+    w.uint(2, span.length);
+    w.end();
+  }
+  w.packedSint(deltaField, deltas);
 }
 
 /**

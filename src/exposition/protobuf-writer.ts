@@ -27,6 +27,14 @@ export class ProtobufWriter {
     this.varint(value >= 0 ? value * 2 : -value * 2 - 1);
   }
 
+  /** A packed repeated zigzag varint field (sint32/sint64) from safe integers; nothing if empty. */
+  packedSint(field: number, values: readonly number[]): void {
+    if (values.length === 0) return;
+    this.begin(field);
+    for (const value of values) this.varint(value >= 0 ? value * 2 : -value * 2 - 1);
+    this.end();
+  }
+
   /** A double field (wire type 1). */
   double(field: number, value: number): void {
     this.tag(field, 1);

@@ -8,6 +8,7 @@ import type { PullReader } from "./pull-reader.js";
 import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
 import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
+import type { NativeLimits } from "./native-histogram.js";
 
 /** The three counters legacy mode keeps on /metrics. */
 const LEGACY_FAMILIES = new Set([
@@ -38,6 +39,8 @@ export interface ScrapeOptions {
   onOverflow?: (metric: string) => void;
   /** Running totals added in TorchServe's order (see SeriesStoreOptions.exactTotal). */
   exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /** Where native buckets come from (TorchServe naming, native_histograms): a delta reader. */
+  native?: { reader: PullReader; limits: NativeLimits } | undefined;
 }
 
 /**
@@ -114,19 +117,41 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
+      const native = await this.takeNative();
       const resourceMetrics = await this.take();
       if (this.store === undefined) return;
-      this.store.apply(resourceMetrics);
-      this.expire(this.store);
+      this.applyTo(this.store, resourceMetrics, native);
     });
     this.queue = result.catch(() => undefined);
     return result;
   }
 
-  private async take(): Promise<ResourceMetrics> {
-    const { resourceMetrics, errors } = await this.reader.collect();
+  private async take(reader: PullReader = this.reader): Promise<ResourceMetrics> {
+    const { resourceMetrics, errors } = await reader.collect();
     for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
     return resourceMetrics;
+  }
+
+  /**
+   * The native buckets' delta, collected before the classic one: whatever is recorded in between
+   * is in the classic delta now and in the native one next time, so every native point's series
+   * is in the store once the classic delta is applied.
+   */
+  private async takeNative(): Promise<ResourceMetrics | undefined> {
+    const { native } = this.options;
+    return native === undefined ? undefined : this.take(native.reader);
+  }
+
+  /** Applies both deltas, classic first, then evicts what expired. */
+  private applyTo(
+    store: SeriesStore,
+    resourceMetrics: ResourceMetrics,
+    native: ResourceMetrics | undefined,
+  ): void {
+    store.apply(resourceMetrics);
+    const limits = this.options.native?.limits;
+    if (native !== undefined && limits !== undefined) store.applyNative(native, limits);
+    this.expire(store);
   }
 
   /** Evicts the series idle past the expiry, if it is on. */
@@ -138,6 +163,7 @@ export class Scraper {
     filter: ReadonlySet<string> | undefined,
     format: ExpositionFormat,
   ): Promise<Buffer[]> {
+    const native = await this.takeNative();
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;
@@ -152,8 +178,7 @@ export class Scraper {
       }
       return renderOtelChunks(resourceMetrics, filter);
     }
-    this.store.apply(resourceMetrics);
-    this.expire(this.store);
+    this.applyTo(this.store, resourceMetrics, native);
     const shown =
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))

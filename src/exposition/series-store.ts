@@ -12,6 +12,7 @@ import {
 import { chunksToString, TextChunks } from "./text-chunks.js";
 import { writeFamily } from "./protobuf-family.js";
 import { ProtobufWriter } from "./protobuf-writer.js";
+import { addExponential, type NativeLimits } from "./native-histogram.js";
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
@@ -38,6 +39,8 @@ interface FamilyState {
   protobuf: Buffer | undefined;
   /** Where the points of the family's last delta went, in their order; dropped on eviction. */
   last: PointOrder | undefined;
+  /** The same for its last delta of native buckets. */
+  nativeLast: PointOrder | undefined;
 }
 
 /** Options of {@link SeriesStore}. */
@@ -88,6 +91,35 @@ export class SeriesStore {
     // A family left out of a delta had no updates; its last order would only keep the SDK's
     // attribute objects alive, which the SDK itself has let go of by now.
     for (const state of this.states.values()) if (!applied.has(state.spec.name)) state.last = undefined;
+  }
+
+  /**
+   * Adds one delta collection of native buckets (OpenTelemetry exponential histograms named as
+   * their family) into the histogram series of the same labels. Collected before the classic
+   * delta that is applied first, so each of its series is already there; a series that is not
+   * (overflowed, or evicted since) takes none. The text does not show them.
+   */
+  applyNative(resourceMetrics: ResourceMetrics, limits: NativeLimits): void {
+    const applied = new Set<string>();
+    for (const scope of resourceMetrics.scopeMetrics) {
+      for (const metric of scope.metrics) {
+        if (metric.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
+        applied.add(metric.descriptor.name);
+        const spec = this.spec(metric.descriptor.name);
+        const state = spec === undefined ? undefined : this.states.get(spec.name);
+        if (state === undefined) continue;
+        const order = new PointOrder(state.spec.labels, state.nativeLast);
+        for (const point of metric.dataPoints) {
+          const labels = order.guess(point.attributes) ?? this.existing(state, order, point.attributes);
+          const value = labels === undefined ? undefined : state.series.get(labels);
+          if (value === undefined || typeof value === "number") continue;
+          value.native = addExponential(value.native, point.value, limits);
+          state.protobuf = undefined;
+        }
+        state.nativeLast = order;
+      }
+    }
+    for (const state of this.states.values()) if (!applied.has(state.spec.name)) state.nativeLast = undefined;
   }
 
   /** Adds one metric's delta points; metrics of no known family are ignored. */
@@ -195,6 +227,7 @@ export class SeriesStore {
     state.protobuf = undefined;
     // The last delta's order may name the evicted series, which must now start again as new.
     state.last = undefined;
+    state.nativeLast = undefined;
   }
 
   /** How many series the store keeps, the overflow series included. */
@@ -258,6 +291,16 @@ export class SeriesStore {
     return labels;
   }
 
+  /** The label text of a series the store holds (the overflow series too), kept in `order`. */
+  private existing(state: FamilyState, order: PointOrder, attributes: Attributes): string | undefined {
+    if (attributes[OVERFLOW_ATTRIBUTE] === true)
+      return state.series.has(OVERFLOW_LABELS) ? OVERFLOW_LABELS : undefined;
+    const labels = labelPairs(state.spec.labels, attributes);
+    if (!state.series.has(labels)) return undefined;
+    order.keep(attributes, labels);
+    return labels;
+  }
+
   /** The running total of a point's own series; never for the overflow series, which adds up many. */
   private exact(labels: string, attributes: Attributes, fresh: boolean, delta: number): number | undefined {
     const { exactTotal } = this.options;
@@ -315,6 +358,7 @@ export class SeriesStore {
         text: undefined,
         protobuf: undefined,
         last: undefined,
+        nativeLast: undefined,
       };
       this.states.set(spec.name, state);
     }

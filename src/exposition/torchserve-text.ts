@@ -1,6 +1,7 @@
 import type { Attributes } from "@opentelemetry/api";
 import type { MetricType } from "../catalog/types.js";
 import { formatJavaDouble } from "./java-double.js";
+import type { NativeHistogram } from "./native-histogram.js";
 
 /** What the renderer needs to know of one family, besides its data. */
 export interface FamilySpec {
@@ -22,6 +23,8 @@ export interface HistogramValue {
   counts: number[];
   sum: number;
   count: number;
+  /** Its native (exponential) buckets, for a histogram in native_histograms; never in this text. */
+  native?: NativeHistogram;
 }
 
 /** Which of a histogram's sample names to print. */

@@ -9,11 +9,16 @@ export interface CatalogInstrument {
   record(value: number, attributes: Attributes): void;
 }
 
-/** Creates the instrument of one catalog metric under the given OpenTelemetry name and unit. */
+/**
+ * Creates the instrument of one catalog metric under the given OpenTelemetry name and unit. A
+ * histogram given a `native` meter also observes every value into a histogram of that meter
+ * named as the family, whose view aggregates it into exponential buckets.
+ */
 export function createCatalogInstrument(
   meter: Meter,
   def: MetricDefinition,
   otel: InstrumentName,
+  native?: Meter,
 ): CatalogInstrument {
   const options = { unit: otel.unit, description: `${def.name} (${def.unit})` };
   switch (def.type) {
@@ -30,7 +35,15 @@ export function createCatalogInstrument(
         ...options,
         advice: { explicitBucketBoundaries: [...(def.buckets ?? DEFAULT_BUCKETS)] },
       });
-      return { definition: def, record: (v, a) => histogram.record(v, a) };
+      if (native === undefined) return { definition: def, record: (v, a) => histogram.record(v, a) };
+      const exponential = native.createHistogram(def.name, options);
+      return {
+        definition: def,
+        record: (v, a) => {
+          histogram.record(v, a);
+          exponential.record(v, a);
+        },
+      };
     }
   }
 }

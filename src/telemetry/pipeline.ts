@@ -2,6 +2,7 @@ import { resourceFromAttributes } from "@opentelemetry/resources";
 import type { Attributes } from "@opentelemetry/api";
 import {
   AggregationTemporality,
+  AggregationType,
   InstrumentType,
   MeterProvider,
   type MetricReader,
@@ -12,6 +13,7 @@ import type { MetricsFormat } from "../config/types.js";
 import type { Logger } from "../log.js";
 import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
+import type { NativeLimits } from "../exposition/native-histogram.js";
 import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gauge-histograms.js";
 import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
 import { InstrumentNamer, type InstrumentName } from "./naming.js";
@@ -23,6 +25,26 @@ import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./samp
 export const METER_NAME = "serve-metrics";
 /** The meter of metrics registered after start, which one wildcard view can cover. */
 const LATE_METER_NAME = "serve-metrics.auto-detected";
+/** The native-bucket provider's meters, of catalog histograms and of those registered later. */
+const NATIVE_METER_NAME = "serve-metrics.native";
+const NATIVE_LATE_METER_NAME = "serve-metrics.native.auto-detected";
+
+/** Which histograms also get native (exponential) buckets, and how fine. */
+export interface NativeHistogramOptions {
+  /** TorchServe names of the histograms; a declared one that is no histogram is warned about. */
+  families: readonly string[];
+  /** The finest resolution kept (Prometheus' schema, -4 to 8). */
+  schema: number;
+  /** Buckets per sign at most; past it the resolution halves. */
+  maxBuckets: number;
+}
+
+/** Where the native buckets of {@link NativeHistogramOptions} are collected from. */
+export interface NativeCollection {
+  /** A delta reader of exponential histograms, one per native family, under the family's name. */
+  reader: PullReader;
+  limits: NativeLimits;
+}
 
 /** One service's OpenTelemetry pipeline: provider, pull reader, recorder and the families it exposes. */
 export interface Telemetry {
@@ -44,6 +66,8 @@ export interface Telemetry {
    * PendingUpdates.totalOf).
    */
   readonly exactTotal: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /** The native buckets' reader, in TorchServe naming when some histogram has them. */
+  native: NativeCollection | undefined;
 }
 
 /** A metric that cannot be added at run time; says which and why. */
@@ -90,6 +114,11 @@ export interface TelemetryOptions {
   inferenceResponses?: boolean;
   /** Whether a known model's ts_* counters start at zero (`torchserve_zero_series`); default false. */
   torchServeZeroSeries?: boolean;
+  /**
+   * Histograms that also get native buckets, for the protobuf exposition (TorchServe naming only;
+   * ignored in OTel naming). Default none.
+   */
+  nativeHistograms?: NativeHistogramOptions;
 }
 
 /**
@@ -138,12 +167,15 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     format === "torchserve" ? AggregationTemporality.DELTA : AggregationTemporality.CUMULATIVE,
   );
   const limits = new Map<string, number>();
+  const resource = resourceFromAttributes({
+    "service.name": "serve-metrics",
+    "host.name": hostname,
+    ...options.resource,
+  });
+  const nativeNames = new Set(format === "torchserve" ? (options.nativeHistograms?.families ?? []) : []);
+  const nativeViews: ViewOptions[] = [];
   const provider = new MeterProvider({
-    resource: resourceFromAttributes({
-      "service.name": "serve-metrics",
-      "host.name": hostname,
-      ...options.resource,
-    }),
+    resource,
     readers: [reader, ...(options.readers ?? [])],
     views: [
       ...names.map(({ def, otel }) => {
@@ -152,6 +184,15 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
           .reduce<ViewOptions>((acc, v) => ({ ...acc, ...withoutSelectors(v) }), {});
         if (merged.aggregationCardinalityLimit !== undefined) {
           limits.set(def.name, merged.aggregationCardinalityLimit - 1);
+        }
+        if (def.type === "histogram" && nativeNames.has(def.name)) {
+          // The same series as the classic stream: the same attribute keys and series limit.
+          nativeViews.push({
+            aggregationCardinalityLimit: merged.aggregationCardinalityLimit ?? limit + 1,
+            ...(merged.attributesProcessors && { attributesProcessors: merged.attributesProcessors }),
+            meterName: NATIVE_METER_NAME,
+            instrumentName: def.name,
+          });
         }
         return {
           // The SDK's limit counts the overflow series too.
@@ -167,6 +208,18 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   });
   const meter = provider.getMeter(METER_NAME);
   const lateMeter = provider.getMeter(LATE_METER_NAME);
+  const native = nativeCollection(options.nativeHistograms, nativeNames, nativeViews, resource, limit);
+  for (const name of nativeNames) {
+    const def = metrics.find((m) => m.name === name);
+    if (def !== undefined && def.type !== "histogram") {
+      logger.warn(`native_histograms: ${name} is a ${def.type}, not a histogram: it gets no native buckets`);
+    }
+  }
+  /** The native meter for a histogram in native_histograms, if it is one. */
+  const nativeMeter = (def: MetricDefinition, late: boolean) =>
+    native !== undefined && def.type === "histogram" && nativeNames.has(def.name)
+      ? native.provider.getMeter(late ? NATIVE_LATE_METER_NAME : NATIVE_METER_NAME)
+      : undefined;
   const instruments = new Map<string, CatalogInstrument>();
   const families: FamilySpec[] = [];
   const add = (def: MetricDefinition, instrument: CatalogInstrument): void => {
@@ -174,7 +227,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     families.push({ name: def.name, type: def.type, unit: def.unit, labels: def.dimensions });
   };
   for (const { def, otel } of names) {
-    const instrument = createCatalogInstrument(meter, def, otel);
+    const instrument = createCatalogInstrument(meter, def, otel, nativeMeter(def, false));
     add(def, instrument);
     const h = planned.get(def.name);
     if (h !== undefined) gaugeHistograms.set(h.gauge, { spec: h, instrument });
@@ -204,7 +257,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     }
     tsSamples.claim(def.name, samples);
     otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
-    const instrument = createCatalogInstrument(lateMeter, def, otel);
+    const instrument = createCatalogInstrument(lateMeter, def, otel, nativeMeter(def, true));
     add(def, instrument);
     return instrument;
   };
@@ -223,6 +276,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       options.torchServeZeroSeries,
     ),
     families,
+    native: native && { reader: native.reader, limits: native.limits },
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
       registerLate(def);
@@ -241,6 +295,40 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       }
     },
   };
+}
+
+/**
+ * A provider of its own for the native buckets, read only by a delta pull reader: every reader of
+ * the main provider (OTLP push included) would otherwise aggregate and export them as a second
+ * stream of each histogram. Its histograms take OpenTelemetry's exponential aggregation.
+ */
+function nativeCollection(
+  options: NativeHistogramOptions | undefined,
+  names: ReadonlySet<string>,
+  views: readonly ViewOptions[],
+  resource: ReturnType<typeof resourceFromAttributes>,
+  limit: number,
+): (NativeCollection & { provider: MeterProvider }) | undefined {
+  if (options === undefined || names.size === 0) return undefined;
+  const aggregation = {
+    type: AggregationType.EXPONENTIAL_HISTOGRAM,
+    options: { maxSize: options.maxBuckets, recordMinMax: false },
+  } as const;
+  const reader = new PullReader(AggregationTemporality.DELTA);
+  const provider = new MeterProvider({
+    resource,
+    readers: [reader],
+    views: [
+      ...views.map((view) => ({ ...view, aggregation })),
+      {
+        meterName: NATIVE_LATE_METER_NAME,
+        instrumentName: "*",
+        aggregation,
+        aggregationCardinalityLimit: limit + 1,
+      },
+    ],
+  });
+  return { reader, provider, limits: { schema: options.schema, maxBuckets: options.maxBuckets } };
 }
 
 const INSTRUMENT_TYPES: Readonly<Record<MetricDefinition["type"], InstrumentType>> = {

@@ -47,6 +47,13 @@ describe("DEFAULT_SETTINGS", () => {
       metricLinesMaxBytes: 8388608,
       maxLabelValueLength: 1024,
       requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+      nativeHistograms: [
+        "serve_request_duration_seconds",
+        "serve_handler_time_seconds",
+        "serve_prediction_time_seconds",
+      ],
+      nativeHistogramSchema: 3,
+      nativeHistogramMaxBuckets: 160,
       scrapeSendTimeoutSeconds: 15,
       sourceFile: undefined,
     } satisfies Settings);
@@ -133,6 +140,9 @@ describe("resolveSettings", () => {
           "client_body_timeout=5",
           "client_read_timeout=0.25",
           "drain_timeout=2.5",
+          "native_histograms=serve_request_duration_seconds",
+          "native_histogram_schema=-2",
+          "native_histogram_max_buckets=40",
         ].join("\n"),
       );
       expect(settings).to.deep.equal({
@@ -174,6 +184,9 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        nativeHistograms: ["serve_request_duration_seconds"],
+        nativeHistogramSchema: -2,
+        nativeHistogramMaxBuckets: 40,
         scrapeSendTimeoutSeconds: 2.5,
         sourceFile: configPath(),
       } satisfies Settings);
@@ -442,6 +455,13 @@ describe("resolveSettings", () => {
         metricLinesMaxBytes: 8388608,
         maxLabelValueLength: 1024,
         requestDurationBuckets: [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10],
+        nativeHistograms: [
+          "serve_request_duration_seconds",
+          "serve_handler_time_seconds",
+          "serve_prediction_time_seconds",
+        ],
+        nativeHistogramSchema: 3,
+        nativeHistogramMaxBuckets: 160,
         scrapeSendTimeoutSeconds: 15,
         sourceFile: undefined,
       } satisfies Settings);
@@ -577,6 +597,11 @@ describe("resolveSettings", () => {
       ["max_label_value_length", "0", /is not an integer from 1 to 65536$/],
       ["max_label_value_length", "65537", /is not an integer from 1 to 65536$/],
       ["max_label_value_length", "1k", /is not an integer from 1 to 65536$/],
+      ["native_histogram_schema", "9", /is not an integer from -4 to 8$/],
+      ["native_histogram_schema", "-5", /is not an integer from -4 to 8$/],
+      ["native_histogram_schema", "3.5", /is not an integer from -4 to 8$/],
+      ["native_histogram_max_buckets", "1", /is not an integer from 2 to 16384$/],
+      ["native_histograms", "serve request", /holds "serve request", which is not a metric name$/],
       ["metrics_address", "localhost:8082", /is not an http:\/\/ or https:\/\/ address/],
       ["inference_address", "http://127.0.0.1:99999", /port "99999"/],
     ];

@@ -76,6 +76,23 @@ function withoutScrapeCounts(body: Buffer): string {
     .join("\n");
 }
 
+/** A decoded native histogram's positive buckets: Prometheus index → count. */
+function nativeCounts(h: DecodedFamily["metric"][number]["histogram"]): Map<number, number> {
+  const out = new Map<number, number>();
+  const deltas = h?.positiveDelta ?? [];
+  let index = 0;
+  let count = 0;
+  let d = 0;
+  for (const [i, span] of (h?.positiveSpan ?? []).entries()) {
+    index = i === 0 ? span.offset : index + span.offset;
+    for (let j = 0; j < span.length; j++, index++) {
+      count += deltas[d++] ?? NaN;
+      if (count !== 0) out.set(index, count);
+    }
+  }
+  return out;
+}
+
 /** Java's Double.toString for the bucket bounds used here. */
 const javaBound = (bound: number): string => (Number.isInteger(bound) ? `${bound}.0` : String(bound));
 
@@ -120,6 +137,48 @@ describe("/metrics in protobuf", () => {
     expect(fromProtobuf.filter((x) => !fromText.includes(x))).to.deep.equal([]);
     expect(fromProtobuf).to.deep.equal(fromText);
     expect(fromText.length).to.be.greaterThan(500);
+  });
+
+  it("carries native buckets, from OpenTelemetry's exponential aggregation, next to the classic ones", async () => {
+    const families = decodeMetricFamilies((await get(url, { Accept: PROMETHEUS_NATIVE_ACCEPT })).body);
+    const series = (family: string, model: string) =>
+      families
+        .find((f) => f.name === family)
+        ?.metric.find((m) => m.label.some((l) => l.name === "model_name" && l.value === model))?.histogram;
+    const resnet = series("serve_request_duration_seconds", "resnet18");
+    expect(resnet?.schema).to.equal(3);
+    expect(resnet?.zeroThreshold).to.equal(2 ** -128);
+    expect(resnet?.bucket).to.have.length(14);
+    // 12.5 ms and 80 ms: Prometheus' bucket i at schema 3 holds (2^((i-1)/8), 2^(i/8)].
+    expect(nativeCounts(resnet)).to.deep.equal(
+      new Map([
+        [Math.ceil(Math.log2(0.0125) * 8), 1],
+        [Math.ceil(Math.log2(0.08) * 8), 1],
+      ]),
+    );
+    // PredictionTime's histogram: m0 got 0, 40/7, 80/7 … ms; the zero goes to the zero bucket.
+    const m0 = series("serve_prediction_time_seconds", "m0");
+    expect(m0?.zeroCount).to.equal(1);
+    const counts = nativeCounts(m0);
+    expect([...counts.values()].reduce((a, b) => a + b, 0) + 1).to.equal(m0?.sampleCount);
+    expect(counts.get(Math.ceil(Math.log2(40 / 7 / 1000) * 8))).to.equal(1);
+  });
+
+  it("leaves native buckets out of a histogram not in native_histograms", async () => {
+    const other = await startTestService({ disableSystemMetrics: true, nativeHistograms: [] });
+    try {
+      other.service.recordInference({ model: "resnet18", status: 200, latencyMs: 12.5 });
+      const families = decodeMetricFamilies(
+        (await get(other.url, { Accept: PROMETHEUS_NATIVE_ACCEPT })).body,
+      );
+      const h = families.find((f) => f.name === "serve_request_duration_seconds")?.metric[0]?.histogram;
+      expect(h?.sampleCount).to.equal(1);
+      expect(h?.schema ?? 0).to.equal(0);
+      expect(h?.zeroThreshold ?? 0).to.equal(0);
+      expect(h?.positiveSpan ?? []).to.deep.equal([]);
+    } finally {
+      await other.service.stop();
+    }
   });
 
   it("keeps text, TorchServe's bytes, for every client that does not ask for protobuf above text", async () => {
