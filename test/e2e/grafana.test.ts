@@ -33,6 +33,7 @@ interface Target {
   expr: string;
   legendFormat?: string;
   datasource?: unknown;
+  exemplar?: boolean;
 }
 interface Panel {
   id: number;
@@ -328,6 +329,24 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       expect(missing).to.deep.equal([]);
     });
 
+    it("asks for exemplars on the p99 line of each percentile panel, and nowhere else", () => {
+      const asking = loadDashboards().flatMap((d) =>
+        d.panels.flatMap((p) =>
+          (p.targets ?? []).filter((t) => t.exemplar === true).map((t) => ({ panel: p, target: t })),
+        ),
+      );
+      expect(asking.map((a) => a.panel.title)).to.deep.equal([
+        "Latency percentiles per model",
+        "HandlerTime percentiles per model",
+        "PredictionTime percentiles per model",
+      ]);
+      for (const { panel, target } of asking) {
+        // Grafana draws exemplars on time series panels only.
+        expect(panel.type, panel.title).to.equal("timeseries");
+        expect(target.expr, panel.title).to.match(/^histogram_quantile\(0\.99,/);
+      }
+    });
+
     it("declares the Hostname and model variables as label_values queries over all values", () => {
       for (const d of loadDashboards()) {
         const byName = new Map(d.templating.list.map((v) => [v.name, v]));
@@ -502,6 +521,25 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
         expr: q.expr.split(/ or (?=histogram_quantile|sum)/).find((h) => !/_bucket\{|_sum\{/.test(h)) ?? "",
       }));
       expect(await panelProblems(native!.api, nativeOnly)).to.deep.equal([]);
+    });
+
+    it("takes each exemplar target's query at /api/v1/query_exemplars, as Grafana sends it", async () => {
+      const end = Date.now() / 1000;
+      for (const [api, name] of [
+        [native!.api, "native"],
+        [prometheus!.api, "classic"],
+      ] as const) {
+        for (const d of loadDashboards())
+          for (const p of d.panels)
+            for (const t of (p.targets ?? []).filter((x) => x.exemplar === true)) {
+              const query = substitute(t.expr, { rateInterval: "1m", model: ".+", host: ".+" });
+              const found = await apiGet<unknown[]>(
+                api,
+                `/query_exemplars?query=${encodeURIComponent(query)}&start=${end - 600}&end=${end}`,
+              ).catch((e: unknown) => `${p.title} (${name}): ${String(e)}`);
+              expect(found, `${p.title} (${name})`).to.be.an("array");
+            }
+      }
     });
 
     it("shows the 404 and the 500 in the 4XX and 5XX ratios", async () => {
