@@ -40,13 +40,16 @@ const ZERO_THRESHOLD = 2 ** -128;
  * that rate() has something to see.
  */
 function observed(n: number, native: boolean): Record<string, unknown> {
+  const exemplar = (trace: string, value: number) => ({ label: [{ name: "trace_id", value: trace }], value });
   const classic = {
     sampleCount: 6 * n,
     sampleSum: 3.93 * n,
+    // An exemplar on each classic bucket, and one in the Histogram's own exemplars field.
     bucket: [
-      { cumulativeCount: 2 * n, upperBound: 0.1 },
-      { cumulativeCount: 5 * n, upperBound: 1 },
+      { cumulativeCount: 2 * n, upperBound: 0.1, exemplar: exemplar("fast", 0.08) },
+      { cumulativeCount: 5 * n, upperBound: 1, exemplar: exemplar("slow", 0.9) },
     ],
+    exemplars: [exemplar("own", 2)],
   };
   if (!native) return classic;
   // Counts 1 1 0 1 2 1 from bucket -4, as deltas.
@@ -138,7 +141,7 @@ describe("What Debian's Prometheus 2.42 stores for native histograms", function 
         `  - job_name: bad\n    metrics_path: /bad\n    static_configs:\n      - targets: ["${target}"]\n`,
     );
     prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, [
-      "--enable-feature=native-histograms",
+      "--enable-feature=native-histograms,exemplar-storage",
     ]);
     await waitForScrapes(prometheus, "good", 4);
   });
@@ -214,6 +217,20 @@ describe("What Debian's Prometheus 2.42 stores for native histograms", function 
     expect(await value(`histogram_fraction(0, 0.5, ${rate})`)).to.be.closeTo(0.5, 1e-9);
     expect(await value(`histogram_count(${rate})`)).to.be.greaterThan(0);
     expect(await value(`histogram_sum(${rate})`)).to.be.greaterThan(0);
+  });
+
+  it("keeps one exemplar per native histogram and scrape, the lowest classic bucket's; every bucket's of a classic one", async () => {
+    const end = Date.now() / 1000;
+    const traces = async (selector: string): Promise<string[]> => {
+      const found = await apiGet<{ exemplars: { labels: { trace_id?: string } }[] }[]>(
+        prometheus?.api ?? "",
+        `/query_exemplars?query=${encodeURIComponent(selector)}&start=${end - 600}&end=${end + 1}`,
+      );
+      return [...new Set(found.flatMap((s) => s.exemplars.map((e) => e.labels.trace_id ?? "")))].sort();
+    };
+    // The slow request's exemplar, on a higher bucket, is dropped; the Histogram's own field is not read.
+    expect(await traces("both_seconds")).to.deep.equal(["fast"]);
+    expect(await traces("classic_seconds_bucket")).to.deep.equal(["fast", "slow"]);
   });
 
   it("knows no histogram_avg, histogram_stddev or histogram_stdvar (later versions' functions)", async () => {
