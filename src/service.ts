@@ -182,6 +182,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       maxBuckets: settings.nativeHistogramMaxBuckets,
     },
     readers: push.readers,
+    exponentialPush: push.exponential,
     views: push.views,
     resource: push.resource,
   });

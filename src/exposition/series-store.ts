@@ -291,12 +291,16 @@ export class SeriesStore {
     return labels;
   }
 
-  /** The label text of a series the store holds (the overflow series too), kept in `order`. */
+  /**
+   * The label text of the series a native point adds into, as {@link locate} found it for the
+   * classic point just before: its own, or the overflow series once the family is at its limit.
+   * Kept in `order`. Undefined when the store holds neither (the series was never classic).
+   */
   private existing(state: FamilyState, order: PointOrder, attributes: Attributes): string | undefined {
-    if (attributes[OVERFLOW_ATTRIBUTE] === true)
-      return state.series.has(OVERFLOW_LABELS) ? OVERFLOW_LABELS : undefined;
+    const overflow = state.series.has(OVERFLOW_LABELS) ? OVERFLOW_LABELS : undefined;
+    if (attributes[OVERFLOW_ATTRIBUTE] === true) return overflow;
     const labels = labelPairs(state.spec.labels, attributes);
-    if (!state.series.has(labels)) return undefined;
+    if (!state.series.has(labels)) return state.real >= state.limit ? overflow : undefined;
     order.keep(attributes, labels);
     return labels;
   }

@@ -40,6 +40,8 @@ export interface MonitoredExporterOptions {
   secrets?: readonly string[];
   /** Hears the result of every export (serve_otlp_exports_total). */
   onResult?(ok: boolean): void;
+  /** Changes what is exported (exponential histograms swapped in, see ExponentialPush). */
+  transform?(metrics: ResourceMetrics): ResourceMetrics;
 }
 
 /**
@@ -88,8 +90,9 @@ export class MonitoredExporter implements PushMetricExporter {
     // Whatever the export holds open (its sockets) keeps the process up until the deadline ends it;
     // the deadline alone need not.
     deadline.unref();
+    const exported = this.options.transform?.(metrics) ?? metrics;
     const send = (): void =>
-      this.inner.export(metrics, (result) => {
+      this.inner.export(exported, (result) => {
         if (succeeded(result) && requests.answerCut) {
           settle(failed(new Error("the collector's answer ended before its body was complete")));
         } else {

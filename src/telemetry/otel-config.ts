@@ -25,12 +25,14 @@ import {
   type IAttributesProcessor,
   type MetricReader,
   type PushMetricExporter,
+  type ResourceMetrics,
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
 import { parseDocument } from "yaml";
 import { ConfigError } from "../config/errors.js";
 import { redactUrl, urlSecrets } from "../config/redact.js";
 import type { Logger } from "../log.js";
+import { ExponentialPush, histogramTemporality } from "./exponential-push.js";
 import { ExportRequestTracker } from "./export-requests.js";
 import { checkHeaders, parseKeyValueList } from "./key-value-list.js";
 import { MonitoredExporter } from "./monitored-exporter.js";
@@ -46,6 +48,8 @@ export interface PushConfig {
   resource: Attributes;
   /** One line per reader for the start log, e.g. `OTLP http/protobuf push to http://…/v1/metrics every 60 s`. */
   describe: string[];
+  /** The readers whose exporters want exponential histograms, for createTelemetry to feed. */
+  exponential: ExponentialPush[];
 }
 
 /** Options of {@link loadPushConfig}. */
@@ -76,7 +80,7 @@ export function loadPushConfig(opts: LoadPushConfigOptions): PushConfig {
 
 /** Nothing to push (fresh arrays each time: the caller owns what it gets). */
 function noPush(resource: Attributes = {}): PushConfig {
-  return { readers: [], views: [], resource, describe: [] };
+  return { readers: [], views: [], resource, describe: [], exponential: [] };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -106,6 +110,7 @@ function fromFile(path: string, opts: LoadPushConfigOptions): PushConfig {
   }
   const readers: MetricReader[] = [];
   const describe: string[] = [];
+  const exponential: ExponentialPush[] = [];
   meterProvider.readers.forEach((reader, i) => {
     const at = `meter_provider.readers[${i}]`;
     if (reader.pull !== undefined) {
@@ -118,6 +123,7 @@ function fromFile(path: string, opts: LoadPushConfigOptions): PushConfig {
       const built = periodicReader(reader.periodic, `${at}.periodic`, fail, opts);
       readers.push(built.reader);
       describe.push(built.describe);
+      if (built.exponential !== undefined) exponential.push(built.exponential);
     } else if (reader.pull === undefined) {
       fail("names neither periodic nor pull", at);
     }
@@ -125,7 +131,7 @@ function fromFile(path: string, opts: LoadPushConfigOptions): PushConfig {
   const views = (meterProvider.views ?? []).flatMap((view, i) =>
     viewOptions(view, `meter_provider.views[${i}]`, fail, warn),
   );
-  return { readers, views, resource, describe };
+  return { readers, views, resource, describe, exponential };
 }
 
 type Fail = (problem: string, key?: string, value?: unknown) => never;
@@ -235,7 +241,7 @@ function periodicReader(
   at: string,
   fail: Fail,
   opts: ReaderOptions,
-): { reader: MetricReader; describe: string } {
+): { reader: MetricReader; describe: string; exponential: ExponentialPush | undefined } {
   const { logger, onExport } = opts;
   const interval = milliseconds(model.interval, DEFAULT_INTERVAL_MS, `${at}.interval`, fail);
   if (interval === 0) fail("must be more than 0 milliseconds", `${at}.interval`, 0);
@@ -270,6 +276,9 @@ function periodicReader(
   }
   const batch = model["max_export_batch_size/development"];
   const limits = model.cardinality_limits;
+  const exponential = destination.exponential
+    ? new ExponentialPush(histogramTemporality(destination.temporality))
+    : undefined;
   const reader = new PeriodicExportingMetricReader({
     exporter: new MonitoredExporter(destination.exporter, {
       target: redactUrl(destination.url),
@@ -278,7 +287,9 @@ function periodicReader(
       secrets: destination.secrets,
       logger,
       onResult: onExport,
+      ...(exponential && { transform: (metrics: ResourceMetrics) => exponential.swap(metrics) }),
     }),
+    ...(exponential && { metricProducers: [exponential] }),
     exportIntervalMillis: interval,
     exportTimeoutMillis: readerTimeout,
     ...(typeof batch === "number" && { maxExportBatchSize: batch }),
@@ -299,6 +310,7 @@ function periodicReader(
     destination.temporality === "cumulative" ? "" : `, ${destination.temporality} temporality`;
   return {
     reader,
+    exponential,
     describe: `OTLP ${destination.protocol} push to ${redactUrl(destination.url)} every ${interval / 1000} s${temporality}`,
   };
 }
@@ -306,6 +318,8 @@ function periodicReader(
 /** One built exporter, what the start log says about it, and what its monitor needs. */
 interface Destination {
   exporter: PushMetricExporter;
+  /** Whether it asked for exponential histograms (default_histogram_aggregation). */
+  exponential: boolean;
   protocol: "http/protobuf" | "http/json" | "grpc";
   url: string;
   temporality: Temporality;
@@ -430,6 +444,7 @@ function otlpHttp(
   );
   return {
     exporter,
+    exponential: common.aggregationPreference !== undefined,
     protocol: json ? "http/json" : "http/protobuf",
     url,
     temporality: common.temporality,
@@ -488,6 +503,7 @@ function otlpGrpc(
   // a moment later, only ends an export that grpc-js would leave unanswered.
   return {
     exporter,
+    exponential: common.aggregationPreference !== undefined,
     protocol: "grpc",
     url,
     temporality: common.temporality,
@@ -680,7 +696,13 @@ function fromEnvironment(env: NodeJS.ProcessEnv, opts: ReaderOptions): PushConfi
     throw new ConfigError(`OTLP settings from the environment: ${key ?? ""}${shown} ${problem}`);
   };
   const built = periodicReader(periodic, "meter_provider.readers[0].periodic", unexpected, opts);
-  return { readers: [built.reader], views: [], resource, describe: [built.describe] };
+  return {
+    readers: [built.reader],
+    views: [],
+    resource,
+    describe: [built.describe],
+    exponential: built.exponential === undefined ? [] : [built.exponential],
+  };
 }
 
 /**

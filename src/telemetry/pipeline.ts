@@ -15,6 +15,7 @@ import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
 import type { NativeLimits } from "../exposition/native-histogram.js";
 import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gauge-histograms.js";
+import { NATIVE_SCOPE_PREFIX, type ExponentialPush } from "./exponential-push.js";
 import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
 import { InstrumentNamer, type InstrumentName } from "./naming.js";
 import { PendingUpdates } from "./pending-updates.js";
@@ -26,8 +27,8 @@ export const METER_NAME = "serve-metrics";
 /** The meter of metrics registered after start, which one wildcard view can cover. */
 const LATE_METER_NAME = "serve-metrics.auto-detected";
 /** The native-bucket provider's meters, of catalog histograms and of those registered later. */
-const NATIVE_METER_NAME = "serve-metrics.native";
-const NATIVE_LATE_METER_NAME = "serve-metrics.native.auto-detected";
+const NATIVE_METER_NAME = NATIVE_SCOPE_PREFIX;
+const NATIVE_LATE_METER_NAME = `${NATIVE_SCOPE_PREFIX}.auto-detected`;
 
 /** Which histograms also get native (exponential) buckets, and how fine. */
 export interface NativeHistogramOptions {
@@ -119,6 +120,8 @@ export interface TelemetryOptions {
    * ignored in OTel naming). Default none.
    */
   nativeHistograms?: NativeHistogramOptions;
+  /** Push readers that want those histograms as OpenTelemetry exponential histograms. */
+  exponentialPush?: readonly ExponentialPush[];
 }
 
 /**
@@ -208,7 +211,21 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   });
   const meter = provider.getMeter(METER_NAME);
   const lateMeter = provider.getMeter(LATE_METER_NAME);
-  const native = nativeCollection(options.nativeHistograms, nativeNames, nativeViews, resource, limit);
+  const exponentialPush = options.exponentialPush ?? [];
+  const native = nativeCollection(
+    options.nativeHistograms,
+    nativeNames,
+    nativeViews,
+    resource,
+    limit,
+    exponentialPush,
+  );
+  if (exponentialPush.length > 0 && native === undefined) {
+    logger.warn(
+      "OTLP push: default_histogram_aggregation=base2_exponential_bucket_histogram applies to the histograms " +
+        "in native_histograms, in TorchServe naming (metrics_format=torchserve); none here, so histograms go out classic",
+    );
+  }
   for (const name of nativeNames) {
     const def = metrics.find((m) => m.name === name);
     if (def !== undefined && def.type !== "histogram") {
@@ -298,9 +315,10 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
 }
 
 /**
- * A provider of its own for the native buckets, read only by a delta pull reader: every reader of
- * the main provider (OTLP push included) would otherwise aggregate and export them as a second
- * stream of each histogram. Its histograms take OpenTelemetry's exponential aggregation.
+ * A provider of its own for the native buckets, read by a delta pull reader and by the OTLP pushes
+ * that ask for exponential histograms: every reader of the main provider would otherwise
+ * aggregate and export them as a second stream of each histogram. Its histograms take
+ * OpenTelemetry's exponential aggregation.
  */
 function nativeCollection(
   options: NativeHistogramOptions | undefined,
@@ -308,6 +326,7 @@ function nativeCollection(
   views: readonly ViewOptions[],
   resource: ReturnType<typeof resourceFromAttributes>,
   limit: number,
+  pushes: readonly ExponentialPush[],
 ): (NativeCollection & { provider: MeterProvider }) | undefined {
   if (options === undefined || names.size === 0) return undefined;
   const aggregation = {
@@ -315,9 +334,15 @@ function nativeCollection(
     options: { maxSize: options.maxBuckets, recordMinMax: false },
   } as const;
   const reader = new PullReader(AggregationTemporality.DELTA);
+  // Each push that wants exponential histograms reads them here, with its own temporality.
+  const pushReaders = pushes.map((push) => {
+    const pushReader = new PullReader(push.temporality);
+    push.attach(pushReader);
+    return pushReader;
+  });
   const provider = new MeterProvider({
     resource,
-    readers: [reader],
+    readers: [reader, ...pushReaders],
     views: [
       ...views.map((view) => ({ ...view, aggregation })),
       {

@@ -176,7 +176,7 @@ describe("Debian's Prometheus scraping each exposition format", function () {
       expect(await values(protobuf?.prometheus.api ?? "", promql), promql).to.deep.equal(fromText);
     }
     // A native histogram's count and sum are those of the classic one.
-    for (const [classic, native] of [
+    for (const [classic, native] of <[string, string][]>[
       ["serve_request_duration_seconds_count", "histogram_count(serve_request_duration_seconds)"],
       ["serve_request_duration_seconds_sum", "histogram_sum(serve_request_duration_seconds)"],
       ["serve_prediction_time_seconds_count", "histogram_count(serve_prediction_time_seconds)"],

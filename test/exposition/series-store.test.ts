@@ -1,11 +1,12 @@
 import type { Attributes } from "@opentelemetry/api";
-import { AggregationTemporality, MeterProvider } from "@opentelemetry/sdk-metrics";
+import { AggregationTemporality, AggregationType, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { expect } from "chai";
 import fc from "fast-check";
 import { metricsByName, PullReader } from "../../src/exposition/pull-reader.js";
 import { renderTorchServeText, SeriesStore } from "../../src/exposition/series-store.js";
 import { CHUNK_CHARS, chunksToString } from "../../src/exposition/text-chunks.js";
 import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
+import { decodeMetricFamilies, type DecodedFamily } from "../support/metric-family.js";
 
 const FAMILIES: FamilySpec[] = [
   { name: "Count", type: "counter", unit: "Count", labels: ["Model", "Level"] },
@@ -247,3 +248,90 @@ describe("SeriesStore", () => {
 async function collectDelta(p: ReturnType<typeof pipeline>) {
   return p.deltaReader.collect().then((r) => r.resourceMetrics);
 }
+
+describe("SeriesStore native buckets", () => {
+  const LATENCY = FAMILIES.filter((f) => f.name === "Latency");
+  const LIMITS = { schema: 3, maxBuckets: 160 };
+
+  /** A classic and a native provider of one histogram, as the pipeline builds them. */
+  function histograms(limit = Infinity) {
+    const classicReader = new PullReader(AggregationTemporality.DELTA);
+    const nativeReader = new PullReader(AggregationTemporality.DELTA);
+    const classic = new MeterProvider({ readers: [classicReader] })
+      .getMeter("t")
+      .createHistogram("Latency", { advice: { explicitBucketBoundaries: [1, 10] } });
+    const native = new MeterProvider({
+      readers: [nativeReader],
+      views: [{ instrumentName: "Latency", aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM } }],
+    })
+      .getMeter("t")
+      .createHistogram("Latency");
+    const store = new SeriesStore({ families: FAMILIES, limitOf: () => limit });
+    return {
+      store,
+      record(value: number, attributes: Attributes, only?: "native") {
+        if (only === undefined) classic.record(value, attributes);
+        native.record(value, attributes);
+      },
+      /** Native first, then classic, as the scraper collects; classic applied first. */
+      async scrape(): Promise<DecodedFamily[]> {
+        const nativeDelta = (await nativeReader.collect()).resourceMetrics;
+        store.apply((await classicReader.collect()).resourceMetrics);
+        store.applyNative(nativeDelta, LIMITS);
+        return decodeMetricFamilies(Buffer.concat(store.renderProtobuf(LATENCY)));
+      },
+    };
+  }
+
+  const nativeCount = (families: DecodedFamily[], model: string): number | undefined => {
+    const metric = families[0]?.metric.find((m) => m.label.some((l) => l.value === model));
+    if (metric?.histogram === undefined) return undefined;
+    let total = metric.histogram.zeroCount ?? 0;
+    let count = 0;
+    for (const delta of metric.histogram.positiveDelta ?? []) total += count += delta;
+    return total;
+  };
+
+  it("adds them into the histogram series of the same labels, scrape after scrape", async () => {
+    const h = histograms();
+    h.record(0.5, { Model: "a" });
+    h.record(20, { Model: "a" });
+    expect(nativeCount(await h.scrape(), "a")).to.equal(2);
+    h.record(0, { Model: "a" });
+    const families = await h.scrape();
+    expect(nativeCount(families, "a")).to.equal(3);
+    expect(families[0]?.metric[0]?.histogram?.sampleCount).to.equal(3);
+    // The text never shows them.
+    expect(chunksToString(h.store.render(LATENCY))).not.to.match(/schema|zero/);
+  });
+
+  it("starts no series of its own: a native point without its classic series is dropped", async () => {
+    const h = histograms();
+    h.record(1, { Model: "a" });
+    h.record(2, { Model: "ghost" }, "native");
+    const families = await h.scrape();
+    expect(families[0]?.metric.map((m) => m.label.map((l) => l.value).join())).to.deep.equal(["a"]);
+  });
+
+  it("forgets them with their series: an evicted series starts again from its next observation", async () => {
+    const h = histograms();
+    h.record(1, { Model: "a" });
+    h.record(1, { Model: "a" });
+    expect(nativeCount(await h.scrape(), "a")).to.equal(2);
+    h.store.evict("Latency", 'Model="a",');
+    h.record(3, { Model: "a" });
+    const families = await h.scrape();
+    expect(nativeCount(families, "a")).to.equal(1);
+    expect(families[0]?.metric[0]?.histogram?.sampleCount).to.equal(1);
+  });
+
+  it("adds a series past the limit into the overflow series' native buckets", async () => {
+    const h = histograms(1);
+    h.record(1, { Model: "a" });
+    h.record(1, { Model: "b" });
+    h.record(1, { Model: "c" });
+    const families = await h.scrape();
+    expect(nativeCount(families, "a")).to.equal(1);
+    expect(nativeCount(families, "true")).to.equal(2);
+  });
+});

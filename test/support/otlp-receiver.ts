@@ -22,17 +22,26 @@ export interface HistogramValue {
   buckets: { bounds: number[]; counts: number[] };
 }
 
+/** An exponential histogram data point: count, sum, scale, zero count and the positive buckets. */
+export interface ExponentialValue {
+  count: number;
+  sum: number;
+  scale: number;
+  zeroCount: number;
+  positive: { offset: number; bucketCounts: number[] };
+}
+
 /** One data point of a metric. */
 export interface ReceivedPoint {
   attributes: ReceivedAttributes;
-  value: number | HistogramValue;
+  value: number | HistogramValue | ExponentialValue;
 }
 
 /** One metric of one export. */
 export interface ReceivedMetric {
   name: string;
   unit: string;
-  type: "sum" | "gauge" | "histogram" | "other";
+  type: "sum" | "gauge" | "histogram" | "exponential_histogram" | "other";
   points: ReceivedPoint[];
 }
 
@@ -451,6 +460,27 @@ function normalizeMetric(m: Json): ReceivedMetric {
         },
       }));
     return { name, unit, type: "histogram", points };
+  }
+  if (m.exponentialHistogram !== undefined) {
+    const points = asArray(asObject(m.exponentialHistogram).dataPoints)
+      .map(asObject)
+      .map((p) => {
+        const positive = asObject(p.positive);
+        return {
+          attributes: attributesOf(p.attributes),
+          value: {
+            count: asNumber(p.count),
+            sum: asNumber(p.sum),
+            scale: p.scale === undefined ? 0 : asNumber(p.scale),
+            zeroCount: p.zeroCount === undefined ? 0 : asNumber(p.zeroCount),
+            positive: {
+              offset: positive.offset === undefined ? 0 : asNumber(positive.offset),
+              bucketCounts: asArray(positive.bucketCounts).map(asNumber),
+            },
+          },
+        };
+      });
+    return { name, unit, type: "exponential_histogram", points };
   }
   return { name, unit, type: "other", points: [] };
 }

@@ -82,6 +82,7 @@ function pushedSeries(received: ReceivedExport): Series[] {
     received.metrics.flatMap((m) =>
       m.points.map((p): Series => {
         if (typeof p.value === "number") return { name: m.name, attributes: p.attributes, value: p.value };
+        if (!("buckets" in p.value)) throw new Error(`${m.name}: an exponential histogram`);
         const { count, sum, buckets } = p.value;
         let total = 0;
         const cumulative = buckets.counts.map((c, i): [number, number] => {
@@ -242,9 +243,45 @@ describe("OTLP push", function () {
     const histogram = received.metrics.find((m) => m.name === "serve_request_duration_seconds");
     const value = histogram?.points[0]?.value;
     expect(value).to.deep.include({ count: 1, sum: 0.04 });
-    expect(typeof value === "object" ? value.buckets.bounds : []).to.deep.equal([
+    expect(typeof value === "object" && "buckets" in value ? value.buckets.bounds : []).to.deep.equal([
       0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
     ]);
+  });
+
+  it("pushes exponential histograms when the reader asks for base2_exponential_bucket_histogram; /metrics keeps its classic buckets", async () => {
+    const rx = await receiver("http");
+    const dir = makeTempDir();
+    try {
+      const file = writeTempFile(
+        dir,
+        "otel.yaml",
+        'file_format: "1.0"\nmeter_provider:\n  readers:\n    - periodic:\n        exporter:\n          otlp_http:\n' +
+          `            endpoint: ${rx.endpoint}\n            encoding: json\n` +
+          "            default_histogram_aggregation: base2_exponential_bucket_histogram\n",
+      );
+      const { service } = await pushing({ otelConfigFile: file });
+      for (const latencyMs of [12.5, 80, 80, 3000]) {
+        service.recordInference({ model: "resnet", version: "1.0", status: 200, latencyMs });
+      }
+      const text = await service.scrape(["serve_request_duration_seconds_bucket"]);
+      expect(text).to.include('le="0.1",} 3.0\n');
+      await service.stop();
+      expect(rx.decodeErrors).to.deep.equal([]);
+      const pushed = rx.latest().metrics.filter((m) => m.name === "serve_request_duration_seconds");
+      // One stream, exponential: the native buckets' own provider pushes nothing.
+      expect(pushed.map((m) => m.type)).to.deep.equal(["exponential_histogram"]);
+      const value = pushed[0]?.points[0]?.value;
+      if (typeof value !== "object" || !("scale" in value)) throw new Error("no exponential point");
+      expect(value.count).to.equal(4);
+      expect(value.sum).to.be.closeTo(3.1725, 1e-9);
+      // OpenTelemetry's bucket i holds (2^(i/2^scale), 2^((i+1)/2^scale)].
+      const at = (v: number): number =>
+        Math.ceil(Math.log2(v) * 2 ** value.scale) - 1 - value.positive.offset;
+      expect(value.positive.bucketCounts[at(0.08)]).to.equal(2);
+      expect(value.positive.bucketCounts.reduce((a, b) => a + b, 0)).to.equal(4);
+    } finally {
+      removeTempDir(dir);
+    }
   });
 
   it("sends the file's headers and none from process.env", async () => {
