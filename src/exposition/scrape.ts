@@ -9,6 +9,7 @@ import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
 import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
 import type { NativeLimits } from "./native-histogram.js";
+import type { NativeDelta } from "../telemetry/native-buckets.js";
 
 /** The three counters legacy mode keeps on /metrics. */
 const LEGACY_FAMILIES = new Set([
@@ -39,8 +40,8 @@ export interface ScrapeOptions {
   onOverflow?: (metric: string) => void;
   /** Running totals added in TorchServe's order (see SeriesStoreOptions.exactTotal). */
   exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
-  /** Where native buckets come from (TorchServe naming, native_histograms): a delta reader. */
-  native?: { reader: PullReader; limits: NativeLimits } | undefined;
+  /** Where native buckets come from (TorchServe naming, native_histograms). */
+  native?: { take(): NativeDelta; limits: NativeLimits } | undefined;
 }
 
 /**
@@ -117,7 +118,7 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
-      const native = await this.takeNative();
+      const native = this.options.native?.take();
       const resourceMetrics = await this.take();
       if (this.store === undefined) return;
       this.applyTo(this.store, resourceMetrics, native);
@@ -126,27 +127,21 @@ export class Scraper {
     return result;
   }
 
-  private async take(reader: PullReader = this.reader): Promise<ResourceMetrics> {
-    const { resourceMetrics, errors } = await reader.collect();
+  private async take(): Promise<ResourceMetrics> {
+    const { resourceMetrics, errors } = await this.reader.collect();
     for (const err of errors) this.logger.warn(`collection: ${String(err)}`);
     return resourceMetrics;
   }
 
   /**
-   * The native buckets' delta, collected before the classic one: whatever is recorded in between
-   * is in the classic delta now and in the native one next time, so every native point's series
-   * is in the store once the classic delta is applied.
+   * Applies both deltas, classic first, then evicts what expired. The native delta was taken
+   * before the classic one was collected: whatever was recorded in between is in the classic
+   * delta now and in the native one next time, so every native point's series is in the store.
    */
-  private async takeNative(): Promise<ResourceMetrics | undefined> {
-    const { native } = this.options;
-    return native === undefined ? undefined : this.take(native.reader);
-  }
-
-  /** Applies both deltas, classic first, then evicts what expired. */
   private applyTo(
     store: SeriesStore,
     resourceMetrics: ResourceMetrics,
-    native: ResourceMetrics | undefined,
+    native: NativeDelta | undefined,
   ): void {
     store.apply(resourceMetrics);
     const limits = this.options.native?.limits;
@@ -163,7 +158,7 @@ export class Scraper {
     filter: ReadonlySet<string> | undefined,
     format: ExpositionFormat,
   ): Promise<Buffer[]> {
-    const native = await this.takeNative();
+    const native = this.options.native?.take();
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
       const { onOverflow } = this.options;

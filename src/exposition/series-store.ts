@@ -13,6 +13,7 @@ import { chunksToString, TextChunks } from "./text-chunks.js";
 import { writeFamily } from "./protobuf-family.js";
 import { ProtobufWriter } from "./protobuf-writer.js";
 import { addExponential, type NativeLimits } from "./native-histogram.js";
+import type { NativeDelta } from "../telemetry/native-buckets.js";
 
 /** The attribute the SDK puts on the one series that takes every series past the limit. */
 export const OVERFLOW_ATTRIBUTE = "otel.metric.overflow";
@@ -94,32 +95,26 @@ export class SeriesStore {
   }
 
   /**
-   * Adds one delta collection of native buckets (OpenTelemetry exponential histograms named as
-   * their family) into the histogram series of the same labels. Collected before the classic
-   * delta that is applied first, so each of its series is already there; a series that is not
-   * (overflowed, or evicted since) takes none. The text does not show them.
+   * Adds one delta of native buckets (see NativeBuckets) into the histogram series of the same
+   * labels. Taken before the classic delta that is applied first, so each of its series is
+   * already there; a series that is not (evicted since) takes none. The text does not show them.
    */
-  applyNative(resourceMetrics: ResourceMetrics, limits: NativeLimits): void {
-    const applied = new Set<string>();
-    for (const scope of resourceMetrics.scopeMetrics) {
-      for (const metric of scope.metrics) {
-        if (metric.dataPointType !== DataPointType.EXPONENTIAL_HISTOGRAM) continue;
-        applied.add(metric.descriptor.name);
-        const spec = this.spec(metric.descriptor.name);
-        const state = spec === undefined ? undefined : this.states.get(spec.name);
-        if (state === undefined) continue;
-        const order = new PointOrder(state.spec.labels, state.nativeLast);
-        for (const point of metric.dataPoints) {
-          const labels = order.guess(point.attributes) ?? this.existing(state, order, point.attributes);
-          const value = labels === undefined ? undefined : state.series.get(labels);
-          if (value === undefined || typeof value === "number") continue;
-          value.native = addExponential(value.native, point.value, limits);
-          state.protobuf = undefined;
-        }
-        state.nativeLast = order;
+  applyNative(delta: NativeDelta, limits: NativeLimits): void {
+    for (const state of this.states.values()) if (!delta.has(state.spec.name)) state.nativeLast = undefined;
+    for (const [name, points] of delta) {
+      const spec = this.spec(name);
+      const state = spec === undefined ? undefined : this.states.get(spec.name);
+      if (state === undefined) continue;
+      const order = new PointOrder(state.spec.labels, state.nativeLast);
+      for (const { attributes, point } of points) {
+        const labels = order.guess(attributes) ?? this.existing(state, order, attributes);
+        const value = labels === undefined ? undefined : state.series.get(labels);
+        if (value === undefined || typeof value === "number") continue;
+        value.native = addExponential(value.native, point, limits);
+        state.protobuf = undefined;
       }
+      state.nativeLast = order;
     }
-    for (const state of this.states.values()) if (!applied.has(state.spec.name)) state.nativeLast = undefined;
   }
 
   /** Adds one metric's delta points; metrics of no known family are ignored. */

@@ -1,6 +1,7 @@
 import type { Attributes, Meter } from "@opentelemetry/api";
 import { DEFAULT_BUCKETS, type MetricDefinition } from "../catalog/types.js";
 import type { InstrumentName } from "./naming.js";
+import type { NativeFamily } from "./native-buckets.js";
 
 /** One catalog metric bound to its OpenTelemetry instrument. */
 export interface CatalogInstrument {
@@ -9,16 +10,24 @@ export interface CatalogInstrument {
   record(value: number, attributes: Attributes): void;
 }
 
+/** Where a histogram with native buckets also observes every value. */
+export interface NativeTargets {
+  /** Its native buckets for /metrics. */
+  family: NativeFamily;
+  /** The exponential push provider's meter, when an OTLP push asks for exponential histograms. */
+  push: Meter | undefined;
+}
+
 /**
  * Creates the instrument of one catalog metric under the given OpenTelemetry name and unit. A
- * histogram given a `native` meter also observes every value into a histogram of that meter
- * named as the family, whose view aggregates it into exponential buckets.
+ * histogram given `native` targets also observes every value into its native buckets, and into
+ * a histogram named as the family of the exponential push provider's meter, if there is one.
  */
 export function createCatalogInstrument(
   meter: Meter,
   def: MetricDefinition,
   otel: InstrumentName,
-  native?: Meter,
+  native?: NativeTargets,
 ): CatalogInstrument {
   const options = { unit: otel.unit, description: `${def.name} (${def.unit})` };
   switch (def.type) {
@@ -36,12 +45,14 @@ export function createCatalogInstrument(
         advice: { explicitBucketBoundaries: [...(def.buckets ?? DEFAULT_BUCKETS)] },
       });
       if (native === undefined) return { definition: def, record: (v, a) => histogram.record(v, a) };
-      const exponential = native.createHistogram(def.name, options);
+      const { family } = native;
+      const pushed = native.push?.createHistogram(def.name, options);
       return {
         definition: def,
         record: (v, a) => {
           histogram.record(v, a);
-          exponential.record(v, a);
+          family.record(v, a);
+          pushed?.record(v, a);
         },
       };
     }

@@ -5,6 +5,7 @@ import {
   AggregationType,
   InstrumentType,
   MeterProvider,
+  type IAttributesProcessor,
   type MetricReader,
   type ViewOptions,
 } from "@opentelemetry/sdk-metrics";
@@ -14,9 +15,10 @@ import type { Logger } from "../log.js";
 import { PullReader } from "../exposition/pull-reader.js";
 import type { FamilySpec } from "../exposition/torchserve-text.js";
 import type { NativeLimits } from "../exposition/native-histogram.js";
+import { NativeBuckets, type NativeDelta } from "./native-buckets.js";
 import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gauge-histograms.js";
 import { NATIVE_SCOPE_PREFIX, type ExponentialPush } from "./exponential-push.js";
-import { createCatalogInstrument, type CatalogInstrument } from "./instruments.js";
+import { createCatalogInstrument, type CatalogInstrument, type NativeTargets } from "./instruments.js";
 import { InstrumentNamer, type InstrumentName } from "./naming.js";
 import { PendingUpdates } from "./pending-updates.js";
 import { MetricRecorder, type BoundGaugeHistogram } from "./recorder.js";
@@ -26,7 +28,7 @@ import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./samp
 export const METER_NAME = "serve-metrics";
 /** The meter of metrics registered after start, which one wildcard view can cover. */
 const LATE_METER_NAME = "serve-metrics.auto-detected";
-/** The native-bucket provider's meters, of catalog histograms and of those registered later. */
+/** The exponential push provider's meters, of catalog histograms and of those registered later. */
 const NATIVE_METER_NAME = NATIVE_SCOPE_PREFIX;
 const NATIVE_LATE_METER_NAME = `${NATIVE_SCOPE_PREFIX}.auto-detected`;
 
@@ -42,8 +44,8 @@ export interface NativeHistogramOptions {
 
 /** Where the native buckets of {@link NativeHistogramOptions} are collected from. */
 export interface NativeCollection {
-  /** A delta reader of exponential histograms, one per native family, under the family's name. */
-  reader: PullReader;
+  /** The native points recorded since the previous take, by family. */
+  take(): NativeDelta;
   limits: NativeLimits;
 }
 
@@ -176,6 +178,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     ...options.resource,
   });
   const nativeNames = new Set(format === "torchserve" ? (options.nativeHistograms?.families ?? []) : []);
+  /** The classic stream's series limit and attribute processors of each native family. */
+  const nativeStreams = new Map<string, { limit: number; processors?: IAttributesProcessor[] }>();
   const nativeViews: ViewOptions[] = [];
   const provider = new MeterProvider({
     resource,
@@ -190,6 +194,10 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
         }
         if (def.type === "histogram" && nativeNames.has(def.name)) {
           // The same series as the classic stream: the same attribute keys and series limit.
+          nativeStreams.set(def.name, {
+            limit: (merged.aggregationCardinalityLimit ?? limit + 1) - 1,
+            ...(merged.attributesProcessors && { processors: merged.attributesProcessors }),
+          });
           nativeViews.push({
             aggregationCardinalityLimit: merged.aggregationCardinalityLimit ?? limit + 1,
             ...(merged.attributesProcessors && { attributesProcessors: merged.attributesProcessors }),
@@ -212,15 +220,16 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const meter = provider.getMeter(METER_NAME);
   const lateMeter = provider.getMeter(LATE_METER_NAME);
   const exponentialPush = options.exponentialPush ?? [];
-  const native = nativeCollection(
-    options.nativeHistograms,
-    nativeNames,
-    nativeViews,
-    resource,
-    limit,
-    exponentialPush,
-  );
-  if (exponentialPush.length > 0 && native === undefined) {
+  const nativeOptions = options.nativeHistograms;
+  const nativeBuckets =
+    nativeOptions !== undefined && nativeNames.size > 0
+      ? new NativeBuckets(nativeOptions.maxBuckets)
+      : undefined;
+  const pushProvider =
+    nativeOptions !== undefined && nativeBuckets !== undefined
+      ? exponentialPushProvider(nativeOptions, nativeViews, resource, limit, exponentialPush)
+      : undefined;
+  if (exponentialPush.length > 0 && nativeBuckets === undefined) {
     logger.warn(
       "OTLP push: default_histogram_aggregation=base2_exponential_bucket_histogram applies to the histograms " +
         "in native_histograms, in TorchServe naming (metrics_format=torchserve); none here, so histograms go out classic",
@@ -232,11 +241,16 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       logger.warn(`native_histograms: ${name} is a ${def.type}, not a histogram: it gets no native buckets`);
     }
   }
-  /** The native meter for a histogram in native_histograms, if it is one. */
-  const nativeMeter = (def: MetricDefinition, late: boolean) =>
-    native !== undefined && def.type === "histogram" && nativeNames.has(def.name)
-      ? native.provider.getMeter(late ? NATIVE_LATE_METER_NAME : NATIVE_METER_NAME)
-      : undefined;
+  /** Where a histogram in native_histograms also goes: its native family, and the exponential push. */
+  const nativeOf = (def: MetricDefinition, late: boolean): NativeTargets | undefined => {
+    if (nativeBuckets === undefined || def.type !== "histogram" || !nativeNames.has(def.name))
+      return undefined;
+    const stream = nativeStreams.get(def.name) ?? { limit };
+    return {
+      family: nativeBuckets.family(def.name, def.dimensions, stream.limit, stream.processors),
+      push: pushProvider?.getMeter(late ? NATIVE_LATE_METER_NAME : NATIVE_METER_NAME),
+    };
+  };
   const instruments = new Map<string, CatalogInstrument>();
   const families: FamilySpec[] = [];
   const add = (def: MetricDefinition, instrument: CatalogInstrument): void => {
@@ -244,7 +258,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     families.push({ name: def.name, type: def.type, unit: def.unit, labels: def.dimensions });
   };
   for (const { def, otel } of names) {
-    const instrument = createCatalogInstrument(meter, def, otel, nativeMeter(def, false));
+    const instrument = createCatalogInstrument(meter, def, otel, nativeOf(def, false));
     add(def, instrument);
     const h = planned.get(def.name);
     if (h !== undefined) gaugeHistograms.set(h.gauge, { spec: h, instrument });
@@ -274,7 +288,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     }
     tsSamples.claim(def.name, samples);
     otelSamples.claim(def.name, otelSampleNames(otel.name, def.type));
-    const instrument = createCatalogInstrument(lateMeter, def, otel, nativeMeter(def, true));
+    const instrument = createCatalogInstrument(lateMeter, def, otel, nativeOf(def, true));
     add(def, instrument);
     return instrument;
   };
@@ -293,7 +307,10 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       options.torchServeZeroSeries,
     ),
     families,
-    native: native && { reader: native.reader, limits: native.limits },
+    native: nativeBuckets && {
+      take: () => nativeBuckets.take(),
+      limits: { schema: nativeOptions?.schema ?? 3, maxBuckets: nativeOptions?.maxBuckets ?? 160 },
+    },
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
       registerLate(def);
@@ -315,34 +332,32 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
 }
 
 /**
- * A provider of its own for the native buckets, read by a delta pull reader and by the OTLP pushes
- * that ask for exponential histograms: every reader of the main provider would otherwise
- * aggregate and export them as a second stream of each histogram. Its histograms take
- * OpenTelemetry's exponential aggregation.
+ * A provider of its own for the OTLP pushes that ask for exponential histograms (see
+ * ExponentialPush), each reading it with its own temporality; none when no push asks. Its
+ * histograms are those in native_histograms, under their TorchServe names, with OpenTelemetry's
+ * exponential aggregation. Every reader of the main provider would otherwise aggregate and
+ * export them as a second stream of each histogram.
  */
-function nativeCollection(
-  options: NativeHistogramOptions | undefined,
-  names: ReadonlySet<string>,
+function exponentialPushProvider(
+  options: NativeHistogramOptions,
   views: readonly ViewOptions[],
   resource: ReturnType<typeof resourceFromAttributes>,
   limit: number,
   pushes: readonly ExponentialPush[],
-): (NativeCollection & { provider: MeterProvider }) | undefined {
-  if (options === undefined || names.size === 0) return undefined;
+): MeterProvider | undefined {
+  if (pushes.length === 0) return undefined;
   const aggregation = {
     type: AggregationType.EXPONENTIAL_HISTOGRAM,
     options: { maxSize: options.maxBuckets, recordMinMax: false },
   } as const;
-  const reader = new PullReader(AggregationTemporality.DELTA);
-  // Each push that wants exponential histograms reads them here, with its own temporality.
-  const pushReaders = pushes.map((push) => {
-    const pushReader = new PullReader(push.temporality);
-    push.attach(pushReader);
-    return pushReader;
+  const readers = pushes.map((push) => {
+    const reader = new PullReader(push.temporality);
+    push.attach(reader);
+    return reader;
   });
-  const provider = new MeterProvider({
+  return new MeterProvider({
     resource,
-    readers: [reader, ...pushReaders],
+    readers,
     views: [
       ...views.map((view) => ({ ...view, aggregation })),
       {
@@ -353,7 +368,6 @@ function nativeCollection(
       },
     ],
   });
-  return { reader, provider, limits: { schema: options.schema, maxBuckets: options.maxBuckets } };
 }
 
 const INSTRUMENT_TYPES: Readonly<Record<MetricDefinition["type"], InstrumentType>> = {

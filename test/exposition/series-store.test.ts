@@ -1,11 +1,12 @@
 import type { Attributes } from "@opentelemetry/api";
-import { AggregationTemporality, AggregationType, MeterProvider } from "@opentelemetry/sdk-metrics";
+import { AggregationTemporality, MeterProvider } from "@opentelemetry/sdk-metrics";
 import { expect } from "chai";
 import fc from "fast-check";
 import { metricsByName, PullReader } from "../../src/exposition/pull-reader.js";
 import { renderTorchServeText, SeriesStore } from "../../src/exposition/series-store.js";
 import { CHUNK_CHARS, chunksToString } from "../../src/exposition/text-chunks.js";
 import type { FamilySpec } from "../../src/exposition/torchserve-text.js";
+import { NativeBuckets } from "../../src/telemetry/native-buckets.js";
 import { decodeMetricFamilies, type DecodedFamily } from "../support/metric-family.js";
 
 const FAMILIES: FamilySpec[] = [
@@ -253,19 +254,14 @@ describe("SeriesStore native buckets", () => {
   const LATENCY = FAMILIES.filter((f) => f.name === "Latency");
   const LIMITS = { schema: 3, maxBuckets: 160 };
 
-  /** A classic and a native provider of one histogram, as the pipeline builds them. */
+  /** A classic SDK histogram and its native buckets, as the pipeline builds them. */
   function histograms(limit = Infinity) {
     const classicReader = new PullReader(AggregationTemporality.DELTA);
-    const nativeReader = new PullReader(AggregationTemporality.DELTA);
     const classic = new MeterProvider({ readers: [classicReader] })
       .getMeter("t")
       .createHistogram("Latency", { advice: { explicitBucketBoundaries: [1, 10] } });
-    const native = new MeterProvider({
-      readers: [nativeReader],
-      views: [{ instrumentName: "Latency", aggregation: { type: AggregationType.EXPONENTIAL_HISTOGRAM } }],
-    })
-      .getMeter("t")
-      .createHistogram("Latency");
+    const buckets = new NativeBuckets(160);
+    const native = buckets.family("Latency", ["Model", "Level"], limit);
     const store = new SeriesStore({ families: FAMILIES, limitOf: () => limit });
     return {
       store,
@@ -273,9 +269,9 @@ describe("SeriesStore native buckets", () => {
         if (only === undefined) classic.record(value, attributes);
         native.record(value, attributes);
       },
-      /** Native first, then classic, as the scraper collects; classic applied first. */
+      /** Native first, then classic, as the scraper takes them; classic applied first. */
       async scrape(): Promise<DecodedFamily[]> {
-        const nativeDelta = (await nativeReader.collect()).resourceMetrics;
+        const nativeDelta = buckets.take();
         store.apply((await classicReader.collect()).resourceMetrics);
         store.applyNative(nativeDelta, LIMITS);
         return decodeMetricFamilies(Buffer.concat(store.renderProtobuf(LATENCY)));
