@@ -108,11 +108,16 @@ function budgetRules(objectives: Objectives, sli: Sli): PrometheusRule[] {
   }
   const budget = budgetOf(objectives.default, sli);
   if (budget !== undefined) {
-    // Every model that has series (they start at 0 when the model is known), but those listed.
-    const family = sli === "availability" ? RESPONSES : `${DURATION}_count`;
+    // Every model that has series (they start at 0 when the model is known), but those listed:
+    // the duration histogram's _count, or its native histogram where Prometheus stores only that.
+    const selector = defaultSelector(objectives, sli);
+    const series =
+      sli === "availability"
+        ? `${RESPONSES}${selector}`
+        : `${DURATION}_count${selector} or histogram_count(${DURATION}${selector})`;
     rules.push({
       record: sloRuleNames.budget(sli),
-      expr: `${budget} * group by (model_name) (${family}${defaultSelector(objectives, sli)})`,
+      expr: `${budget} * group by (model_name) (${series})`,
     });
   }
   return rules;
@@ -152,13 +157,20 @@ function badShare(objectives: Objectives, sli: Sli, window: string): string {
   return terms.join("\n or\n");
 }
 
-/** 1 − (requests in the threshold's bucket ÷ all requests), for the models `selector` picks. */
+/**
+ * 1 − the share of requests at most the threshold, for the models `selector` picks: from the
+ * classic bucket whose bound the threshold is (exact), or, where Prometheus stores only the native
+ * histogram (2.x with native histograms on stores no _bucket or _count), from `histogram_fraction`
+ * over it (exact at a native bucket bound such as 0.25, 0.5, 1, 2; else interpolated in one bucket).
+ */
 function slowShare(selector: string, threshold: number, window: string): string {
   const models = selector === "" ? "" : `${selector},`;
+  const picked = selector === "" ? "" : `{${selector}}`;
   return (
     `1 - (\n` +
     `  sum by (model_name) (rate(${DURATION}_bucket{${models}le=~"${leRegex(threshold)}"}[${window}]))\n` +
-    `    / sum by (model_name) (rate(${DURATION}_count${selector === "" ? "" : `{${selector}}`}[${window}]))\n` +
+    `    / sum by (model_name) (rate(${DURATION}_count${picked}[${window}]))\n` +
+    `  or histogram_fraction(0, ${threshold}, sum by (model_name) (rate(${DURATION}${picked}[${window}])))\n` +
     `)`
   );
 }

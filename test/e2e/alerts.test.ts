@@ -138,7 +138,10 @@ describe("alerting rules (grafana/alerts.yml)", function () {
     it("reads only metrics the service exposes, or rules it records", () => {
       const exposed = new Set(
         [...loadDefaultCatalog().metrics, ...extraMetrics(DEFAULT_BUCKETS)].flatMap((m) =>
-          m.type === "histogram" ? [`${m.name}_bucket`, `${m.name}_count`, `${m.name}_sum`] : [m.name],
+          // A histogram's native form is stored under its own name (protobuf, native histograms on).
+          m.type === "histogram"
+            ? [m.name, `${m.name}_bucket`, `${m.name}_count`, `${m.name}_sum`]
+            : [m.name],
         ),
       );
       const recorded = new Set(rules().flatMap((r) => (r.record === undefined ? [] : [r.record])));

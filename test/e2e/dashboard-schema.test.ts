@@ -189,6 +189,8 @@ const PROMETHEUS_QUERY = new Set([
   "editorMode",
   "format",
   "interval",
+  // PrometheusDataQuery (Grafana's docs, "kinds"): also ask /api/v1/query_exemplars for the series.
+  "exemplar",
 ]);
 const TIMESERIES_OPTIONS = names<TimeSeriesOptions>({
   disableKeyboardEvents: true,

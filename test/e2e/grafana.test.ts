@@ -33,6 +33,7 @@ interface Target {
   expr: string;
   legendFormat?: string;
   datasource?: unknown;
+  exemplar?: boolean;
 }
 interface Panel {
   id: number;
@@ -168,11 +169,15 @@ function recordedRules(): Set<string> {
 
 const JOB = "serve-metrics";
 
-/** Starts Debian's Prometheus with the shipped prometheus.yml and rules, scraping `metricsUrl` every second. */
+/**
+ * Starts Debian's Prometheus with the shipped prometheus.yml and rules, scraping `metricsUrl` every
+ * second; `flags` are added (native histograms, say).
+ */
 async function startShippedPrometheus(
   binary: string,
   dir: string,
   metricsUrl: string,
+  flags: readonly string[] = [],
 ): Promise<RunningPrometheus> {
   const config = readYaml(join(GRAFANA, "prometheus.yml")) as {
     global: Record<string, unknown>;
@@ -188,8 +193,15 @@ async function startShippedPrometheus(
   expect(scrape?.static_configs.flatMap((s) => s.targets)).to.deep.equal(["127.0.0.1:8082"]);
   scrape!.static_configs = [{ targets: [new URL(metricsUrl).host] }];
   writeFileSync(join(dir, "prometheus.yml"), stringify(config));
-  return startPrometheus(binary, join(dir, "prometheus.yml"), dir);
+  return startPrometheus(binary, join(dir, "prometheus.yml"), dir, flags);
 }
+
+/** The histograms that carry native buckets by default (native_histograms), which the latency panels read. */
+const NATIVE_HISTOGRAMS = [
+  "serve_request_duration_seconds",
+  "serve_handler_time_seconds",
+  "serve_prediction_time_seconds",
+];
 
 /**
  * What is wrong with each query's answer: no series, no finite value, a rate of 0, a legend label
@@ -317,6 +329,24 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
       expect(missing).to.deep.equal([]);
     });
 
+    it("asks for exemplars on the p99 line of each percentile panel, and nowhere else", () => {
+      const asking = loadDashboards().flatMap((d) =>
+        d.panels.flatMap((p) =>
+          (p.targets ?? []).filter((t) => t.exemplar === true).map((t) => ({ panel: p, target: t })),
+        ),
+      );
+      expect(asking.map((a) => a.panel.title)).to.deep.equal([
+        "Latency percentiles per model",
+        "HandlerTime percentiles per model",
+        "PredictionTime percentiles per model",
+      ]);
+      for (const { panel, target } of asking) {
+        // Grafana draws exemplars on time series panels only.
+        expect(panel.type, panel.title).to.equal("timeseries");
+        expect(target.expr, panel.title).to.match(/^histogram_quantile\(0\.99,/);
+      }
+    });
+
     it("declares the Hostname and model variables as label_values queries over all values", () => {
       for (const d of loadDashboards()) {
         const byName = new Map(d.templating.list.map((v) => [v.name, v]));
@@ -379,7 +409,11 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
   describe("every panel query against a real Prometheus scraping the service", () => {
     let service: MetricsService | undefined;
     let prometheus: RunningPrometheus | undefined;
+    // The same shipped config with native histograms on: it scrapes protobuf and stores the
+    // latency histograms as native histograms only.
+    let native: RunningPrometheus | undefined;
     let dir: string | undefined;
+    let nativeDir: string | undefined;
     let inference: string;
     const job = JOB;
 
@@ -436,29 +470,76 @@ describe("Grafana dashboards, provisioning and the Prometheus and Collector conf
 
       dir = mkdtempSync(join(tmpdir(), "grafana-prom-"));
       prometheus = await startShippedPrometheus(binary, dir, started.url);
+      nativeDir = mkdtempSync(join(tmpdir(), "grafana-prom-native-"));
+      native = await startShippedPrometheus(binary, nativeDir, started.url, [
+        "--enable-feature=native-histograms,exemplar-storage",
+      ]);
 
       // Counters must rise between scrapes for rate() to be above 0: traffic before the first
       // scrapes and again after them, then two more scrapes.
       await waitForScrapes(prometheus, job, 2);
+      await waitForScrapes(native, job, 2);
       await sendTraffic();
       // The process metrics are read every 15 s: read them now, so that the CPU counter rises
       // between scrapes as it would over a longer run.
       await service.sampleSystem();
-      const seen = await successfulScrapes(prometheus.api, job);
-      await waitForScrapes(prometheus, job, seen + 2);
+      for (const p of [prometheus, native])
+        await waitForScrapes(p, job, (await successfulScrapes(p.api, job)) + 2);
     });
 
     after(async () => {
       await prometheus?.stop();
+      await native?.stop();
       await service?.stop();
       delete process.env.FAKE_NVIDIA_SMI;
       if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
+      if (nativeDir !== undefined) rmSync(nativeDir, { recursive: true, force: true });
     });
 
     it("answers every panel query with data, each legend's labels present", async () => {
       const queries = panelQueries();
       expect(await panelProblems(prometheus!.api, queries)).to.deep.equal([]);
       expect(queries.length).to.be.at.least(20);
+    });
+
+    it("answers every panel query with data from a Prometheus storing native histograms, the latency panels from them", async () => {
+      const names = await apiGet<string[]>(
+        native!.api,
+        `/label/__name__/values?match[]=${encodeURIComponent(`{job="${job}"}`)}`,
+      );
+      // Stored as native histograms only: the classic series are not there to fall back on.
+      expect(names).to.include.members(NATIVE_HISTOGRAMS);
+      for (const family of NATIVE_HISTOGRAMS)
+        expect(names).not.to.include.members([`${family}_bucket`, `${family}_count`, `${family}_sum`]);
+      const queries = panelQueries();
+      expect(await panelProblems(native!.api, queries)).to.deep.equal([]);
+      const latency = queries.filter((q) => NATIVE_HISTOGRAMS.some((f) => q.expr.includes(`${f}{`)));
+      expect(latency.length).to.be.at.least(10);
+      // Each latency query is "<native> or <classic>" (either order): the native half alone answers.
+      const nativeOnly = latency.map((q) => ({
+        ...q,
+        expr: q.expr.split(/ or (?=histogram_quantile|sum)/).find((h) => !/_bucket\{|_sum\{/.test(h)) ?? "",
+      }));
+      expect(await panelProblems(native!.api, nativeOnly)).to.deep.equal([]);
+    });
+
+    it("takes each exemplar target's query at /api/v1/query_exemplars, as Grafana sends it", async () => {
+      const end = Date.now() / 1000;
+      for (const [api, name] of [
+        [native!.api, "native"],
+        [prometheus!.api, "classic"],
+      ] as const) {
+        for (const d of loadDashboards())
+          for (const p of d.panels)
+            for (const t of (p.targets ?? []).filter((x) => x.exemplar === true)) {
+              const query = substitute(t.expr, { rateInterval: "1m", model: ".+", host: ".+" });
+              const found = await apiGet<unknown[]>(
+                api,
+                `/query_exemplars?query=${encodeURIComponent(query)}&start=${end - 600}&end=${end}`,
+              ).catch((e: unknown) => `${p.title} (${name}): ${String(e)}`);
+              expect(found, `${p.title} (${name})`).to.be.an("array");
+            }
+      }
     });
 
     it("shows the 404 and the 500 in the 4XX and 5XX ratios", async () => {

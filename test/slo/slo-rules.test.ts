@@ -134,13 +134,21 @@ models:
         ["model:serve_slo_latency:error_budget", "vector(0.05)", { model_name: "resnet18" }],
         [
           "model:serve_slo_latency:error_budget",
-          "0.01 * group by (model_name) (serve_request_duration_seconds_count{model_name!~`resnet18|batch`})",
+          "0.01 * group by (model_name) (serve_request_duration_seconds_count{model_name!~`resnet18|batch`}" +
+            " or histogram_count(serve_request_duration_seconds{model_name!~`resnet18|batch`}))",
           undefined,
         ],
       ]);
       const latency1h = all.find((r) => r.record === "model:serve_slo_latency:burn_rate1h")?.expr ?? "";
       expect(latency1h).to.include('{model_name="resnet18",le=~"0\\\\.25"}');
       expect(latency1h).to.include('{model_name!~`resnet18|batch`,le=~"1\\\\.0|1"}');
+      // Where Prometheus stores only the native histogram (no _bucket, _count): histogram_fraction.
+      expect(latency1h).to.include(
+        'histogram_fraction(0, 0.25, sum by (model_name) (rate(serve_request_duration_seconds{model_name="resnet18"}[1h])))',
+      );
+      expect(latency1h).to.include(
+        "histogram_fraction(0, 1, sum by (model_name) (rate(serve_request_duration_seconds{model_name!~`resnet18|batch`}[1h])))",
+      );
       expect(all.filter((r) => r.alert !== undefined).map((r) => r.alert)).to.deep.equal([
         "ServeModelAvailabilityBudgetBurn",
         "ServeModelAvailabilityBudgetBurnSlow",
