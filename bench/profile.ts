@@ -1,7 +1,9 @@
 /**
- * CPU profile of the scrape path: `node --import tsx bench/profile.ts [--series 10000] [--scrapes 200] [--changed]`.
+ * CPU profile of the scrape path: `node --import tsx bench/profile.ts [--series 10000] [--scrapes 200] [--changed] [--protobuf]`.
  * With `--changed` every series gets a new value before each scrape; that recording is left out
- * of the figures, which count only the samples taken while a measured GET was under way.
+ * of the figures, which count only the samples taken while a measured GET was under way. With
+ * `--protobuf` the scrapes ask for the delimited protobuf exposition, as Prometheus does with native
+ * histograms on.
  * Runs bench/child/scrape-load.ts under `node --cpu-prof`, writes the profile under bench/profiles/
  * (open it in Chrome DevTools or VS Code) and prints the functions with the most self time, and
  * the self time by whose code it is (the OpenTelemetry SDK's, serve-metrics', Node's, GC).
@@ -93,16 +95,18 @@ async function main(): Promise<void> {
       series: { type: "string", default: "10000" },
       scrapes: { type: "string", default: "200" },
       changed: { type: "boolean", default: false },
+      protobuf: { type: "boolean", default: false },
     },
   });
   const variant = values.changed ? "changed" : "unchanged";
   const dir = "bench/profiles";
-  const name = `scrape-${values.series}-${variant}.cpuprofile`;
+  const format = values.protobuf ? "protobuf" : "text";
+  const name = `scrape-${values.series}-${variant}${values.protobuf ? "-protobuf" : ""}.cpuprofile`;
   mkdirSync(dir, { recursive: true });
   const child = await startChild<{ ms: number[]; windows: Window[] }>(
     ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-name", name, ...TSX],
     "bench/child/scrape-load.ts",
-    [values.series, values.scrapes, variant],
+    [values.series, values.scrapes, variant, format],
     { timeoutMs: 600_000 },
   );
   // The profile is written when the child exits by itself, so wait for that rather than stop it.

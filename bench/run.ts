@@ -16,6 +16,7 @@ const SCENARIOS: Readonly<Record<string, () => Promise<Scenario>>> = {
   idle: async () => (await import("./idle.js")).idle,
   memory: async () => (await import("./memory.js")).memory,
   ingest: async () => (await import("./ingest.js")).ingest,
+  protobuf: async () => (await import("./protobuf.js")).protobuf,
 };
 
 const USAGE = `Usage: node --import tsx bench/run.ts [--quick] [--only ${Object.keys(SCENARIOS).join(",")}] [--out FILE]

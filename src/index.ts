@@ -13,10 +13,11 @@ export type {
 } from "./middleware.js";
 export { parseInferencePath } from "./frontend/inference-path.js";
 export type { InferencePath, InferenceKind } from "./frontend/inference-path.js";
+export { parseTraceparent } from "./frontend/traceparent.js";
 export { parseMetricLine } from "./sources/metric-line.js";
 export type { MetricLine, MetricLineResult } from "./sources/metric-line.js";
 export type { IngestOutcome } from "./sources/metric-ingest.js";
-export type { InferenceRecord, WorkerLoadRecord } from "./telemetry/recorder.js";
+export type { InferenceRecord, TraceContext, WorkerLoadRecord } from "./telemetry/recorder.js";
 export type { ErrorReason } from "./telemetry/extra-metrics.js";
 export { CatalogError, loadCatalogFile, loadDefaultCatalog, parseCatalog } from "./catalog/load.js";
 export type { Catalog, MetricDefinition, MetricType, MetricSection } from "./catalog/types.js";

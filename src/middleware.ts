@@ -1,6 +1,7 @@
 import type { IncomingMessage, RequestListener, ServerResponse } from "node:http";
 import { performance } from "node:perf_hooks";
 import { parseInferencePath } from "./frontend/inference-path.js";
+import { parseTraceparent } from "./frontend/traceparent.js";
 import type { MetricsService } from "./service.js";
 
 /** What the middleware needs of a {@link MetricsService}; a stand-in with these two calls works too. */
@@ -41,6 +42,7 @@ const UNFINISHED_STATUS = 500;
  * - A 404 on an inference path is counted only in Requests4XX: TorchServe counts `ts_*` for known
  *   models only, and a series per unknown name would let any client grow /metrics without bound.
  * - A response whose connection closes before it finishes counts as a 5XX.
+ * - A valid W3C `traceparent` on the request gives its latency and response an exemplar.
  *
  * Use it as `app.use(mw)` in express or connect, as
  * `fastify.addHook("onRequest", (req, reply, done) => mw(req.raw, reply.raw, done))`, or through
@@ -72,6 +74,7 @@ export function requestMetrics(
         latencyMs,
         queueMs: 0,
         backendMs: latencyMs,
+        trace: parseTraceparent(req.headers.traceparent),
       });
     };
     res.once("finish", () => record(res.statusCode));

@@ -175,6 +175,8 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
     histogramGauges: settings.histogramGauges,
     inferenceResponses: !followsTorchServe,
     torchServeZeroSeries: settings.torchserveZeroSeries,
+    // Log mode serves no /metrics to show them on.
+    exemplars: settings.metricsMode !== "log",
     histogramGaugeBuckets: settings.requestDurationBuckets,
     nativeHistograms: {
       families: settings.nativeHistograms,
@@ -214,6 +216,7 @@ export async function startMetricsService(options: MetricsServiceOptions = {}): 
       seriesLimit: (family) => telemetry.seriesLimit(family),
       onOverflow,
       exactTotal: telemetry.exactTotal,
+      exemplars: telemetry.exemplars,
       native: telemetry.native,
     },
     logger,

@@ -30,6 +30,7 @@ describe("npm run bench:quick (the benchmark harness)", function () {
       "## Idle: the service's own CPU and memory",
       "## Memory: per series",
       "## Ingest: TorchServe's log files, serve-metrics against mtail",
+      "## Protobuf exposition: 10k series against the text",
     ]) {
       expect(text).to.include(title);
     }

@@ -242,4 +242,19 @@ describe("requestMetrics as (req, res, next) middleware", () => {
     expect(records[0]).to.include({ model: "from-header", version: "7", status: 200, queueMs: 0 });
     expect(records[0]?.backendMs).to.equal(records[0]?.latencyMs);
   });
+
+  it("hands a valid traceparent's ids over for the exemplar, and none for a bad one", async () => {
+    const records: InferenceRecord[] = [];
+    const recorder = {
+      recordInference: (r: InferenceRecord) => records.push(r),
+      recordResponse: () => undefined,
+    };
+    const mw = requestMetrics(recorder, { model: () => ({ model: "m" }) });
+    ({ server, base } = await listen(tinyApp(mw, (_req, res) => res.end())));
+    const trace = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" };
+    await getWithHeaders(`${base}/predictions/m`, { traceparent: `00-${trace.traceId}-${trace.spanId}-01` });
+    await getWithHeaders(`${base}/predictions/m`, { traceparent: `00-${trace.traceId}-${trace.spanId}` });
+    await getWithHeaders(`${base}/predictions/m`, {});
+    expect(records.map((r) => r.trace)).to.deep.equal([trace, undefined, undefined]);
+  });
 });

@@ -10,6 +10,8 @@ export interface Timed {
   bytes: number;
   /** The answer's Content-Encoding, if any. */
   encoding: string | undefined;
+  /** The answer's Content-Type, if any. */
+  contentType: string | undefined;
   /** The body, only when asked for (keeping it would cost the client time and memory otherwise). */
   body: string | undefined;
 }
@@ -49,6 +51,7 @@ export class KeepAliveClient {
             ms: performance.now() - started,
             bytes,
             encoding: res.headers["content-encoding"],
+            contentType: res.headers["content-type"],
             body: keepBody ? Buffer.concat(chunks).toString("utf8") : undefined,
           }),
         );

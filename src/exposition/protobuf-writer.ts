@@ -46,11 +46,50 @@ export class ProtobufWriter {
   /** A string field (wire type 2), UTF-8. */
   string(field: number, value: string): void {
     this.tag(field, 2);
-    // Latin-1 and ASCII text is most labels: its UTF-8 length is its length when all below 0x80.
-    const bytes = Buffer.byteLength(value, "utf8");
-    this.varint(bytes);
-    this.reserve(bytes);
-    this.at += this.buf.write(value, this.at, "utf8");
+    const length = value.length;
+    if (length < 0x80) {
+      // Short ASCII, most of what we write: its characters are its bytes, copied one by one,
+      // which costs far less than a call into Buffer's UTF-8 encoder.
+      this.reserve(length + 1);
+      const buf = this.buf;
+      let at = this.at + 1;
+      for (let i = 0; i < length; i++) {
+        const c = value.charCodeAt(i);
+        if (c >= 0x80) return this.utf8(value);
+        buf[at++] = c;
+      }
+      buf[this.at] = length;
+      this.at = at;
+      return;
+    }
+    this.utf8(value);
+  }
+
+  /**
+   * A string field of the characters of `text` from `from` up to the first `stop` character (a
+   * UTF-16 code unit), copied as they are read, and where that character is. Returns -1, having
+   * written nothing, where the run is not plain ASCII shorter than 128 (one length byte), holds a
+   * `bail` character or has no `stop`: the caller then writes it with {@link string}.
+   */
+  asciiUntil(field: number, text: string, from: number, stop: number, bail: number): number {
+    const start = this.at;
+    this.tag(field, 2);
+    const end = Math.min(text.length, from + 0x80);
+    this.reserve(end - from + 1);
+    const buf = this.buf;
+    let at = this.at + 1;
+    for (let i = from; i < end; i++) {
+      const c = text.charCodeAt(i);
+      if (c === stop) {
+        buf[this.at] = i - from;
+        this.at = at;
+        return i;
+      }
+      if (c >= 0x80 || c === bail) break;
+      buf[at++] = c;
+    }
+    this.at = start;
+    return -1;
   }
 
   /** Starts a nested message field (wire type 2); {@link end} closes it. */
@@ -85,6 +124,14 @@ export class ProtobufWriter {
     const out = Buffer.from(this.buf.subarray(0, this.at));
     this.at = 0;
     return out;
+  }
+
+  /** A string's length and UTF-8 bytes, through Buffer's encoder. */
+  private utf8(value: string): void {
+    const bytes = Buffer.byteLength(value, "utf8");
+    this.varint(bytes);
+    this.reserve(bytes);
+    this.at += this.buf.write(value, this.at, "utf8");
   }
 
   private tag(field: number, wireType: number): void {

@@ -2,11 +2,12 @@ import type { Attributes } from "@opentelemetry/api";
 import type { ResourceMetrics } from "@opentelemetry/sdk-metrics";
 import type { MetricsFormat, MetricsMode } from "../config/types.js";
 import type { SeriesActivity } from "../telemetry/series-activity.js";
+import type { PendingExemplars } from "../telemetry/pending-exemplars.js";
 import type { Logger } from "../log.js";
 import { renderOtelChunks } from "./otel-text.js";
 import type { PullReader } from "./pull-reader.js";
 import { OPENMETRICS_EOF } from "./openmetrics-text.js";
-import { OVERFLOW_ATTRIBUTE, SeriesStore } from "./series-store.js";
+import { OVERFLOW_ATTRIBUTE, SeriesStore, type SeriesExemplars } from "./series-store.js";
 import { chunksToString } from "./text-chunks.js";
 import type { FamilySpec } from "./torchserve-text.js";
 import type { NativeLimits } from "./native-histogram.js";
@@ -42,6 +43,8 @@ export interface ScrapeOptions {
   onOverflow?: (metric: string) => void;
   /** Running totals added in TorchServe's order (see SeriesStoreOptions.exactTotal). */
   exactTotal?: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /** Exemplars recorded since the last collection, which the store keeps (TorchServe naming). */
+  exemplars?: PendingExemplars | undefined;
   /** Where native buckets come from (TorchServe naming, native_histograms). */
   native?: { take(): NativeDelta; limits: NativeLimits } | undefined;
 }
@@ -121,10 +124,12 @@ export class Scraper {
    */
   drain(): Promise<void> {
     const result = this.queue.then(async () => {
+      // Taken first: each one's observation was recorded before, so this collection holds it.
+      const exemplars = this.options.exemplars?.take();
       const native = this.options.native?.take();
       const resourceMetrics = await this.take();
       if (this.store === undefined) return;
-      this.applyTo(this.store, resourceMetrics, native);
+      this.applyTo(this.store, resourceMetrics, native, exemplars);
     });
     this.queue = result.catch(() => undefined);
     return result;
@@ -137,7 +142,8 @@ export class Scraper {
   }
 
   /**
-   * Applies both deltas, classic first, then evicts what expired. The native delta was taken
+   * Applies both deltas, classic first, then the exemplars of what they hold, then evicts what
+   * expired. The native delta was taken
    * before the classic one was collected: whatever was recorded in between is in the classic
    * delta now and in the native one next time, so every native point's series is in the store.
    */
@@ -145,10 +151,12 @@ export class Scraper {
     store: SeriesStore,
     resourceMetrics: ResourceMetrics,
     native: NativeDelta | undefined,
+    exemplars: readonly SeriesExemplars[] | undefined,
   ): void {
     store.apply(resourceMetrics);
     const limits = this.options.native?.limits;
     if (native !== undefined && limits !== undefined) store.applyNative(native, limits);
+    if (exemplars !== undefined) store.applyExemplars(exemplars);
     this.expire(store);
   }
 
@@ -161,6 +169,8 @@ export class Scraper {
     filter: ReadonlySet<string> | undefined,
     format: ExpositionFormat,
   ): Promise<Buffer[]> {
+    // Taken first: each one's observation was recorded before, so this collection holds it.
+    const exemplars = this.options.exemplars?.take();
     const native = this.options.native?.take();
     const resourceMetrics = await this.take();
     if (this.store === undefined) {
@@ -176,7 +186,7 @@ export class Scraper {
       }
       return renderOtelChunks(resourceMetrics, filter);
     }
-    this.applyTo(this.store, resourceMetrics, native);
+    this.applyTo(this.store, resourceMetrics, native, exemplars);
     const shown =
       this.options.mode === "legacy"
         ? this.families.filter((f) => LEGACY_FAMILIES.has(f.name))

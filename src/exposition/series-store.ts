@@ -16,8 +16,8 @@ import {
   openMetricsHeader,
   openMetricsHistogramSamples,
   openMetricsScalarSample,
-  type ExemplarSlots,
 } from "./openmetrics-text.js";
+import { bucketIndex, type Exemplar } from "./exemplars.js";
 import { writeFamily } from "./protobuf-family.js";
 import { ProtobufWriter } from "./protobuf-writer.js";
 import { addExponential, type NativeLimits } from "./native-histogram.js";
@@ -54,6 +54,20 @@ interface FamilyState {
   last: PointOrder | undefined;
   /** The same for its last delta of native buckets. */
   nativeLast: PointOrder | undefined;
+  /**
+   * The last exemplar per classic bucket (histogram) or the last one (counter), by the label text
+   * of a series the family keeps: it goes with the series, so it is never more than one per slot.
+   */
+  exemplars: Map<string, (Exemplar | undefined)[]> | undefined;
+}
+
+/** The exemplars of one series, as {@link SeriesStore.applyExemplars} takes them. */
+export interface SeriesExemplars {
+  readonly family: string;
+  /** The series' attributes, as the SDK's points have them. */
+  readonly attributes: Attributes;
+  /** Placed by value into the series' own buckets (a counter's: the one). */
+  readonly exemplars: readonly (Exemplar | undefined)[];
 }
 
 /** Options of {@link SeriesStore}. */
@@ -184,6 +198,64 @@ export class SeriesStore {
   }
 
   /**
+   * Keeps the newest exemplar per slot of each series named, once {@link apply} has added the
+   * observations they were taken from. A series the family does not keep (past its limit, in the
+   * overflow series, or a gauge) gets none: exemplars never outnumber the slots of kept series.
+   */
+  applyExemplars(updates: readonly SeriesExemplars[]): void {
+    for (const update of updates) {
+      const state = this.states.get(update.family);
+      if (state === undefined) continue;
+      const labels = labelPairs(state.spec.labels, update.attributes);
+      const value = state.series.get(labels);
+      if (value === undefined || (typeof value === "number" && state.spec.type !== "counter")) continue;
+      const slotCount = typeof value === "number" ? 1 : value.counts.length;
+      state.exemplars ??= new Map();
+      let kept = state.exemplars.get(labels);
+      let changed = false;
+      for (const exemplar of update.exemplars) {
+        if (exemplar === undefined) continue;
+        // The bounds the series was aggregated with, which a configured view may have changed.
+        const slot = typeof value === "number" ? 0 : bucketIndex(value.boundaries, exemplar.value);
+        if (kept === undefined) {
+          kept = new Array<Exemplar | undefined>(slotCount);
+          state.exemplars.set(flatten(labels), kept);
+        }
+        const old = kept[slot];
+        if (old === undefined || old.timestampMs <= exemplar.timestampMs) {
+          kept[slot] = exemplar;
+          changed = true;
+        }
+      }
+      // The text carries no exemplars: only the protobuf and the OpenMetrics are written again.
+      if (changed) {
+        state.protobuf = undefined;
+        state.openMetrics = undefined;
+      }
+    }
+  }
+
+  /**
+   * The exemplars of one series by its label text: index i is classic bucket i of a histogram
+   * (the last the +Inf one, as {@link HistogramValue.counts}), index 0 a counter's; undefined when
+   * the series has none.
+   */
+  exemplarsOf(family: string, labels: string): ReadonlyArray<Exemplar | undefined> | undefined {
+    return this.states.get(family)?.exemplars?.get(labels);
+  }
+
+  /** How many exemplars the store keeps, over every series. */
+  get exemplarCount(): number {
+    let total = 0;
+    for (const state of this.states.values()) {
+      for (const kept of state.exemplars?.values() ?? []) {
+        for (const exemplar of kept) if (exemplar !== undefined) total++;
+      }
+    }
+    return total;
+  }
+
+  /**
    * TorchServe's text for these families, in this order, as UTF-8 chunks that are never joined
    * (a family's unchanged text is the same chunks scrape after scrape). With a `filter` (sample
    * names) only matching samples are printed and families left empty vanish; without one, a
@@ -214,7 +286,7 @@ export class SeriesStore {
       if (state.series.size === 0) continue;
       if (filter !== undefined && !this.selected(state, filter)) continue;
       if (state.protobuf === undefined) {
-        writeFamily(this.writer, spec, state.histogram, state.series);
+        writeFamily(this.writer, spec, state.histogram, state.series, state.exemplars);
         state.protobuf = this.writer.take();
       }
       out.push(state.protobuf);
@@ -249,6 +321,7 @@ export class SeriesStore {
   evict(family: string, labels: string): void {
     const state = this.states.get(family);
     if (state === undefined || !state.series.delete(labels)) return;
+    state.exemplars?.delete(labels);
     if (labels !== OVERFLOW_LABELS) state.real--;
     state.text = undefined;
     state.protobuf = undefined;
@@ -263,15 +336,6 @@ export class SeriesStore {
     let total = 0;
     for (const state of this.states.values()) total += state.series.size;
     return total;
-  }
-
-  /**
-   * The exemplars of one series by family and label text: a histogram's by classic bucket (as
-   * `HistogramValue.counts`, the last +Inf), a counter's at index 0. None are kept yet: the exemplar
-   * storage (issue 20, Deliver 3) brings them; this is the shape the OpenMetrics renderer reads.
-   */
-  exemplarsOf(_family: string, _labels: string): ExemplarSlots | undefined {
-    return undefined;
   }
 
   /** Whether a `name[]` filter names one of the family's samples. */
@@ -418,6 +482,7 @@ export class SeriesStore {
         protobuf: undefined,
         openMetrics: undefined,
         last: undefined,
+        exemplars: undefined,
         nativeLast: undefined,
       };
       this.states.set(spec.name, state);

@@ -6,6 +6,7 @@ import type { MetricRecorder } from "../telemetry/recorder.js";
 import type { InferenceFrontend } from "./frontend.js";
 import { InferenceExchange } from "./exchange.js";
 import { parseInferencePath, requestTarget } from "./inference-path.js";
+import { parseTraceparent } from "./traceparent.js";
 import { handleMetricLines } from "../server/metric-lines-handler.js";
 
 /** What the inference address serves. */
@@ -89,9 +90,11 @@ async function handle(deps: InferenceServerDeps, req: IncomingMessage, res: Serv
     return;
   }
   // The worker gets the path that was routed, so what is counted for a model is what it served.
+  // Read now: the exchange forwards the header as it is, and the record gets the ids as exemplar.
+  const trace = parseTraceparent(req.headers.traceparent);
   const exchange = new InferenceExchange(req, res, served, pathname + target.search, (outcome) =>
     // recordInference counts the response itself (when one was sent).
-    deps.recorder.recordInference({ model: route.model, version: route.version, ...outcome }),
+    deps.recorder.recordInference({ model: route.model, version: route.version, ...outcome, trace }),
   );
   exchange.start();
 }

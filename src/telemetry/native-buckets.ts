@@ -4,6 +4,8 @@ import type { IAttributesProcessor } from "@opentelemetry/sdk-metrics";
 // SDK hashes a series' attributes on every record of every stream, which for a second stream of
 // the same histogram cost far more than the aggregation itself (bench/RESULTS.md, "Record").
 import { ExponentialHistogramAccumulation } from "@opentelemetry/sdk-metrics/build/src/aggregator/ExponentialHistogram.js";
+import { Buckets } from "@opentelemetry/sdk-metrics/build/src/aggregator/exponential-histogram/Buckets.js";
+import { getMapping } from "@opentelemetry/sdk-metrics/build/src/aggregator/exponential-histogram/mapping/getMapping.js";
 import type { ExponentialPoint } from "../exposition/native-histogram.js";
 import { OVERFLOW_ATTRIBUTE } from "../exposition/series-store.js";
 
@@ -19,6 +21,27 @@ export type NativeDelta = ReadonlyMap<string, readonly NativePoint[]>;
 interface Series {
   attributes: Attributes;
   accumulation: ExponentialHistogramAccumulation;
+}
+
+/** OpenTelemetry's finest scale, where its exponential histograms start. */
+const MAX_SCALE = 20;
+
+/** An empty accumulation of at most `maxBuckets` per sign, starting at `scale`. */
+function accumulation(maxBuckets: number, scale: number): ExponentialHistogramAccumulation {
+  const infinite = Number.POSITIVE_INFINITY;
+  return new ExponentialHistogramAccumulation(
+    [0, 0],
+    maxBuckets,
+    false,
+    0,
+    0,
+    0,
+    infinite,
+    -infinite,
+    new Buckets(),
+    new Buckets(),
+    getMapping(scale),
+  );
 }
 
 const OVERFLOW: Attributes = Object.freeze({ [OVERFLOW_ATTRIBUTE]: true });
@@ -45,6 +68,8 @@ export class NativeFamily {
     private readonly maxBuckets: number,
     /** The classic stream's attribute processors (otel-config attribute_keys), applied alike. */
     private readonly processors: readonly IAttributesProcessor[] = [],
+    /** The scale a series' accumulation starts at (see {@link NativeBuckets}). */
+    private readonly scale = MAX_SCALE,
   ) {}
 
   /**
@@ -71,7 +96,7 @@ export class NativeFamily {
       if (series === undefined) {
         series = {
           attributes: attrs,
-          accumulation: new ExponentialHistogramAccumulation([0, 0], this.maxBuckets, false),
+          accumulation: accumulation(this.maxBuckets, this.scale),
         };
         this.series.set(key, series);
       }
@@ -109,7 +134,17 @@ export class NativeFamily {
 export class NativeBuckets {
   private readonly families: NativeFamily[] = [];
 
-  constructor(private readonly maxBuckets: number) {}
+  /**
+   * `scale`: where each series' accumulation starts, the finest it can be. The store keeps no finer
+   * than native_histogram_schema, so starting there gives the same buckets for about half the
+   * collection's cost (bench/RESULTS.md, "Protobuf exposition"): an accumulation started at
+   * OpenTelemetry's finest scale (20) spreads a few observations over up to maxBuckets buckets,
+   * each copied at every collection, to be merged down to the schema.
+   */
+  constructor(
+    private readonly maxBuckets: number,
+    private readonly scale = MAX_SCALE,
+  ) {}
 
   /** Adds a family (at start or when a histogram is registered later). */
   family(
@@ -118,7 +153,7 @@ export class NativeBuckets {
     limit: number,
     processors?: readonly IAttributesProcessor[],
   ): NativeFamily {
-    const family = new NativeFamily(name, dimensions, limit, this.maxBuckets, processors);
+    const family = new NativeFamily(name, dimensions, limit, this.maxBuckets, processors, this.scale);
     this.families.push(family);
     return family;
   }

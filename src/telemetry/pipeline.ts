@@ -20,6 +20,7 @@ import { gaugeHistogram, planGaugeHistograms, type GaugeHistogram } from "./gaug
 import { NATIVE_SCOPE_PREFIX, type ExponentialPush } from "./exponential-push.js";
 import { createCatalogInstrument, type CatalogInstrument, type NativeTargets } from "./instruments.js";
 import { InstrumentNamer, type InstrumentName } from "./naming.js";
+import { PendingExemplars } from "./pending-exemplars.js";
 import { PendingUpdates } from "./pending-updates.js";
 import { MetricRecorder, type BoundGaugeHistogram } from "./recorder.js";
 import { otelSampleNames, SampleNameOwners, torchServeSampleNames } from "./sample-names.js";
@@ -69,6 +70,11 @@ export interface Telemetry {
    * PendingUpdates.totalOf).
    */
   readonly exactTotal: (attributes: Attributes, fresh: boolean, delta: number) => number | undefined;
+  /**
+   * The exemplars recorded since the last scrape (traceparent, request ids), for the series store;
+   * undefined in OTel naming, whose exposition shows none.
+   */
+  readonly exemplars: PendingExemplars | undefined;
   /** The native buckets' reader, in TorchServe naming when some histogram has them. */
   native: NativeCollection | undefined;
 }
@@ -117,6 +123,8 @@ export interface TelemetryOptions {
   inferenceResponses?: boolean;
   /** Whether a known model's ts_* counters start at zero (`torchserve_zero_series`); default false. */
   torchServeZeroSeries?: boolean;
+  /** Whether exemplars are kept for /metrics (TorchServe naming only); default true. False in log mode. */
+  exemplars?: boolean;
   /**
    * Histograms that also get native buckets, for the protobuf exposition (TorchServe naming only;
    * ignored in OTel naming). Default none.
@@ -223,7 +231,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   const nativeOptions = options.nativeHistograms;
   const nativeBuckets =
     nativeOptions !== undefined && nativeNames.size > 0
-      ? new NativeBuckets(nativeOptions.maxBuckets)
+      ? new NativeBuckets(nativeOptions.maxBuckets, nativeOptions.schema)
       : undefined;
   const pushProvider =
     nativeOptions !== undefined && nativeBuckets !== undefined
@@ -293,10 +301,13 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     return instrument;
   };
   const pending = new PendingUpdates(meter);
+  const exemplars =
+    format === "torchserve" && options.exemplars !== false ? new PendingExemplars() : undefined;
   return {
     provider,
     reader,
     exactTotal: (attributes, fresh, delta) => pending.totalOf(attributes, fresh, delta),
+    exemplars,
     recorder: new MetricRecorder(
       instruments,
       hostname,
@@ -305,6 +316,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       gaugeHistograms,
       options.inferenceResponses,
       options.torchServeZeroSeries,
+      exemplars,
     ),
     families,
     native: nativeBuckets && {

@@ -1,5 +1,5 @@
 import type { Attributes } from "@opentelemetry/api";
-import type { MetricDefinition } from "../catalog/types.js";
+import { DEFAULT_BUCKETS, type MetricDefinition } from "../catalog/types.js";
 import type { Logger } from "../log.js";
 import type { GpuSample } from "../sources/gpu.js";
 import type { HostSample } from "../sources/host.js";
@@ -16,6 +16,7 @@ import {
 import type { GaugeHistogram } from "./gauge-histograms.js";
 import { LIFECYCLE_INSTRUMENT_NAMES } from "./lifecycle-metrics.js";
 import type { CatalogInstrument } from "./instruments.js";
+import type { ExemplarTarget, PendingExemplars } from "./pending-exemplars.js";
 import type { PendingSeries, PendingUpdates } from "./pending-updates.js";
 
 /** A metric update that cannot be applied; says which metric and why. */
@@ -64,6 +65,19 @@ export interface InferenceRecord {
    * status was sent, `worker_error` for a status of 500 or more (the server's own), else no error.
    */
   reason?: ErrorReason | undefined;
+  /**
+   * The W3C trace context the request came with (see parseTraceparent): its latency and response
+   * get it as an exemplar `{trace_id, span_id}`.
+   */
+  trace?: TraceContext | undefined;
+}
+
+/** The ids of a W3C `traceparent`, lowercase hex. */
+export interface TraceContext {
+  /** 32 hex digits. */
+  traceId: string;
+  /** 16 hex digits: the caller's span, the parent of whatever the request does. */
+  spanId: string;
 }
 
 /**
@@ -101,8 +115,8 @@ export function workerName(port: number, model: string, version: string): string
   return `W-${port}-${model}_${version}`;
 }
 
-/** One series of one instrument, its attributes resolved once. */
-type BoundSeries = PendingSeries;
+/** One series of one instrument, its attributes resolved once; its exemplars wait with it. */
+type BoundSeries = PendingSeries & { exemplars?: ExemplarTarget | undefined };
 
 /** A series of the service's own metrics, bound once by {@link MetricRecorder.ownSeries}. */
 export type OwnSeries = PendingSeries;
@@ -193,6 +207,8 @@ export const MAX_ACCUMULATED_UPDATE = Number.MAX_SAFE_INTEGER;
 
 /** Model versions whose series recordInference keeps resolved. */
 const MAX_CACHED_MODELS = 1000;
+/** Gauge-histogram series whose exemplar targets are kept (started over when full). */
+const MAX_GAUGE_EXEMPLAR_SERIES = 10_000;
 
 /**
  * Records into the catalog's instruments. Labels are bound by name and written in catalog order;
@@ -207,6 +223,8 @@ export class MetricRecorder {
   private readonly responses = new Map<string, BoundSeries | null>();
   /** Series bound by bindLine, by metric and label values. */
   private readonly lineSeries = new Map<string, LineSeries>();
+  /** Exemplar targets of gauge-histogram series, by histogram, model and host. */
+  private readonly gaugeExemplars = new Map<string, ExemplarTarget>();
 
   constructor(
     private readonly instruments: ReadonlyMap<string, CatalogInstrument>,
@@ -229,6 +247,11 @@ export class MetricRecorder {
      * TorchServe prints them only from a model's first request.
      */
     private readonly torchServeZeroSeries = false,
+    /**
+     * Where exemplars wait for the scrape that shows them; none (exemplars are not kept) where
+     * nothing can show them.
+     */
+    private readonly exemplars?: PendingExemplars,
   ) {}
 
   /**
@@ -367,6 +390,32 @@ export class MetricRecorder {
     this.recordBound(series.queueTime, queueMs);
     this.recordBound(series.workerThread, Math.max(0, r.latencyMs - queueMs - (r.backendMs ?? 0)));
     this.recordBound(series.duration, r.latencyMs / 1000);
+    if (r.trace !== undefined && this.exemplars !== undefined) {
+      // 63 characters: within OpenMetrics' 128 for an exemplar's labels, whatever the ids.
+      const labels = { trace_id: r.trace.traceId, span_id: r.trace.spanId };
+      const now = Date.now();
+      this.offerExemplar(series.duration, labels, r.latencyMs / 1000, now);
+      if (r.status !== undefined) this.offerExemplar(series.responses[statusClass(r.status)], labels, 1, now);
+    }
+  }
+
+  /** Keeps an exemplar of a bound counter or histogram series for the next scrape. */
+  private offerExemplar(
+    series: BoundSeries | undefined,
+    labels: Readonly<Record<string, string>>,
+    value: number,
+    timestampMs: number,
+  ): void {
+    // The SDK drops what is not a finite, non-negative value: no exemplar for an uncounted one.
+    if (series === undefined || this.exemplars === undefined || !(value >= 0 && value < Infinity)) return;
+    const def = series.instrument.definition;
+    series.exemplars ??= {
+      family: def.name,
+      attributes: series.attributes,
+      boundaries: def.type === "histogram" ? (def.buckets ?? DEFAULT_BUCKETS) : [],
+      slots: undefined,
+    };
+    this.exemplars.offer(series.exemplars, labels, value, timestampMs, true);
   }
 
   /** The serve_inference_errors_total series of a model version and reason, bound on first use. */
@@ -545,7 +594,14 @@ export class MetricRecorder {
       attributes[dim] = v;
     }
     // Shared by every update of the series, and handed to listeners: nobody may change it.
-    const series = { instrument, attributes: Object.freeze(attributes), pending: 0, dirty: false, total: 0 };
+    const series: BoundSeries = {
+      instrument,
+      attributes: Object.freeze(attributes),
+      pending: 0,
+      dirty: false,
+      total: 0,
+      exemplars: undefined,
+    };
     if (track && instrument.definition.type !== "gauge") this.pending.track(series);
     return series;
   }
@@ -568,7 +624,7 @@ export class MetricRecorder {
         break;
       case "gauge":
         this.pending.set(series, value);
-        this.observeGauge(instrument, value, attributes);
+        this.observeGauge(instrument, value, attributes, line.requestId);
         break;
       case "histogram":
         // The SDK drops a negative observation, so its running sum must not take it either.
@@ -595,16 +651,22 @@ export class MetricRecorder {
     // A gauge keeps its last value: one still waiting must not land after this newer one.
     if (this.pending.holdsGauge(instrument)) this.pending.flush();
     instrument.record(value, attributes);
-    this.observeGauge(instrument, value, attributes);
+    this.observeGauge(instrument, value, attributes, line.requestId);
     this.notify(instrument, value, attributes, line);
   }
 
   /**
    * Observes a gauge's value into its histogram, if the gauge has one: model_name from the gauge's
    * ModelName (or model_name), hostname from its Hostname (or hostname), the value in seconds for
-   * a time gauge. Listeners do not hear it: it is derived, not a metric update of its own.
+   * a time gauge. Listeners do not hear it: it is derived, not a metric update of its own. The
+   * line's TorchServe request id, if any, becomes its exemplar `{request_id}`.
    */
-  private observeGauge(gauge: CatalogInstrument, value: number, attributes: Attributes): void {
+  private observeGauge(
+    gauge: CatalogInstrument,
+    value: number,
+    attributes: Attributes,
+    requestId: string | undefined,
+  ): void {
     if (this.gaugeHistograms.size === 0 || gauge.definition.type !== "gauge") return;
     const bound = this.gaugeHistograms.get(gauge.definition.name);
     if (bound === undefined) return;
@@ -625,6 +687,32 @@ export class MetricRecorder {
         ? { hostname: host }
         : { model_name: attributes[spec.modelDimension], hostname: host };
     instrument.record(observed, histogramAttributes);
+    if (requestId !== undefined && this.exemplars !== undefined) {
+      this.exemplars.offer(
+        this.gaugeExemplarTarget(spec, histogramAttributes),
+        { request_id: requestId },
+        observed,
+      );
+    }
+  }
+
+  /** The exemplar target of one gauge-histogram series, made on its first exemplar. */
+  private gaugeExemplarTarget(spec: GaugeHistogram, attributes: Attributes): ExemplarTarget {
+    const { name } = spec.definition;
+    const key = `${name}\u0000${String(attributes.model_name)}\u0000${String(attributes.hostname)}`;
+    let target = this.gaugeExemplars.get(key);
+    if (target === undefined) {
+      // Model names come from lines: keep the map bounded. A target already waiting still goes out.
+      if (this.gaugeExemplars.size >= MAX_GAUGE_EXEMPLAR_SERIES) this.gaugeExemplars.clear();
+      target = {
+        family: name,
+        attributes,
+        boundaries: spec.definition.buckets ?? DEFAULT_BUCKETS,
+        slots: undefined,
+      };
+      this.gaugeExemplars.set(key, target);
+    }
+    return target;
   }
 
   private notify(

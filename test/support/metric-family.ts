@@ -16,15 +16,22 @@ export interface DecodedFamily {
   metric: DecodedMetric[];
 }
 
+/** A decoded Exemplar (an unset field reads as null). */
+export interface DecodedExemplar {
+  label: { name: string; value: string }[];
+  value: number;
+  timestamp: { seconds: number; nanos: number } | null;
+}
+
 /** A decoded Metric. */
 export interface DecodedMetric {
   label: { name: string; value: string }[];
   gauge?: { value: number };
-  counter?: { value: number };
+  counter?: { value: number; exemplar?: DecodedExemplar | null };
   histogram?: {
     sampleCount: number;
     sampleSum: number;
-    bucket: { cumulativeCount: number; upperBound: number }[];
+    bucket: { cumulativeCount: number; upperBound: number; exemplar?: DecodedExemplar | null }[];
     schema?: number;
     zeroThreshold?: number;
     zeroCount?: number;

@@ -1,4 +1,5 @@
 import { expect } from "chai";
+import { addExponential } from "../../src/exposition/native-histogram.js";
 import { NativeBuckets } from "../../src/telemetry/native-buckets.js";
 
 describe("NativeBuckets", () => {
@@ -29,6 +30,23 @@ describe("NativeBuckets", () => {
       '{"model_name":"a","hostname":"x"}': 3,
       '{"hostname":"x","model_name":"b"}': 1,
     });
+  });
+
+  it("started at the schema, gives the store the buckets it gets from OpenTelemetry's finest scale", () => {
+    const limits = { schema: 3, maxBuckets: 160 };
+    const values = [0, 0.004, 0.0041, 0.017, 0.25, 0.25, 1, 2];
+    const stored = (buckets: NativeBuckets) => {
+      const family = buckets.family("h", DIMS, 100);
+      for (const v of values) family.record(v, { model_name: "a", hostname: "x" });
+      const [native] = buckets.take().get("h") ?? [];
+      if (native === undefined) throw new Error("no point");
+      return { scale: native.point.scale, stored: addExponential(undefined, native.point, limits) };
+    };
+    const atSchema = stored(new NativeBuckets(160, 3));
+    const finest = stored(new NativeBuckets(160));
+    expect(atSchema.scale).to.be.at.most(3);
+    expect(finest.scale).to.be.above(3);
+    expect(atSchema.stored).to.deep.equal(finest.stored);
   });
 
   it("hands over each observation once: a take starts every series over", () => {

@@ -7,6 +7,7 @@ import { extraMetrics } from "../../src/telemetry/extra-metrics.js";
 import { DEFAULT_HISTOGRAM_GAUGES } from "../../src/telemetry/gauge-histograms.js";
 import { createTelemetry, type Telemetry } from "../../src/telemetry/pipeline.js";
 import { MetricRecordError, workerName } from "../../src/telemetry/recorder.js";
+import { decodeMetricFamilies } from "../support/metric-family.js";
 
 function setup(catalog: Catalog = loadDefaultCatalog()): {
   t: Telemetry;
@@ -428,5 +429,102 @@ describe("MetricRecorder, gauge histograms", () => {
     t.recorder.addListener((e) => heard.push(`${e.definition.name} ${e.value}`));
     t.recorder.record("PredictionTime", 12, { ModelName: "m", Level: "Model" });
     expect(heard).to.deep.equal(["PredictionTime 12"]);
+  });
+});
+
+describe("MetricRecorder exemplars", () => {
+  const trace = { traceId: "4bf92f3577b34da6a3ce929d0e0e4736", spanId: "00f067aa0ba902b7" };
+  const metrics = () => [...loadDefaultCatalog().metrics, ...extraMetrics(DEFAULT_BUCKETS)];
+
+  it("offers a traced request's latency and response, and nothing for an untraced one", () => {
+    const t = createTelemetry({
+      metrics: metrics(),
+      format: "torchserve",
+      hostname: "h",
+      logger: createMemoryLogger(),
+    });
+    const pending = t.exemplars;
+    t.recorder.recordInference({ model: "m", status: 200, latencyMs: 30 });
+    expect(pending?.size).to.equal(0);
+    t.recorder.recordInference({ model: "m", status: 200, latencyMs: 40, trace });
+    t.recorder.recordInference({ model: "m", status: 200, latencyMs: 45 });
+    const updates = pending?.take() ?? [];
+    expect(
+      updates.map((u) => [
+        u.family,
+        u.exemplars.flatMap((e) => (e === undefined ? [] : [[e.value, e.labels]])),
+      ]),
+    ).to.deep.equal([
+      ["serve_request_duration_seconds", [[0.04, { trace_id: trace.traceId, span_id: trace.spanId }]]],
+      ["serve_inference_responses_total", [[1, { trace_id: trace.traceId, span_id: trace.spanId }]]],
+    ]);
+  });
+
+  it("offers a gauge histogram's observation with the line's request id", () => {
+    const t = createTelemetry({
+      metrics: loadDefaultCatalog().metrics,
+      format: "torchserve",
+      hostname: "h",
+      logger: createMemoryLogger(),
+      histogramGauges: DEFAULT_HISTOGRAM_GAUGES,
+    });
+    t.recorder.record("HandlerTime", 12, { ModelName: "m", Level: "Model" });
+    expect(t.exemplars?.size).to.equal(0);
+    t.recorder.record("HandlerTime", 12, { ModelName: "m", Level: "Model" }, { requestId: "r-1" });
+    const [update] = t.exemplars?.take() ?? [];
+    expect(update?.family).to.equal("serve_handler_time_seconds");
+    expect(update?.attributes).to.deep.equal({ model_name: "m", hostname: "h" });
+    expect(update?.exemplars.filter((e) => e !== undefined).map((e) => [e.value, e.labels])).to.deep.equal([
+      [0.012, { request_id: "r-1" }],
+    ]);
+  });
+
+  it("keeps exemplars of kept series only, however many label sets come: counted in the protobuf scrape", async () => {
+    const logger = createMemoryLogger();
+    const t = createTelemetry({
+      metrics: metrics(),
+      format: "torchserve",
+      hostname: "h",
+      logger,
+      maxSeriesPerMetric: 20,
+    });
+    const scraper = new Scraper(
+      t.reader,
+      t.families,
+      { mode: "prometheus", format: "torchserve", exemplars: t.exemplars, seriesLimit: () => 20 },
+      logger,
+    );
+    const count = async (): Promise<number> => {
+      let n = 0;
+      for (const family of decodeMetricFamilies(
+        Buffer.concat(await scraper.scrapeChunks(undefined, "protobuf")),
+      )) {
+        for (const m of family.metric) {
+          if (m.counter?.exemplar) n++;
+          for (const b of m.histogram?.bucket ?? []) if (b.exemplar) n++;
+        }
+      }
+      return n;
+    };
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 500; i++) {
+        t.recorder.recordInference({ model: `m${round}-${i}`, status: 200, latencyMs: 40, trace });
+      }
+      // 20 kept latency series, one bucket each; of the response counter's 20 kept series (a model's
+      // three status classes start at zero together) 7 are a 2XX with its one exemplar.
+      expect(await count()).to.equal(27);
+    }
+    expect(t.exemplars?.size).to.equal(0);
+  });
+
+  it("keeps none in OTel naming, whose exposition shows none", () => {
+    const t = createTelemetry({
+      metrics: metrics(),
+      format: "otel",
+      hostname: "h",
+      logger: createMemoryLogger(),
+    });
+    expect(t.exemplars).to.equal(undefined);
+    t.recorder.recordInference({ model: "m", status: 200, latencyMs: 40, trace });
   });
 });
