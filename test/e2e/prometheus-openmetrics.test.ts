@@ -297,3 +297,50 @@ describe("Debian's Prometheus storing the exemplars of our OpenMetrics text", fu
     ]);
   });
 });
+
+describe("Debian's Prometheus storing a traced request's exemplars from OpenMetrics (openmetrics=true)", function () {
+  this.timeout(60_000);
+  let service: MetricsService | undefined;
+  let scraper: Scraper | undefined;
+  const trace = { traceId: "0af7651916cd43dd8448eb211c80319c", spanId: "b7ad6b7169203331" };
+
+  before(async function () {
+    const binary = requireTool(this, "prometheus");
+    const started = await startTestService({ disableSystemMetrics: true, openMetrics: true });
+    service = started.service;
+    service.recordInference({ model: "resnet18", status: 200, latencyMs: 93, queueMs: 0.5, trace });
+    // Default flags but exemplar storage: Prometheus asks for OpenMetrics first.
+    scraper = await startScraper(binary, started.url, ["--enable-feature=exemplar-storage"]);
+    await waitForScrapes(scraper.prometheus, "serve-metrics", 2);
+  });
+
+  after(async () => {
+    await stopScraper(scraper);
+    await service?.stop();
+  });
+
+  it("returns the trace context on the latency bucket and on the response counter, scraped as OpenMetrics", async () => {
+    for (const s of scraper?.seen ?? [])
+      expect(s.contentType).to.equal("application/openmetrics-text; version=1.0.0; charset=utf-8");
+    const end = Date.now() / 1000;
+    const found = await apiGet<
+      {
+        seriesLabels: Record<string, string>;
+        exemplars: { labels: Record<string, string>; value: string }[];
+      }[]
+    >(
+      scraper?.prometheus.api ?? "",
+      `/query_exemplars?query=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
+    );
+    const stored = found
+      .flatMap((f) =>
+        f.exemplars.map((e) => `${seriesKey(f.seriesLabels)} ${JSON.stringify(e.labels)} ${e.value}`),
+      )
+      .sort();
+    const labels = JSON.stringify({ span_id: trace.spanId, trace_id: trace.traceId });
+    expect(stored).to.deep.equal([
+      `serve_inference_responses_total{hostname="test-host",model_name="resnet18",model_version="default",status_class="2XX"} ${labels} 1`,
+      `serve_request_duration_seconds_bucket{hostname="test-host",le="0.1",model_name="resnet18",model_version="default"} ${labels} 0.093`,
+    ]);
+  });
+});
