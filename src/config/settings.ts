@@ -59,7 +59,7 @@ export const DEFAULT_SETTINGS: Settings = Object.freeze({
     "serve_handler_time_seconds",
     "serve_prediction_time_seconds",
   ]),
-  // Bounds 2^(1/8) apart: a percentile within 4.4% either way, as client_golang's default factor 1.1.
+  // Bounds 2^(1/8) apart (9%), as client_golang's default factor 1.1: a percentile within one bucket.
   nativeHistogramSchema: 3,
   // OpenTelemetry's default max_size: at schema 3, 160 buckets span 1 ms to 1,000 s.
   nativeHistogramMaxBuckets: 160,

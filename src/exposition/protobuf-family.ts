@@ -65,17 +65,24 @@ function writeHistogram(
   w.uint(1, value.count);
   w.double(2, value.sum);
   const { boundaries, counts } = value;
+  // Prometheus 2.42 keeps one exemplar per native histogram and scrape, the lowest bucket's that
+  // has one, which would nearly always be a fast request's: a native histogram's buckets carry
+  // only the newest exemplar, and the Histogram's own `exemplars` field, which later versions
+  // read for native histograms (2.42 skips it), carries them all.
+  const only = value.native === undefined ? undefined : newest(exemplars);
+  const onBucket = (i: number): Exemplar | undefined =>
+    only === undefined || only === i ? exemplars?.[i] : undefined;
   let cumulative = 0;
   for (let i = 0; i < boundaries.length; i++) {
     cumulative += counts[i] ?? 0;
     w.begin(3);
     w.uint(1, cumulative);
     w.double(2, boundaries[i] ?? Infinity);
-    const exemplar = exemplars?.[i];
+    const exemplar = onBucket(i);
     if (exemplar !== undefined) writeExemplar(w, 3, exemplar);
     w.end();
   }
-  const inf = exemplars?.[boundaries.length];
+  const inf = onBucket(boundaries.length);
   if (inf !== undefined) {
     w.begin(3);
     w.uint(1, value.count);
@@ -83,11 +90,26 @@ function writeHistogram(
     writeExemplar(w, 3, inf);
     w.end();
   }
-  if (value.native !== undefined) writeNative(w, value.native);
+  if (value.native !== undefined) {
+    writeNative(w, value.native);
+    for (const exemplar of exemplars ?? []) if (exemplar !== undefined) writeExemplar(w, 16, exemplar);
+  }
   w.end();
 }
 
-/** An `io.prometheus.client.Exemplar`: its labels, value and timestamp. */
+/** The slot of the newest exemplar; undefined when there is none. */
+function newest(exemplars: readonly (Exemplar | undefined)[] | undefined): number | undefined {
+  let at: number | undefined;
+  let time = -Infinity;
+  exemplars?.forEach((exemplar, i) => {
+    if (exemplar !== undefined && exemplar.timestampMs >= time) {
+      at = i;
+      time = exemplar.timestampMs;
+    }
+  });
+  return at;
+}
+
 function writeExemplar(w: ProtobufWriter, field: number, exemplar: Exemplar): void {
   w.begin(field);
   const { labels } = exemplar;

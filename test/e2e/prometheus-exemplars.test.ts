@@ -19,6 +19,8 @@ const ECHO = "node test/fixtures/workers/echo-worker.js --port {port}";
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
 const SPAN_ID = "b7ad6b7169203331";
 const SLOW = { traceId: "5a4d0c8c6f3e4b1a9d2e7f60718293a4", spanId: "1b2c3d4e5f607182" };
+const MIXED_FAST = { traceId: "6a4d0c8c6f3e4b1a9d2e7f60718293a5", spanId: "2b2c3d4e5f607183" };
+const MIXED_SLOW = { traceId: "7a4d0c8c6f3e4b1a9d2e7f60718293a6", spanId: "3b2c3d4e5f607184" };
 
 /** One series' exemplars as `GET /api/v1/query_exemplars` returns them. */
 interface ExemplarSeries {
@@ -65,6 +67,9 @@ for (const native of [true, false]) {
       expect(status).to.equal(200);
       // Slower than the last bound: its exemplar brings the +Inf bucket into the protobuf.
       service.recordInference({ model: "slow", status: 200, latencyMs: 60_000, trace: SLOW });
+      // A fast traced request, then a slow one, of the same series.
+      service.recordInference({ model: "mixed", status: 200, latencyMs: 8, trace: MIXED_FAST });
+      service.recordInference({ model: "mixed", status: 200, latencyMs: 2_000, trace: MIXED_SLOW });
       dir = mkdtempSync(join(tmpdir(), "prom-exemplars-"));
       writeFileSync(
         join(dir, "prometheus.yml"),
@@ -145,6 +150,20 @@ for (const native of [true, false]) {
       if (native) expect(slowBuckets).to.deep.equal([]);
       else expect(slowBuckets.map(([le]) => le)).to.include("+Inf");
       if (!native) expect(slowBuckets.every(([, n]) => n === "1")).to.equal(true);
+    });
+
+    it(`keeps ${native ? "the newest exemplar of a native histogram, not its lowest bucket's" : "each bucket's exemplar"}`, async () => {
+      let mixed: ExemplarSeries[] = [];
+      await until(async () => {
+        mixed = await exemplars('{__name__=~"serve_request_duration_seconds(_bucket)?",model_name="mixed"}');
+        return mixed.length > 0;
+      }, "an exemplar of the mixed model");
+      const traces = mixed.flatMap((s) => s.exemplars.map((e) => e.labels.trace_id)).sort();
+      // 2.42 keeps one exemplar per native histogram and scrape: the newest, the slow request's,
+      // is the one written on a bucket (the lowest bucket's, the fast one's, before).
+      expect(traces).to.deep.equal(
+        native ? [MIXED_SLOW.traceId] : [MIXED_FAST.traceId, MIXED_SLOW.traceId].sort(),
+      );
     });
 
     it("returns TorchServe's requestID from the handler-time histogram", async () => {
