@@ -1,93 +1,9 @@
 import { expect } from "chai";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, request as httpRequest, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { MetricsService } from "../../src/service.js";
-import {
-  apiGet,
-  instantQuery,
-  startPrometheus,
-  waitForScrapes,
-  type RunningPrometheus,
-} from "../support/prometheus.js";
+import { instantQuery, waitForScrapes } from "../support/prometheus.js";
 import { startTestService } from "../support/service.js";
 import { requireTool } from "../support/tools.js";
-
-/** What a scrape asked for and what it got. */
-interface Seen {
-  accept: string;
-  contentType: string;
-}
-
-/** A pass-through proxy in front of `upstream` that notes each scrape's Accept and Content-Type. */
-async function startNotingProxy(upstream: string, seen: Seen[]): Promise<Server> {
-  const origin = new URL(upstream).origin;
-  const server = createServer((req, res) => {
-    const forward = httpRequest(
-      `${origin}${req.url ?? "/"}`,
-      { method: req.method, headers: req.headers },
-      (up) => {
-        seen.push({ accept: req.headers.accept ?? "", contentType: up.headers["content-type"] ?? "" });
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    forward.on("error", () => res.destroy());
-    forward.end();
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return server;
-}
-
-/** One Prometheus scraping the service through its own proxy, with `flags`. */
-interface Scraper {
-  prometheus: RunningPrometheus;
-  proxy: Server;
-  seen: Seen[];
-  dir: string;
-}
-
-async function startScraper(binary: string, metricsUrl: string, flags: string[]): Promise<Scraper> {
-  const seen: Seen[] = [];
-  const proxy = await startNotingProxy(metricsUrl, seen);
-  const dir = mkdtempSync(join(tmpdir(), "prom-formats-"));
-  const target = `127.0.0.1:${(proxy.address() as AddressInfo).port}`;
-  writeFileSync(
-    join(dir, "prometheus.yml"),
-    `global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: serve-metrics\n    static_configs:\n      - targets: ["${target}"]\n`,
-  );
-  const prometheus = await startPrometheus(binary, join(dir, "prometheus.yml"), dir, flags);
-  return { prometheus, proxy, seen, dir };
-}
-
-async function stopScraper(s: Scraper | undefined): Promise<void> {
-  if (s === undefined) return;
-  await s.prometheus.stop();
-  s.proxy.closeAllConnections();
-  await new Promise((resolve) => s.proxy.close(resolve));
-  rmSync(s.dir, { recursive: true, force: true });
-}
-
-/** The stored series of the job, as sorted `name{labels}` strings without job and instance. */
-async function storedSeries(api: string): Promise<string[]> {
-  const end = Date.now() / 1000;
-  const series = await apiGet<Record<string, string>[]>(
-    api,
-    `/series?match[]=${encodeURIComponent('{job="serve-metrics"}')}&start=${end - 600}&end=${end}`,
-  );
-  return series
-    .map((labels) => {
-      const name = labels.__name__ ?? "";
-      const pairs = Object.entries(labels)
-        .filter(([k]) => k !== "__name__" && k !== "job" && k !== "instance")
-        .sort(([a], [b]) => (a < b ? -1 : 1))
-        .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
-      return `${name}{${pairs.join(",")}}`;
-    })
-    .sort();
-}
+import { startScraper, stopScraper, storedSeries, type Scraper } from "../support/prometheus-scraper.js";
 
 describe("Debian's Prometheus scraping each exposition format", function () {
   this.timeout(90_000);
