@@ -319,9 +319,9 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       exemplars,
     ),
     families,
-    native: nativeBuckets && {
+    native: nativeBuckets && nativeOptions && {
       take: () => nativeBuckets.take(),
-      limits: { schema: nativeOptions?.schema ?? 3, maxBuckets: nativeOptions?.maxBuckets ?? 160 },
+      limits: { schema: nativeOptions.schema, maxBuckets: nativeOptions.maxBuckets },
     },
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
