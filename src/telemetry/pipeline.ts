@@ -319,10 +319,11 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
       exemplars,
     ),
     families,
-    native: nativeBuckets && nativeOptions && {
-      take: () => nativeBuckets.take(),
-      limits: { schema: nativeOptions.schema, maxBuckets: nativeOptions.maxBuckets },
-    },
+    native: nativeBuckets &&
+      nativeOptions && {
+        take: () => nativeBuckets.take(),
+        limits: { schema: nativeOptions.schema, maxBuckets: nativeOptions.maxBuckets },
+      },
     seriesLimit: (family) => limits.get(family) ?? limit,
     register: (def) => {
       registerLate(def);
