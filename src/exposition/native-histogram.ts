@@ -62,16 +62,15 @@ export function addExponential(
     MIN_SCHEMA,
     Math.min(state.schema, empty ? state.schema : point.scale, limits.schema),
   );
+  const positive = { offset: point.positive.offset, counts: point.positive.bucketCounts };
+  const negative = { offset: point.negative.offset, counts: point.negative.bucketCounts };
   // The coarsest schema needed is found from the ends of the runs alone, before any count moves.
-  while (
-    schema > MIN_SCHEMA &&
-    (span(state.positive, point.positive, state.schema - schema, point.scale - schema) > limits.maxBuckets ||
-      span(state.negative, point.negative, state.schema - schema, point.scale - schema) > limits.maxBuckets)
-  ) {
-    schema--;
-  }
-  state.positive = merged(state.positive, state.schema - schema, point.positive, point.scale - schema);
-  state.negative = merged(state.negative, state.schema - schema, point.negative, point.scale - schema);
+  const fits = (s: number): boolean =>
+    span(state.positive, state.schema - s, positive, point.scale - s) <= limits.maxBuckets &&
+    span(state.negative, state.schema - s, negative, point.scale - s) <= limits.maxBuckets;
+  while (schema > MIN_SCHEMA && !fits(schema)) schema--;
+  state.positive = merged(state.positive, state.schema - schema, positive, point.scale - schema);
+  state.negative = merged(state.negative, state.schema - schema, negative, point.scale - schema);
   state.schema = schema;
   state.zeroCount += point.zeroCount;
   return state;
@@ -117,72 +116,48 @@ export function nativeSpans(buckets: NativeBuckets): { spans: NativeSpan[]; delt
   return { spans, deltas };
 }
 
+/** A run of counts at an OpenTelemetry index: ours, or a point's. */
+interface Run {
+  offset: number;
+  counts: readonly number[];
+}
+
 /** The buckets of both runs, each at `shift` schemas finer than the result, added up. */
-function merged(
-  ours: NativeBuckets,
-  oursShift: number,
-  theirs: { offset: number; bucketCounts: readonly number[] },
-  theirsShift: number,
-): NativeBuckets {
-  const range = bounds(
-    ours.offset,
-    ours.counts.length,
-    oursShift,
-    theirs.offset,
-    theirs.bucketCounts.length,
-    theirsShift,
-  );
+function merged(ours: Run, oursShift: number, theirs: Run, theirsShift: number): NativeBuckets {
+  const range = bounds(ours, oursShift, theirs, theirsShift);
   if (range === undefined) return { offset: 0, counts: [] };
   const counts = new Array<number>(range.high - range.low + 1).fill(0);
-  const place = (offset: number, from: readonly number[], shift: number): void => {
-    for (let i = 0; i < from.length; i++) {
-      const count = from[i] ?? 0;
+  for (const [run, shift] of [
+    [ours, oursShift],
+    [theirs, theirsShift],
+  ] as const) {
+    for (let i = 0; i < run.counts.length; i++) {
+      const count = run.counts[i] ?? 0;
       if (count === 0) continue;
-      const at = coarser(offset + i, shift) - range.low;
+      const at = coarser(run.offset + i, shift) - range.low;
       counts[at] = (counts[at] ?? 0) + count;
     }
-  };
-  place(ours.offset, ours.counts, oursShift);
-  place(theirs.offset, theirs.bucketCounts, theirsShift);
+  }
   return { offset: range.low, counts };
 }
 
 /** How many buckets the two runs, each `shift` schemas finer, span together once merged. */
-function span(
-  ours: NativeBuckets,
-  theirs: { offset: number; bucketCounts: readonly number[] },
-  oursShift: number,
-  theirsShift: number,
-): number {
-  const range = bounds(
-    ours.offset,
-    ours.counts.length,
-    oursShift,
-    theirs.offset,
-    theirs.bucketCounts.length,
-    theirsShift,
-  );
+function span(ours: Run, oursShift: number, theirs: Run, theirsShift: number): number {
+  const range = bounds(ours, oursShift, theirs, theirsShift);
   return range === undefined ? 0 : range.high - range.low + 1;
 }
 
-/** The lowest and highest bucket index of two runs (offset, length) at a coarser schema; none when both are empty. */
-function bounds(
-  a: number,
-  aLength: number,
-  aShift: number,
-  b: number,
-  bLength: number,
-  bShift: number,
-): { low: number; high: number } | undefined {
+/** The lowest and highest bucket index of two runs at a coarser schema; none when both are empty. */
+function bounds(a: Run, aShift: number, b: Run, bShift: number): { low: number; high: number } | undefined {
   let low = Infinity;
   let high = -Infinity;
-  if (aLength > 0) {
-    low = coarser(a, aShift);
-    high = coarser(a + aLength - 1, aShift);
-  }
-  if (bLength > 0) {
-    low = Math.min(low, coarser(b, bShift));
-    high = Math.max(high, coarser(b + bLength - 1, bShift));
+  for (const [run, shift] of [
+    [a, aShift],
+    [b, bShift],
+  ] as const) {
+    if (run.counts.length === 0) continue;
+    low = Math.min(low, coarser(run.offset, shift));
+    high = Math.max(high, coarser(run.offset + run.counts.length - 1, shift));
   }
   return low === Infinity ? undefined : { low, high };
 }

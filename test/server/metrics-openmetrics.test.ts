@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { requestRaw as get } from "../support/http.js";
 import { gunzipSync } from "node:zlib";
 import type { MetricsService } from "../../src/service.js";
 import { OPENMETRICS_CONTENT_TYPE } from "../../src/exposition/openmetrics-text.js";
@@ -18,21 +18,6 @@ const PROMETHEUS_NATIVE_ACCEPT =
   "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75," +
   "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
 const TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
-
-function get(url: string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
-    const req = httpRequest(url, { headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 /** The text without the Requests2XX samples, which count the scrapes themselves. */
 const withoutScrapeCounts = (series: string[]): string[] =>

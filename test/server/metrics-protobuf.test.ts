@@ -1,5 +1,5 @@
 import { expect } from "chai";
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http";
+import { requestRaw as get } from "../support/http.js";
 import { gunzipSync } from "node:zlib";
 import type { MetricsService } from "../../src/service.js";
 import { PROTOBUF_CONTENT_TYPE } from "../../src/server/accept-format.js";
@@ -11,21 +11,6 @@ const PROMETHEUS_NATIVE_ACCEPT =
   "application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited," +
   "application/openmetrics-text;version=1.0.0;q=0.8,application/openmetrics-text;version=0.0.1;q=0.75," +
   "text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
-
-function get(url: string, headers: Record<string, string> = {}) {
-  return new Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }>((resolve, reject) => {
-    const req = httpRequest(url, { headers, agent: false }, (res) => {
-      const chunks: Buffer[] = [];
-      res.on("data", (chunk: Buffer) => chunks.push(chunk));
-      res.on("end", () =>
-        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
-      );
-      res.on("error", reject);
-    });
-    req.on("error", reject);
-    req.end();
-  });
-}
 
 /** `name{a="1",b="2"} value` lines, labels sorted, as Prometheus would store the text's samples. */
 function textSamples(text: string): string[] {

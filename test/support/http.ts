@@ -26,3 +26,30 @@ export function request(
     req.end(options.body);
   });
 }
+
+/** A whole HTTP response, its body as bytes (gzip, protobuf). */
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  body: Buffer;
+}
+
+/** One request with these headers over a real socket, the body kept as bytes. */
+export function requestRaw(
+  url: string,
+  headers: Record<string, string> = {},
+  method = "GET",
+): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (chunk: Buffer) => chunks.push(chunk));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }),
+      );
+      res.on("error", reject);
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
